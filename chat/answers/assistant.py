@@ -1,0 +1,153 @@
+"""The assistant: retrieval, prompt and LLM stream for one answer, with LangChain's async
+interface (`ainvoke`, `astream`, `abatch`, `astream_events`). It knows nothing of rooms or
+sockets; `chat.answers.runner` puts its events into a room."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+from chat.answers.events import (
+    AnswerDelta,
+    AnswerEnd,
+    AnswerError,
+    AnswerEvent,
+    AnswerResult,
+    RetrievalFinished,
+    RetrievalStarted,
+)
+from chat.answers.prompt import build_messages
+from chat.errors import ChatError
+from chat.llm.base import ChatMessage, LLMProvider, LLMRequest, StreamEnd, TextDelta
+from chat.retrieval.base import Retriever, Source
+
+logger = logging.getLogger(__name__)
+
+
+class Assistant:
+    """Answers questions grounded in a Chroma collection, streaming from an LLM provider."""
+
+    def __init__(
+        self,
+        *,
+        llm: LLMProvider,
+        retriever: Retriever,
+        collection: str,
+        k: int = 4,
+        system_prompt: str = "",
+    ) -> None:
+        self.llm = llm
+        self.retriever = retriever
+        self.collection = collection
+        self.k = k
+        self.system_prompt = system_prompt
+
+    async def astream_events(
+        self, question: str, *, history: Sequence[ChatMessage] = ()
+    ) -> AsyncIterator[AnswerEvent]:
+        """Retrieval started and finished, each delta, then exactly one end or error.
+
+        Closing this generator early (cancel) closes the LLM stream, which closes the
+        upstream HTTP request.
+        """
+        yield RetrievalStarted(query=question)
+        try:
+            sources = await self.retriever.retrieve(question, collection=self.collection, k=self.k)
+        except ChatError as err:
+            logger.warning("Retrieval failed: %s", err.message)
+            yield AnswerError(error=err)
+            return
+        yield RetrievalFinished(sources=sources)
+        request = LLMRequest(
+            messages=build_messages(
+                question, sources=sources, history=history, system_prompt=self.system_prompt
+            ),
+            question=question,
+            sources=sources,
+        )
+        parts: list[str] = []
+        stream = self.llm.stream(request)
+        try:
+            async for item in stream:  # cancellation here closes the stream in `finally`
+                if isinstance(item, TextDelta):
+                    if item.text:
+                        parts.append(item.text)
+                        yield AnswerDelta(text=item.text)
+                elif isinstance(item, StreamEnd):
+                    yield AnswerEnd(
+                        text="".join(parts), usage=item.usage, finish_reason=item.finish_reason
+                    )
+                    return
+        except ChatError as err:
+            yield AnswerError(error=err, text="".join(parts))
+            return
+        finally:
+            await _aclose(stream)
+        # A provider that stops without a StreamEnd broke its contract: never call it complete.
+        yield AnswerError(
+            error=ChatError("The answer stream ended unexpectedly.", code="llm_truncated"),
+            text="".join(parts),
+        )
+
+    async def astream(
+        self, question: str, *, history: Sequence[ChatMessage] = ()
+    ) -> AsyncIterator[str]:
+        """Only the deltas; raises the `ChatError` of a failed answer."""
+        events = self.astream_events(question, history=history)
+        try:
+            async for event in events:
+                if isinstance(event, AnswerDelta):
+                    yield event.text
+                elif isinstance(event, AnswerError):
+                    raise event.error
+        finally:
+            await _aclose(events)
+
+    async def ainvoke(
+        self, question: str, *, history: Sequence[ChatMessage] = ()
+    ) -> AnswerResult:
+        """The whole answer: text, sources and usage; raises `ChatError` on failure."""
+        sources: list[Source] = []
+        async for event in self.astream_events(question, history=history):
+            if isinstance(event, RetrievalFinished):
+                sources = event.sources
+            elif isinstance(event, AnswerEnd):
+                return AnswerResult(
+                    text=event.text,
+                    sources=sources,
+                    usage=event.usage,
+                    finish_reason=event.finish_reason,
+                )
+            elif isinstance(event, AnswerError):
+                raise event.error
+        raise ChatError("The answer ended without a result.")
+
+    async def abatch(
+        self,
+        questions: Sequence[str],
+        *,
+        max_concurrency: int = 4,
+        return_exceptions: bool = False,
+    ) -> list[AnswerResult | ChatError]:
+        """Answer many questions, at most `max_concurrency` at a time, results in order."""
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        gate = asyncio.Semaphore(max_concurrency)
+
+        async def one(question: str) -> AnswerResult | ChatError:
+            async with gate:
+                try:
+                    return await self.ainvoke(question)
+                except ChatError as err:
+                    if return_exceptions:
+                        return err
+                    raise
+
+        return list(await asyncio.gather(*(one(q) for q in questions)))
+
+
+async def _aclose(stream: object) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -1,0 +1,64 @@
+"""Typed events of one answer, as `Assistant.astream_events` yields them.
+
+Order: `RetrievalStarted`, `RetrievalFinished`, zero or more `AnswerDelta`, then exactly one
+of `AnswerEnd` or `AnswerError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from chat.errors import ChatError
+from chat.llm.base import Usage
+from chat.retrieval.base import Source
+
+
+@dataclass(frozen=True, slots=True)
+class RetrievalStarted:
+    """The knowledge base is being searched for `query`."""
+
+    query: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetrievalFinished:
+    """The passages the answer will be grounded in (may be empty)."""
+
+    sources: list[Source]
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerDelta:
+    """A non-empty piece of the answer, in order."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerEnd:
+    """The answer is complete. `text` is every delta joined."""
+
+    text: str
+    usage: Usage | None = None
+    finish_reason: str = "stop"
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerError:
+    """The answer failed; `text` is what was produced before the failure."""
+
+    error: ChatError
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerResult:
+    """A whole answer, as `Assistant.ainvoke` returns it."""
+
+    text: str
+    sources: list[Source] = field(default_factory=list)
+    usage: Usage | None = None
+    finish_reason: str = "stop"
+
+
+AnswerEvent = RetrievalStarted | RetrievalFinished | AnswerDelta | AnswerEnd | AnswerError

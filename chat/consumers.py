@@ -1,0 +1,177 @@
+"""The WebSocket consumer: thin. It accepts, parses each frame into a typed command, hands it
+to the worker's services, and queues frames out. Long work (answers) runs in its own tasks,
+so `cancel` and `disconnect` are handled at once."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from chat import identity as identities
+from chat import protocol, storage
+from chat.protocol import ProtocolError, dumps
+from chat.ratelimit import TokenBucket
+from chat.realtime.connection import Connection
+from chat.realtime.worker import Worker, get_worker
+
+logger = logging.getLogger(__name__)
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    """One member's socket in one room (`/ws/rooms/<room>/`)."""
+
+    # No per-connection channel: room events come from the worker's hub, control messages
+    # through the worker's own channel. (An unknown alias makes Channels skip new_channel.)
+    channel_layer_alias = "__no_layer__"
+
+    room = ""
+    conn: Connection | None = None
+    identity: identities.Identity | None = None
+    worker: Worker | None = None
+
+    async def connect(self) -> None:
+        """Refuse (before accept) when login is required; 4004 for a bad room name."""
+        self.room = self.scope["url_route"]["kwargs"]["room"]
+        self.identity = identities.resolve(self.scope.get("user"), self.scope.get("session"))
+        if self.identity is None:
+            await self.close()  # Before accept: the handshake is refused (HTTP 403).
+            return
+        await self.accept()
+        if not protocol.ROOM_NAME_RE.match(self.room):
+            await self.close(code=protocol.CLOSE_BAD_ROOM)
+            return
+        self.conn_id = secrets.token_hex(8)
+        self.flood_strikes = 0
+        self.frames = TokenBucket(
+            settings.CHAT_FRAME_RATE_PER_SECOND, settings.CHAT_FRAME_RATE_PER_SECOND * 2
+        )
+        self.worker = await get_worker()
+        self.conn = Connection(
+            send=self._send_text,
+            close=self._close_with,
+            max_bytes=settings.CHAT_SEND_BUFFER_BYTES,
+            transport_pending=self.scope.get("chat.transport_pending"),
+            label=f"{self.room}/{self.identity.name}",
+        )
+        self.conn.start()
+        await database_sync_to_async(storage.get_room)(self.room)
+        await self.worker.watch_room(self.room)
+        await self.worker.coordinator.presence_add(
+            self.room, self.conn_id, self.identity.to_wire()
+        )
+        members = await self.worker.coordinator.members(self.room)
+        user = self.identity.to_wire()
+
+        def welcome(seq: int, resumed: bool, history: list[dict[str, Any]]) -> str:
+            return dumps(
+                protocol.welcome_frame(
+                    room=self.room,
+                    user=user,
+                    seq=seq,
+                    resumed=resumed,
+                    history=history,
+                    members=members,
+                )
+            )
+
+        await self.worker.hub.join(
+            self.room,
+            self.conn,
+            after=_after(self.scope),
+            history_limit=settings.CHAT_HISTORY_LENGTH,
+            welcome=welcome,
+        )
+        await self.worker.presence_changed(self.room)
+
+    async def disconnect(self, code: int) -> None:
+        """Drop the socket only: answers keep running and are stored for everyone."""
+        if self.conn is None or self.worker is None:
+            return
+        self.worker.hub.leave(self.room, self.conn)
+        await self.conn.stop()
+        await self.worker.coordinator.presence_remove(self.room, self.conn_id)
+        await self.worker.presence_changed(self.room)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.conn is None or self.conn.closing:
+            return
+        size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
+        if size > settings.CHAT_MAX_FRAME_BYTES:
+            self.conn.close_soon(protocol.CLOSE_TOO_BIG)
+            return
+        try:
+            wait = self.frames.take()
+            if wait:
+                raise ProtocolError("rate_limited", "Too many frames; slow down.", retry_after=wait)
+            if text_data is None:
+                raise ProtocolError("bad_frame", "Frames must be JSON text, not binary.")
+            command = protocol.parse_command(text_data, max_chars=settings.CHAT_MAX_QUESTION_CHARS)
+            await self._handlers[command.type](self, command)
+        except ProtocolError as err:
+            self._error(err)
+        except Exception:
+            logger.exception("Frame from %s in %s failed", self.conn.label, self.room)
+            self.conn.push(dumps(protocol.error_frame("internal", "Something went wrong.")))
+
+    def _error(self, err: ProtocolError) -> None:
+        assert self.conn is not None  # noqa: S101 - receive() checked it
+        if err.code == "rate_limited":
+            self.flood_strikes += 1
+            if self.flood_strikes > settings.CHAT_FLOOD_LIMIT:
+                self.conn.close_soon(protocol.CLOSE_POLICY)
+                return
+        self.conn.push(
+            dumps(protocol.error_frame(err.code, err.message, retry_after=err.retry_after))
+        )
+
+    async def on_ask(self, command: protocol.Ask) -> None:
+        assert self.worker is not None and self.identity is not None  # noqa: S101
+        wait = self.worker.ask_buckets.take(self.identity.id)
+        if wait:
+            raise ProtocolError(
+                "rate_limited", "You are asking too fast; try again shortly.", retry_after=wait
+            )
+        self.flood_strikes = 0
+        assert self.worker.runner is not None  # noqa: S101
+        await self.worker.runner.ask(self.room, self.identity, command)
+
+    async def on_cancel(self, command: protocol.Cancel) -> None:
+        assert self.worker is not None and self.identity is not None  # noqa: S101
+        assert self.worker.runner is not None  # noqa: S101
+        await self.worker.runner.cancel(self.room, self.identity, command.answer_id)
+
+    async def on_ping(self, command: protocol.Ping) -> None:
+        assert self.conn is not None  # noqa: S101
+        self.conn.push(dumps(protocol.pong_frame()))
+
+    # One handler per command type, dispatched through this table (never getattr on input).
+    _handlers: dict[str, Callable[[ChatConsumer, Any], Awaitable[None]]] = {
+        "ask": on_ask,
+        "cancel": on_cancel,
+        "ping": on_ping,
+    }
+
+    async def _send_text(self, frame: str) -> None:
+        await self.send(text_data=frame)
+
+    async def _close_with(self, code: int) -> None:
+        await self.close(code=code)
+
+
+def _after(scope: dict[str, Any]) -> int | None:
+    """The `after=<seq>` resume cursor, or None (absent or not a non-negative integer)."""
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("after")
+    if not values:
+        return None
+    try:
+        after = int(values[-1])
+    except ValueError:
+        return None
+    return after if after >= 0 else None

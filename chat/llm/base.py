@@ -1,0 +1,60 @@
+"""The interface every LLM provider implements, and the items its stream yields."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from chat.retrieval.base import Source
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One message of the prompt, in OpenAI's chat format."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class LLMRequest:
+    """Everything a provider may need: the full prompt, and the raw parts for the offline one."""
+
+    messages: Sequence[ChatMessage]
+    question: str
+    sources: Sequence[Source] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A non-empty piece of the answer's text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """The provider finished normally: the model sent a finish reason."""
+
+    finish_reason: str
+    usage: Usage | None = None
+
+
+StreamItem = TextDelta | StreamEnd
+
+
+class LLMProvider(Protocol):
+    """Streams one answer. The stream yields `TextDelta`s then exactly one `StreamEnd`, or raises
+    `chat.errors.LLMError`. Whoever iterates it must exhaust it or `aclose()` it; the provider
+    closes its upstream HTTP response in `finally`, so a cancelled answer stops the LLM."""
+
+    name: str
+
+    def stream(self, request: LLMRequest) -> AsyncIterator[StreamItem]: ...

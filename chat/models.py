@@ -1,0 +1,76 @@
+"""Rooms and their messages. Questions are stored when asked; answers when they start (status
+`streaming`) and again when they end, with their final status, sources and usage."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Room(models.Model):
+    """A chat room; it exists from its first join."""
+
+    name = models.CharField(max_length=64, unique=True)
+    # Chroma collection searched for this room's answers; blank means settings.CHAT_COLLECTION.
+    collection = models.CharField(max_length=63, blank=True, default="")
+    created = models.DateTimeField(auto_now_add=True)
+    last_activity = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Highest seq known to be appended; lets a Redis log that lost its data start above it.
+    last_seq = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-last_activity"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Message(models.Model):
+    """A question (role `user`) or an answer (role `assistant`) in a room."""
+
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    class Status(models.TextChoices):
+        COMPLETE = "complete"
+        STREAMING = "streaming"
+        CANCELLED = "cancelled"
+        FAILED = "failed"
+        INTERRUPTED = "interrupted"
+
+    id = models.CharField(primary_key=True, max_length=40)
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    text = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
+    # Author of a question (an answer's asker is its question's author).
+    user_id = models.CharField(max_length=64, blank=True, default="")
+    user_name = models.CharField(max_length=150, blank=True, default="")
+    client_id = models.CharField(max_length=64, blank=True, default="")
+    question = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="answers"
+    )
+    sources = models.JSONField(default=list, blank=True)
+    usage = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    # Room seq of the event that created this message (question / answer.start), and of the
+    # answer's end; null until appended to the room log.
+    seq = models.BigIntegerField(null=True, blank=True)
+    end_seq = models.BigIntegerField(null=True, blank=True)
+    created = models.DateTimeField(db_index=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created"]
+        indexes = [models.Index(fields=["room", "created"])]
+        constraints = [
+            # The same client_id from the same user in the same room is asked only once.
+            models.UniqueConstraint(
+                fields=["room", "user_id", "client_id"],
+                condition=~models.Q(client_id=""),
+                name="unique_client_id_per_user_room",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} {self.id} ({self.status})"

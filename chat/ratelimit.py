@@ -1,0 +1,47 @@
+"""Token buckets: asks per person, frames per connection."""
+
+from __future__ import annotations
+
+import time
+
+
+class TokenBucket:
+    """`rate` tokens per second up to `burst`; `take()` returns 0 or the seconds to wait."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = burst
+        self._stamp = time.monotonic()
+
+    def take(self, cost: float = 1.0) -> float:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        if self._tokens >= cost:
+            self._tokens -= cost
+            return 0.0
+        return (cost - self._tokens) / self.rate if self.rate > 0 else float("inf")
+
+
+class BucketRegistry:
+    """One bucket per key (a person's id), forgotten when full again, so memory stays small."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def take(self, key: str) -> float:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) > 10_000:
+                self._forget_full()
+            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst)
+        return bucket.take()
+
+    def _forget_full(self) -> None:
+        now = time.monotonic()
+        for key, bucket in list(self._buckets.items()):
+            if bucket._tokens + (now - bucket._stamp) * bucket.rate >= bucket.burst:
+                del self._buckets[key]

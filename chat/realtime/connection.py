@@ -1,0 +1,105 @@
+"""One WebSocket's outgoing side: a bounded send buffer in front of the socket.
+
+Frames are queued and written by one writer task, in order. The bound covers what waits in our
+queue plus what the server's transport still holds unsent (daphne exposes it; see
+`config.asgi.transport_probe`): a client too slow to read is closed with 4008 and resumes with
+`after`, so memory stays bounded and nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from chat.protocol import CLOSE_TOO_SLOW
+
+logger = logging.getLogger(__name__)
+
+SendText = Callable[[str], Awaitable[None]]
+CloseSocket = Callable[[int], Awaitable[None]]
+PendingBytes = Callable[[], int]
+
+
+class Connection:
+    """Outgoing frames of one connection. `cursor` is the last room seq queued to it."""
+
+    def __init__(
+        self,
+        *,
+        send: SendText,
+        close: CloseSocket,
+        max_bytes: int,
+        transport_pending: PendingBytes | None = None,
+        label: str = "",
+    ) -> None:
+        self._send = send
+        self._close = close
+        self._max_bytes = max_bytes
+        self._transport_pending = transport_pending
+        self._queue: deque[str] = deque()
+        self._queued_bytes = 0
+        self._wakeup = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self.closing = False
+        self.cursor = 0
+        self.label = label
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_loop(), name=f"writer {self.label}")
+
+    def push(self, frame: str) -> bool:
+        """Queue a frame; False (and the connection closes with 4008) when over the bound."""
+        if self.closing:
+            return False
+        size = len(frame)
+        pending = self._transport_pending() if self._transport_pending is not None else 0
+        if self._queued_bytes + size + pending > self._max_bytes:
+            logger.warning(
+                "Closing %s: send buffer over %d bytes (queued %d, transport %d)",
+                self.label,
+                self._max_bytes,
+                self._queued_bytes,
+                pending,
+            )
+            self.close_soon(CLOSE_TOO_SLOW)
+            return False
+        self._queue.append(frame)
+        self._queued_bytes += size
+        self._wakeup.set()
+        return True
+
+    def close_soon(self, code: int) -> None:
+        """Stop sending and close the socket with `code` after what is already written."""
+        if self.closing:
+            return
+        self.closing = True
+        self._queue.clear()
+        self._queued_bytes = 0
+        task = asyncio.create_task(self._close(code), name=f"close {self.label}")
+        task.add_done_callback(_log_failure)
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue and not self.closing:
+                frame = self._queue.popleft()
+                self._queued_bytes -= len(frame)
+                await self._send(frame)
+
+    async def stop(self) -> None:
+        """Stop the writer (the socket is gone)."""
+        self.closing = True
+        if self._writer is not None:
+            self._writer.cancel()
+            try:
+                await self._writer
+            except asyncio.CancelledError:
+                pass  # We cancelled it ourselves; the socket is already gone.
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("Closing a socket failed: %r", task.exception())

@@ -1,0 +1,151 @@
+"""The per-worker room hub: one reader of each room's log, delivering to local sockets.
+
+Deltas do not travel through the channel layer: the hub subscribes to the room log once per
+room and queues every event to each local connection whose cursor it follows, so members on
+every worker see the same events in the same seq order (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from chat.protocol import CLOSE_RESTART
+from chat.realtime.connection import Connection
+from chat.realtime.log import RoomLog
+
+logger = logging.getLogger(__name__)
+
+# Recent events kept per room so a joining member catches up without reading the log.
+RING_SIZE = 4096
+
+WelcomeBuilder = Callable[[int, bool, list[dict[str, Any]]], str]
+
+
+@dataclass(slots=True)
+class _RoomState:
+    cursor: int = 0
+    ring: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=RING_SIZE))
+    members: set[Connection] = field(default_factory=set)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class RoomHub:
+    """Delivers room events to this worker's connections, each from its own cursor."""
+
+    def __init__(self, log: RoomLog) -> None:
+        self._log = log
+        self._rooms: dict[str, _RoomState] = {}
+
+    async def join(
+        self,
+        room: str,
+        conn: Connection,
+        *,
+        after: int | None,
+        history_limit: int,
+        welcome: WelcomeBuilder,
+    ) -> bool:
+        """Queue a `welcome`, then every event after it, then live events; True if resumed."""
+        state = await self._ensure_room(room)
+        resumed = False
+        if after is not None and after >= 0:
+            backlog = await self._log.read_after(room, after)
+            if backlog is not None:
+                resumed = True
+                conn.push(welcome(after, True, []))
+                cursor = after
+                for seq, frame in backlog:
+                    if seq == cursor + 1:
+                        conn.push(frame)
+                        cursor = seq
+        if not resumed:
+            snapshot = await self._log.snapshot(room, history_limit)
+            conn.push(welcome(snapshot.seq, False, snapshot.history))
+            cursor = snapshot.seq
+        # Catch up from our cursor to the hub's, then go live in the same tick (no await
+        # between the last catch-up and joining `members`, so no event can slip between).
+        while cursor < state.cursor:
+            events = self._ring_after(state, cursor)
+            if events is None:
+                events = await self._log.read_after(room, cursor) or []
+                if not events or events[0][0] != cursor + 1:
+                    # The log moved on past us while we read: start over with a resume.
+                    conn.close_soon(CLOSE_RESTART)
+                    return resumed
+            for seq, frame in events:
+                if seq == cursor + 1:
+                    conn.push(frame)
+                    cursor = seq
+        conn.cursor = cursor
+        state.members.add(conn)
+        return resumed
+
+    def leave(self, room: str, conn: Connection) -> None:
+        state = self._rooms.get(room)
+        if state is None:
+            return
+        state.members.discard(conn)
+        if not state.members:
+            # Stop reading the room's log once nobody here listens to it.
+            del self._rooms[room]
+            task = asyncio.create_task(self._log.unsubscribe(room))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    def rooms(self) -> list[str]:
+        return list(self._rooms)
+
+    def connections(self, room: str) -> list[Connection]:
+        state = self._rooms.get(room)
+        return list(state.members) if state else []
+
+    async def _ensure_room(self, room: str) -> _RoomState:
+        state = self._rooms.get(room)
+        if state is None:
+            state = _RoomState()
+            self._rooms[room] = state
+            try:
+                state.cursor = await self._log.subscribe(room, self._listener(room, state))
+            except BaseException:
+                self._rooms.pop(room, None)
+                state.ready.set()
+                raise
+            state.ready.set()
+        else:
+            await state.ready.wait()
+        return state
+
+    def _listener(self, room: str, state: _RoomState) -> Callable[[int, str], None]:
+        def deliver(seq: int, frame: str) -> None:
+            if seq <= state.cursor:
+                return
+            if seq != state.cursor + 1:
+                # The log lost events (e.g. Redis restarted): nobody here can be sure of
+                # their place any more; they reconnect with `after` and get a fresh welcome.
+                logger.warning("Room %s jumped from seq %d to %d", room, state.cursor, seq)
+                state.ring.clear()
+                for conn in list(state.members):
+                    conn.close_soon(CLOSE_RESTART)
+                state.members.clear()
+            state.cursor = seq
+            state.ring.append((seq, frame))
+            for conn in state.members:
+                if seq == conn.cursor + 1:
+                    conn.cursor = seq
+                    conn.push(frame)
+                elif seq > conn.cursor + 1:
+                    conn.close_soon(CLOSE_RESTART)
+
+        return deliver
+
+    @staticmethod
+    def _ring_after(state: _RoomState, cursor: int) -> list[tuple[int, str]] | None:
+        ring = state.ring
+        if not ring or ring[0][0] > cursor + 1:
+            return None
+        start = cursor + 1 - ring[0][0]
+        return [ring[i] for i in range(start, len(ring))]

