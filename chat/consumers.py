@@ -162,7 +162,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=frame)
 
     async def _close_with(self, code: int) -> None:
-        await self.close(code=code)
+        close_frame = self.scope.get("chat.close_frame")
+        if close_frame is not None and not (code == 1000 or 3000 <= code <= 4999):
+            # Under daphne, codes like 1008/1009 must bypass autobahn's check (config.asgi).
+            close_frame(code)
+        else:
+            await self.close(code=code)
 
 
 def _after(scope: dict[str, Any]) -> int | None:

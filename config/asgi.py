@@ -19,23 +19,40 @@ from config.origin import OriginCheck  # noqa: E402
 
 
 def transport_probe(app: Any) -> Any:
-    """Expose, as `scope["chat.transport_pending"]`, how many bytes the server still holds
-    unsent for this socket, so the send buffer bound covers them (see
-    chat.realtime.connection). Daphne passes `send` as partial(Server.handle_reply, protocol);
-    under another server the key is simply absent and only our own queue is bounded."""
+    """Give the consumer two things ASGI does not carry, when the server is daphne (it passes
+    `send` as partial(Server.handle_reply, protocol)); under another server both are absent:
+
+    - `scope["chat.transport_pending"]`: bytes the server still holds unsent for this socket,
+      so the send buffer bound covers them (chat.realtime.connection);
+    - `scope["chat.close_frame"]`: send a close frame with any code. Autobahn's `sendClose`
+      refuses 1008/1009/1011/1012 from an application, though daphne itself sends 1011 through
+      `sendCloseFrame`; the protocol needs them.
+    """
 
     async def wrapper(scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if scope["type"] == "websocket":
-            pending = _pending_bytes(send)
+            protocol = _daphne_protocol(send)
+            extra: dict[str, Any] = {}
+            pending = _pending_bytes(protocol)
             if pending is not None:
-                scope = {**scope, "chat.transport_pending": pending}
+                extra["chat.transport_pending"] = pending
+            if hasattr(protocol, "sendCloseFrame"):
+                extra["chat.close_frame"] = lambda code: protocol.sendCloseFrame(
+                    code=code, isReply=False
+                )
+            if extra:
+                scope = {**scope, **extra}
         return await app(scope, receive, send)
 
     return wrapper
 
 
-def _pending_bytes(send: Any) -> Callable[[], int] | None:
-    protocol = getattr(send, "args", (None,))[0] if getattr(send, "args", None) else None
+def _daphne_protocol(send: Any) -> Any:
+    args = getattr(send, "args", None)
+    return args[0] if args else None
+
+
+def _pending_bytes(protocol: Any) -> Callable[[], int] | None:
     transport = getattr(protocol, "transport", None)
     if transport is None or not hasattr(transport, "dataBuffer"):
         return None

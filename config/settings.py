@@ -37,6 +37,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files straight from the app server (daphne serves no static files by itself).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -89,7 +91,12 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "frontend" / "static"]
-STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "staticfiles"))
+# Where `collectstatic` writes (Docker image); unset on a laptop, where WhiteNoise serves
+# straight from the finders.
+STATIC_ROOT = env.str("DJANGO_STATIC_ROOT", default="") or None
+# Serve from the finders (frontend/static) without a collectstatic step on a laptop;
+# production images run collectstatic (see Dockerfile) and may turn this off.
+WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
 
 # --- Real-time backends -------------------------------------------------------------------
 # REDIS_URL switches the channel layer and the room log to Redis (several workers).

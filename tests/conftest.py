@@ -99,3 +99,28 @@ async def connect(
     assert first["type"] == "welcome", first
     client.welcome = first
     return client
+
+
+@pytest.fixture(scope="session")
+def knowledge_base(django_db_blocker: Any) -> str:
+    """The sample knowledge base, ingested once into the test Chroma directory."""
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from chat.retrieval import reset_retriever
+
+    call_command("ingest", str(settings.BASE_DIR / "knowledge"), verbosity=0)
+    reset_retriever()
+    return settings.CHAT_COLLECTION
+
+
+async def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll `predicate` (for state that has nothing to await) until truthy, with a deadline."""
+    async with asyncio.timeout(timeout):
+        while True:
+            value = predicate()
+            if asyncio.iscoroutine(value):
+                value = await value
+            if value:
+                return value
+            await asyncio.sleep(interval)

@@ -53,7 +53,7 @@ class Worker:
         )
 
     async def start(self) -> None:
-        self.control_channel = await self.layer.new_channel(prefix=f"worker.{self.worker_id}!")
+        self.control_channel = await self.layer.new_channel(prefix=f"worker.{self.worker_id}")
         self.runner = AnswerRunner(
             log=self.log,
             coordinator=self.coordinator,
@@ -69,6 +69,11 @@ class Worker:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Close the LLM clients this worker used: their HTTP pools belong to this event loop.
+        for llm in {id(a.llm): a.llm for a in self._assistants.values()}.values():
+            aclose = getattr(llm, "aclose", None)
+            if aclose is not None:
+                await aclose()
         await self.log.close()
         await self.coordinator.close()
 
