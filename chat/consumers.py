@@ -63,9 +63,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.conn.start()
         await database_sync_to_async(storage.get_room)(self.room)
         await self.worker.watch_room(self.room)
-        await self.worker.coordinator.presence_add(
-            self.room, self.conn_id, self.identity.to_wire()
-        )
+        await self.worker.coordinator.presence_add(self.room, self.conn_id, self.identity.to_wire())
         members = await self.worker.coordinator.members(self.room)
         user = self.identity.to_wire()
 
@@ -121,7 +119,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.conn.push(dumps(protocol.error_frame("internal", "Something went wrong.")))
 
     def _error(self, err: ProtocolError) -> None:
-        assert self.conn is not None  # noqa: S101 - receive() checked it
+        if self.conn is None:
+            return
         if err.code == "rate_limited":
             self.flood_strikes += 1
             if self.flood_strikes > settings.CHAT_FLOOD_LIMIT:
@@ -131,25 +130,29 @@ class ChatConsumer(AsyncWebsocketConsumer):
             dumps(protocol.error_frame(err.code, err.message, retry_after=err.retry_after))
         )
 
+    def _member(self) -> tuple[Worker, identities.Identity]:
+        # Frames are only received after connect() set these up.
+        if self.worker is None or self.identity is None:
+            raise RuntimeError("frame received before the connection was set up")
+        return self.worker, self.identity
+
     async def on_ask(self, command: protocol.Ask) -> None:
-        assert self.worker is not None and self.identity is not None  # noqa: S101
-        wait = self.worker.ask_buckets.take(self.identity.id)
+        worker, identity = self._member()
+        wait = worker.ask_buckets.take(identity.id)
         if wait:
             raise ProtocolError(
                 "rate_limited", "You are asking too fast; try again shortly.", retry_after=wait
             )
         self.flood_strikes = 0
-        assert self.worker.runner is not None  # noqa: S101
-        await self.worker.runner.ask(self.room, self.identity, command)
+        await worker.answers.ask(self.room, identity, command)
 
     async def on_cancel(self, command: protocol.Cancel) -> None:
-        assert self.worker is not None and self.identity is not None  # noqa: S101
-        assert self.worker.runner is not None  # noqa: S101
-        await self.worker.runner.cancel(self.room, self.identity, command.answer_id)
+        worker, identity = self._member()
+        await worker.answers.cancel(self.room, identity, command.answer_id)
 
     async def on_ping(self, command: protocol.Ping) -> None:
-        assert self.conn is not None  # noqa: S101
-        self.conn.push(dumps(protocol.pong_frame()))
+        if self.conn is not None:
+            self.conn.push(dumps(protocol.pong_frame()))
 
     # One handler per command type, dispatched through this table (never getattr on input).
     _handlers: dict[str, Callable[[ChatConsumer, Any], Awaitable[None]]] = {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -117,7 +118,11 @@ def _parse_ping(frame: dict[str, Any], max_chars: int) -> Ping:
 
 
 # Client input is dispatched through this explicit table, never getattr on client data.
-_PARSERS = {"ask": _parse_ask, "cancel": _parse_cancel, "ping": _parse_ping}
+_PARSERS: dict[str, Callable[[dict[str, Any], int], Command]] = {
+    "ask": _parse_ask,
+    "cancel": _parse_cancel,
+    "ping": _parse_ping,
+}
 
 
 def parse_command(raw: str, *, max_chars: int) -> Command:

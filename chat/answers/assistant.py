@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
 from chat.answers.events import (
     AnswerDelta,
@@ -45,7 +45,7 @@ class Assistant:
 
     async def astream_events(
         self, question: str, *, history: Sequence[ChatMessage] = ()
-    ) -> AsyncIterator[AnswerEvent]:
+    ) -> AsyncGenerator[AnswerEvent, None]:
         """Retrieval started and finished, each delta, then exactly one end or error.
 
         Closing this generator early (cancel) closes the LLM stream, which closes the
@@ -104,9 +104,7 @@ class Assistant:
         finally:
             await _aclose(events)
 
-    async def ainvoke(
-        self, question: str, *, history: Sequence[ChatMessage] = ()
-    ) -> AnswerResult:
+    async def ainvoke(self, question: str, *, history: Sequence[ChatMessage] = ()) -> AnswerResult:
         """The whole answer: text, sources and usage; raises `ChatError` on failure."""
         sources: list[Source] = []
         async for event in self.astream_events(question, history=history):

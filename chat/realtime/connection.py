@@ -9,16 +9,18 @@ queue plus what the server's transport still holds unsent (daphne exposes it; se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from chat.protocol import CLOSE_TOO_SLOW
 
 logger = logging.getLogger(__name__)
 
 SendText = Callable[[str], Awaitable[None]]
-CloseSocket = Callable[[int], Awaitable[None]]
+CloseSocket = Callable[[int], Coroutine[Any, Any, None]]
 PendingBytes = Callable[[], int]
 
 
@@ -94,10 +96,9 @@ class Connection:
         self.closing = True
         if self._writer is not None:
             self._writer.cancel()
-            try:
+            # We cancelled it ourselves; the socket is already gone.
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
-            except asyncio.CancelledError:
-                pass  # We cancelled it ourselves; the socket is already gone.
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

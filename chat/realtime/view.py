@@ -51,18 +51,18 @@ def apply_to_view(
             view_size,
         )
     elif kind == "answer.sources":
-        message = view.get(event["answer_id"])
-        if message is not None:
-            message["sources"] = event["sources"]
+        answer = view.get(event["answer_id"])
+        if answer is not None:
+            answer["sources"] = event["sources"]
     elif kind == "answer.end":
         live.pop(event["answer_id"], None)
-        message = view.get(event["answer_id"])
-        if message is not None:
-            message["status"] = event["status"]
-            message["text"] = event["text"]
+        answer = view.get(event["answer_id"])
+        if answer is not None:
+            answer["status"] = event["status"]
+            answer["text"] = event["text"]
             for key in ("error", "usage"):
                 if key in event:
-                    message[key] = event[key]
+                    answer[key] = event[key]
 
 
 def _add(view: View, message: dict[str, Any], view_size: int) -> None:

@@ -77,6 +77,13 @@ class Worker:
         await self.log.close()
         await self.coordinator.close()
 
+    @property
+    def answers(self) -> AnswerRunner:
+        """The answer runner (exists once `start()` ran, which `get_worker()` guarantees)."""
+        if self.runner is None:
+            raise RuntimeError("the worker is not started")
+        return self.runner
+
     async def assistant_for_room(self, room: str) -> Assistant:
         assistant = self._assistants.get(room)
         if assistant is None:
@@ -159,9 +166,10 @@ class Worker:
                     for answer_id in await self.log.live_answers(room):
                         if answer_id in local:
                             continue
-                        if await self.coordinator.owner_channel(answer_id) is None:
-                            if await self.runner.interrupt_orphan(room, answer_id):
-                                logger.warning("Answer %s lost its worker: interrupted", answer_id)
+                        if await self.coordinator.owner_channel(
+                            answer_id
+                        ) is None and await self.runner.interrupt_orphan(room, answer_id):
+                            logger.warning("Answer %s lost its worker: interrupted", answer_id)
             except Exception:
                 logger.exception("Orphan reaper failed; retrying")
 

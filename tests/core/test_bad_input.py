@@ -21,7 +21,7 @@ async def expect_error(client: Client, frame: Any, code: str) -> dict[str, Any]:
     if isinstance(frame, bytes):
         await client.ws.send_to(bytes_data=frame)
     else:
-        await client.send(frame if isinstance(frame, str) else frame)
+        await client.send(frame)
     error = (await client.recv_until(lambda f: f["type"] == "error"))[-1]
     assert error["code"] == code, error
     assert error["message"]
@@ -137,12 +137,16 @@ async def test_a_flood_of_asks_is_rate_limited_then_closed_with_1008(settings: A
         lambda f: f["type"] == "error" or (f["type"] == "question" and f["text"] == "still there?")
     )
     assert frames[-1]["type"] == "question", frames[-1]
-    frames = await bystander.recv_until(lambda f: f["type"] == "answer.end" and f["status"] == "complete")
+    frames = await bystander.recv_until(
+        lambda f: f["type"] == "answer.end" and f["status"] == "complete"
+    )
     count = await database_sync_to_async(
         Message.objects.filter(room__name="flood", role="user").count
     )()
     texts = await database_sync_to_async(
-        lambda: list(Message.objects.filter(room__name="flood", role="user").values_list("text", flat=True))
+        lambda: list(
+            Message.objects.filter(room__name="flood", role="user").values_list("text", flat=True)
+        )
     )()
     assert count == 3, texts
     await bystander.close()
@@ -186,9 +190,7 @@ async def test_a_logged_in_user_is_named_from_the_session(settings: Any, client:
     from django.contrib.auth.models import User
 
     settings.CHAT_ALLOW_GUESTS = False
-    user = await database_sync_to_async(User.objects.create_user)(
-        "minji", password="pw-123456789"
-    )
+    user = await database_sync_to_async(User.objects.create_user)("minji", password="pw-123456789")
     await database_sync_to_async(client.force_login)(user)
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
     member = await connect("lobby", headers=[(b"cookie", cookie)])

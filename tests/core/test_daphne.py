@@ -33,9 +33,10 @@ async def test_two_clients_of_a_real_daphne_see_one_streamed_answer(
     migrate(env)
     with daphne(env, log=tmp_path / "daphne.log") as url:
         ws_url = url.replace("http", "ws") + "/ws/rooms/real/"
-        async with websockets.connect(ws_url) as alice, websockets.connect(
-            ws_url, origin="http://127.0.0.1"
-        ) as bob:
+        async with (
+            websockets.connect(ws_url) as alice,
+            websockets.connect(ws_url, origin="http://127.0.0.1") as bob,
+        ):
             welcome = (await recv_until(alice, "welcome"))[-1]
             await recv_until(bob, "welcome")
             await alice.send(json.dumps({"type": "ask", "text": "How much is a latte?"}))

@@ -88,7 +88,9 @@ async def test_cancel_stops_the_answer_and_closes_the_upstream_request(llm: Any)
     assert end["status"] == "cancelled"
     assert end["text"] == deltas(frames + rest)
     assert 0 < len(end["text"].split()) < 400
-    records = await wait_for(lambda: [r for r in llm.stats() if r.finished or r.client_disconnected_early])
+    records = await wait_for(
+        lambda: [r for r in llm.stats() if r.finished or r.client_disconnected_early]
+    )
     assert records[-1].client_disconnected_early
     assert not records[-1].finished
     answer = await stored(answer_id)
@@ -160,7 +162,9 @@ async def test_welcome_history_holds_the_latest_messages_oldest_first(llm: Any) 
     bob = await connect("history")
     history = bob.welcome["history"]
     assert [m["role"] for m in history] == ["user", "assistant"] * 3
-    assert [m["text"] for m in history[0::2]] == [f"question {n} [[sim tokens=5]]" for n in range(3)]
+    assert [m["text"] for m in history[0::2]] == [
+        f"question {n} [[sim tokens=5]]" for n in range(3)
+    ]
     assert [m["text"] for m in history[1::2]] == [e["text"] for e in ends]
     assert all(m["status"] == "complete" for m in history)
     assert history[1]["question_id"] == history[0]["id"]

@@ -1,0 +1,92 @@
+"""The LLM layer: `get_provider()` returns the provider the settings choose.
+
+CHAT_LLM_PROVIDER (a dotted path to a class taking no arguments) wins; else the OpenAI-compatible
+provider when OPENAI_BASE_URL or OPENAI_API_KEY is set; else the offline answerer.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+if TYPE_CHECKING:
+    # Only for type checking: importing the base pulls in chat.retrieval (and Chroma), which
+    # the simulator (`python -m chat.llm.simulator`) must not need.
+    from .base import LLMProvider
+    from .fake import FakeLLM
+    from .offline import OfflineAnswerer
+    from .openai_provider import OpenAIProvider
+
+    # mypy checks that every provider implements the protocol.
+    _PROVIDERS: tuple[type[LLMProvider], ...] = (OpenAIProvider, OfflineAnswerer, FakeLLM)
+
+__all__ = ["get_provider", "reset_provider"]
+
+_SETTINGS = frozenset(
+    {
+        "CHAT_LLM_PROVIDER",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "CHAT_MODEL",
+        "CHAT_LLM_CONNECT_TIMEOUT",
+        "CHAT_LLM_READ_TIMEOUT",
+        "CHAT_LLM_MAX_RETRIES",
+        "CHAT_LLM_MAX_TOKENS",
+    }
+)
+
+_provider: LLMProvider | None = None
+_lock = threading.Lock()
+
+
+def get_provider() -> LLMProvider:
+    """The process's provider, built on first use from the settings."""
+    global _provider
+    provider = _provider
+    if provider is None:
+        with _lock:
+            if _provider is None:
+                _provider = _build_provider()
+            provider = _provider
+    return provider
+
+
+def reset_provider() -> None:
+    """Forget the cached provider; the next `get_provider()` reads the settings again."""
+    global _provider
+    with _lock:
+        _provider = None
+
+
+def _build_provider() -> LLMProvider:
+    from django.conf import settings
+
+    if settings.CHAT_LLM_PROVIDER:
+        try:
+            provider_class = import_string(settings.CHAT_LLM_PROVIDER)
+        except ImportError as err:
+            raise ImproperlyConfigured(
+                f"CHAT_LLM_PROVIDER {settings.CHAT_LLM_PROVIDER!r} cannot be imported: {err}"
+            ) from err
+        provider: LLMProvider = provider_class()
+        return provider
+    if settings.OPENAI_BASE_URL or settings.OPENAI_API_KEY:
+        from .openai_provider import OpenAIProvider
+
+        return OpenAIProvider()
+    from .offline import OfflineAnswerer
+
+    return OfflineAnswerer()
+
+
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    # override_settings in tests: the next answer must see the new configuration.
+    if setting in _SETTINGS:
+        reset_provider()
+
+
+setting_changed.connect(_on_setting_changed, dispatch_uid="chat.llm.reset_provider")

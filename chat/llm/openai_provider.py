@@ -1,0 +1,302 @@
+"""The OpenAI-compatible provider: OpenAI, vLLM, Ollama, llama.cpp server, or the simulator.
+
+Uses the official SDK with its retries off: we retry ourselves, and only before the first delta
+(a retry after text went out would repeat or change the answer people already read).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import openai
+from openai import AsyncOpenAI, AsyncStream
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
+
+from chat.errors import LLMError
+
+from .base import ChatMessage, LLMRequest, StreamEnd, StreamItem, TextDelta, Usage
+from .retry import BACKOFF_BASE, RETRY_AFTER_CAP, is_retryable_status, retry_delay
+
+logger = logging.getLogger(__name__)
+
+# Local servers (vLLM, Ollama, llama.cpp) ignore the key, but the SDK refuses to start without.
+PLACEHOLDER_API_KEY = "not-needed"
+# Enough of a server's error message to be useful in an error frame, not a whole HTML page.
+_MAX_SERVER_MESSAGE = 300
+
+
+@dataclass(frozen=True, slots=True)
+class _OpenFailure:
+    """How a failed attempt to open the stream is reported, and whether to try again."""
+
+    error: LLMError
+    retryable: bool
+    headers: Mapping[str, str] | None = None
+
+
+class OpenAIProvider:
+    """Streams answers from any OpenAI-compatible `/v1/chat/completions` server. Chosen when
+    OPENAI_BASE_URL or OPENAI_API_KEY is set; every argument defaults to its setting."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+        max_retries: int | None = None,
+        include_usage: bool = True,
+        backoff_base: float = BACKOFF_BASE,
+        retry_after_cap: float = RETRY_AFTER_CAP,
+    ) -> None:
+        from django.conf import settings
+
+        self.api_key = (api_key if api_key is not None else settings.OPENAI_API_KEY) or (
+            PLACEHOLDER_API_KEY
+        )
+        self.base_url = (base_url if base_url is not None else settings.OPENAI_BASE_URL) or None
+        self.model = model or settings.CHAT_MODEL
+        self.max_tokens = max_tokens if max_tokens is not None else settings.CHAT_LLM_MAX_TOKENS
+        self.connect_timeout = (
+            connect_timeout if connect_timeout is not None else settings.CHAT_LLM_CONNECT_TIMEOUT
+        )
+        self.read_timeout = (
+            read_timeout if read_timeout is not None else settings.CHAT_LLM_READ_TIMEOUT
+        )
+        self.max_retries = max(
+            0, max_retries if max_retries is not None else settings.CHAT_LLM_MAX_RETRIES
+        )
+        # Some OpenAI-compatible servers reject `stream_options`; then usage is simply absent.
+        self.include_usage = include_usage
+        self.backoff_base = backoff_base
+        self.retry_after_cap = retry_after_cap
+        # httpx2's timeout: `connect` to open the TCP/TLS connection, the first argument for
+        # everything else; `read` is the longest silence between two received bytes.
+        self._timeout = openai.Timeout(self.read_timeout, connect=self.connect_timeout)
+        self._client: AsyncOpenAI | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def where(self) -> str:
+        """The server, for error messages (never the key)."""
+        return self.base_url or "https://api.openai.com/v1"
+
+    def _get_client(self) -> AsyncOpenAI:
+        loop = asyncio.get_running_loop()
+        # Pooled connections belong to the loop that opened them. A server process has one loop;
+        # tests get a new loop per test, and then a new client.
+        if self._client is None or self._client_loop is not loop:
+            self._client = AsyncOpenAI(
+                api_key=self.api_key,
+                base_url=self.base_url,
+                timeout=self._timeout,
+                max_retries=0,  # our own retries, see _open()
+                http_client=openai.DefaultAsyncHttpxClient(timeout=self._timeout),
+            )
+            self._client_loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close pooled connections (tests, shutdown). The provider remains usable."""
+        client, self._client = self._client, None
+        if client is not None and self._client_loop is asyncio.get_running_loop():
+            await client.close()
+        self._client_loop = None
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[StreamItem]:
+        """Yield the answer's `TextDelta`s, then one `StreamEnd`; or raise `LLMError`."""
+        upstream = await self._open(request)
+        finish_reason: str | None = None
+        usage: Usage | None = None
+        try:
+            try:
+                # Cancelling the caller while it waits here, or aclose() at the yield below,
+                # goes through the finally: the HTTP response is closed and the LLM stops.
+                async for chunk in upstream:
+                    text, chunk_finish, chunk_usage = _read_chunk(chunk)
+                    usage = chunk_usage or usage
+                    if text:
+                        yield TextDelta(text)
+                    finish_reason = chunk_finish or finish_reason
+                # The usage chunk comes after the finish reason: read to the end before StreamEnd.
+            except openai.APITimeoutError as err:
+                if finish_reason is None:
+                    raise LLMError(
+                        f"The language model stopped sending its answer for "
+                        f"{self.read_timeout:g} seconds.",
+                        code="llm_timeout",
+                    ) from err
+                logger.warning("LLM stream timed out after its finish reason; usage is lost")
+            except openai.APIConnectionError as err:
+                if finish_reason is None:
+                    raise LLMError(
+                        "The connection to the language model was lost before the answer "
+                        "was complete.",
+                        code="llm_truncated",
+                    ) from err
+                logger.warning("LLM connection dropped after its finish reason; usage is lost")
+            except openai.APIError as err:
+                # An `error` event inside the stream (OpenAI sends these on overload).
+                raise LLMError(
+                    f"The language model failed while answering: {_server_message(err)}",
+                    code="llm_server_error",
+                ) from err
+            except json.JSONDecodeError as err:
+                raise LLMError(
+                    "The language model sent a response that could not be understood.",
+                    code="llm_bad_response",
+                ) from err
+        finally:
+            # Closing a response that is not fully read closes its connection: on cancel this
+            # is what makes the server stop generating (and billing).
+            await upstream.close()
+        if finish_reason is None:
+            # The body ended cleanly but the model never said it was done: never complete.
+            raise LLMError(
+                "The language model's answer ended before it was complete.",
+                code="llm_truncated",
+            )
+        yield StreamEnd(finish_reason, usage)
+
+    async def _open(self, request: LLMRequest) -> AsyncStream[ChatCompletionChunk]:
+        """Send the request until the server accepts it, retrying 429, 5xx and failed connects."""
+        client = self._get_client()
+        messages = [_message_param(message) for message in request.messages]
+        attempt = 0
+        while True:
+            try:
+                # Cancelling here abandons the request; the SDK closes what it opened.
+                return await client.chat.completions.create(
+                    model=self.model,
+                    messages=messages,
+                    max_tokens=self.max_tokens,
+                    stream=True,
+                    stream_options={"include_usage": True} if self.include_usage else openai.omit,
+                )
+            except openai.OpenAIError as err:
+                failure = self._classify(err)
+                if not failure.retryable or attempt >= self.max_retries:
+                    raise failure.error from err
+            delay = retry_delay(
+                attempt, failure.headers, base=self.backoff_base, cap=self.retry_after_cap
+            )
+            attempt += 1
+            logger.warning(
+                "LLM request failed (%s); retry %d of %d in %.2f s",
+                failure.error.code,
+                attempt,
+                self.max_retries,
+                delay,
+            )
+            # Cancelling the wait abandons the answer; no request is open.
+            await asyncio.sleep(delay)
+
+    def _classify(self, err: openai.OpenAIError) -> _OpenFailure:
+        if isinstance(err, openai.APITimeoutError):
+            if _is_connect_timeout(err):
+                return _OpenFailure(
+                    LLMError(
+                        f"Could not connect to the language model at {self.where} within "
+                        f"{self.connect_timeout:g} seconds.",
+                        code="llm_unavailable",
+                    ),
+                    retryable=True,
+                )
+            # The server accepted the connection but sent no response in time: a retry would
+            # make the person wait the whole read timeout again.
+            return _OpenFailure(
+                LLMError(
+                    f"The language model did not respond within {self.read_timeout:g} seconds.",
+                    code="llm_timeout",
+                ),
+                retryable=False,
+            )
+        if isinstance(err, openai.APIConnectionError):
+            return _OpenFailure(
+                LLMError(
+                    f"Could not connect to the language model at {self.where}.",
+                    code="llm_unavailable",
+                ),
+                retryable=True,
+            )
+        if isinstance(err, openai.APIStatusError):
+            return self._classify_status(err)
+        return _OpenFailure(
+            LLMError(
+                f"The language model could not be used: {err}",
+                code="llm_bad_response" if isinstance(err, openai.APIError) else "llm_rejected",
+            ),
+            retryable=False,
+        )
+
+    def _classify_status(self, err: openai.APIStatusError) -> _OpenFailure:
+        status = err.status_code
+        headers = err.response.headers
+        retryable = is_retryable_status(status)
+        if status == 429:
+            message = "The language model is rate limiting requests; please try again shortly."
+            return _OpenFailure(LLMError(message, code="llm_rate_limited"), retryable, headers)
+        if status >= 500:
+            message = f"The language model server failed (HTTP {status}); please try again later."
+            return _OpenFailure(LLMError(message, code="llm_server_error"), retryable, headers)
+        message = f"The language model rejected the request (HTTP {status}): {_server_message(err)}"
+        return _OpenFailure(LLMError(message, code="llm_rejected"), retryable=False)
+
+
+def _message_param(message: ChatMessage) -> ChatCompletionMessageParam:
+    if message.role == "system":
+        return {"role": "system", "content": message.content}
+    if message.role == "assistant":
+        return {"role": "assistant", "content": message.content}
+    return {"role": "user", "content": message.content}
+
+
+def _read_chunk(chunk: ChatCompletionChunk) -> tuple[str, str | None, Usage | None]:
+    """The text, finish reason and usage of one chunk (choice 0: we never ask for more)."""
+    try:
+        usage = None
+        if chunk.usage is not None:
+            usage = Usage(
+                prompt_tokens=int(chunk.usage.prompt_tokens or 0),
+                completion_tokens=int(chunk.usage.completion_tokens or 0),
+            )
+        text, finish_reason = "", None
+        for choice in chunk.choices or ():
+            if choice.index == 0:
+                text = (choice.delta.content if choice.delta is not None else None) or ""
+                finish_reason = choice.finish_reason
+    except (AttributeError, TypeError, ValueError) as err:
+        # The SDK does not validate chunks: valid JSON of the wrong shape surfaces here.
+        raise LLMError(
+            "The language model sent a response that could not be understood.",
+            code="llm_bad_response",
+        ) from err
+    return text, finish_reason, usage
+
+
+def _is_connect_timeout(err: openai.APITimeoutError) -> bool:
+    # By class name: openai 2.x raises httpx's ConnectTimeout, 3.x httpx2's.
+    return type(err.__cause__).__name__ in {"ConnectTimeout", "PoolTimeout"}
+
+
+def _server_message(err: openai.APIError) -> str:
+    """The server's own explanation (e.g. "Incorrect API key provided"), shortened."""
+    body = err.body
+    message: object = None
+    if isinstance(body, Mapping):
+        message = body.get("message") or body.get("detail") or body.get("error")
+    elif isinstance(body, str):
+        message = body
+    text = " ".join(str(message or err.message).split())
+    if len(text) > _MAX_SERVER_MESSAGE:
+        text = text[: _MAX_SERVER_MESSAGE - 1] + "…"
+    return text
