@@ -115,8 +115,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except ProtocolError as err:
             self._error(err)
         except Exception:
+            # Not the client's fault, and we cannot vouch for this connection's state any more:
+            # the protocol's 1011; the client reconnects with `after` and loses nothing.
             logger.exception("Frame from %s in %s failed", self.conn.label, self.room)
-            self.conn.push(dumps(protocol.error_frame("internal", "Something went wrong.")))
+            self.conn.close_soon(protocol.CLOSE_INTERNAL)
 
     def _error(self, err: ProtocolError) -> None:
         if self.conn is None:

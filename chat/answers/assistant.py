@@ -107,18 +107,24 @@ class Assistant:
     async def ainvoke(self, question: str, *, history: Sequence[ChatMessage] = ()) -> AnswerResult:
         """The whole answer: text, sources and usage; raises `ChatError` on failure."""
         sources: list[Source] = []
-        async for event in self.astream_events(question, history=history):
-            if isinstance(event, RetrievalFinished):
-                sources = event.sources
-            elif isinstance(event, AnswerEnd):
-                return AnswerResult(
-                    text=event.text,
-                    sources=sources,
-                    usage=event.usage,
-                    finish_reason=event.finish_reason,
-                )
-            elif isinstance(event, AnswerError):
-                raise event.error
+        events = self.astream_events(question, history=history)
+        try:
+            async for event in events:
+                if isinstance(event, RetrievalFinished):
+                    sources = event.sources
+                elif isinstance(event, AnswerEnd):
+                    return AnswerResult(
+                        text=event.text,
+                        sources=sources,
+                        usage=event.usage,
+                        finish_reason=event.finish_reason,
+                    )
+                elif isinstance(event, AnswerError):
+                    raise event.error
+        finally:
+            # Returning from inside `async for` does not close the generator: close it now,
+            # so the LLM's HTTP response is released here and not at garbage collection.
+            await events.aclose()
         raise ChatError("The answer ended without a result.")
 
     async def abatch(

@@ -66,14 +66,19 @@ async def test_every_member_sees_the_same_grounded_answer(llm: Any) -> None:
 
 async def test_prompt_holds_context_and_follow_up_history(llm: Any) -> None:
     alice = await connect("followup")
-    await alice.answer("What desserts do you have?")
+    first = (await alice.answer("What desserts do you have?"))[-1]
     await alice.answer("And which of them has no nuts?")
     requests = llm.stats()
     assert len(requests) == 2
-    last = requests[-1].messages if hasattr(requests[-1], "messages") else None
-    if last is not None:
-        joined = " ".join(m["content"] for m in last)
-        assert "What desserts do you have?" in joined
+    messages = requests[-1].messages
+    assert messages[0]["role"] == "system"
+    assert "Context passages" in messages[0]["content"]
+    assert "[1]" in messages[0]["content"]
+    # The earlier question and its answer come before the new question.
+    assert [m["role"] for m in messages[1:]] == ["user", "assistant", "user"]
+    assert messages[1]["content"] == "What desserts do you have?"
+    assert messages[2]["content"] == first["text"]
+    assert messages[3]["content"] == "And which of them has no nuts?"
     await alice.close()
 
 

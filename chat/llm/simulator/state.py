@@ -32,6 +32,8 @@ class RequestRecord:
     # The client closed the connection before the answer was complete (e.g. a cancel).
     client_disconnected_early: bool = False
     ended: float | None = None
+    # The request's messages as sent (role, content): lets tests check what the LLM was shown.
+    messages: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -61,8 +63,16 @@ class SimulatorState:
         self._fault_counts.clear()
         self._next_id = 1
 
-    def new_record(self, *, stream: bool, model: str) -> RequestRecord:
-        record = RequestRecord(id=self._next_id, started=time.time(), stream=stream, model=model)
+    def new_record(
+        self, *, stream: bool, model: str, messages: list[dict[str, Any]] | None = None
+    ) -> RequestRecord:
+        record = RequestRecord(
+            id=self._next_id,
+            started=time.time(),
+            stream=stream,
+            model=model,
+            messages=list(messages or []),
+        )
         self._next_id += 1
         self.records.append(record)
         return record

@@ -172,7 +172,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return error_response(400, str(err), kind="invalid_request_error")
 
     stream = bool(body.get("stream"))
-    record = state.new_record(stream=stream, model=str(body.get("model") or config.model))
+    record = state.new_record(
+        stream=stream,
+        model=str(body.get("model") or config.model),
+        messages=[m for m in messages if isinstance(m, dict)],
+    )
     # Directive faults are counted per question text, so a retried request counts as the same.
     key = last_user if "fault" in directives else ""
     fault = config.fault if config.fault and state.take_fault(key, config.fail_times) else None

@@ -1,0 +1,135 @@
+"""The assistant's async interface, with fakes at its two edges (LLM and retriever)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from chat.answers.assistant import Assistant
+from chat.answers.events import (
+    AnswerDelta,
+    AnswerEnd,
+    AnswerError,
+    RetrievalFinished,
+    RetrievalStarted,
+)
+from chat.errors import ChatError, LLMError, RetrievalError
+from chat.llm.base import ChatMessage, Usage
+from chat.llm.fake import FakeLLM
+from chat.retrieval.base import Source
+
+SOURCE = Source(id="s1", title="Menu", source="menu.md", snippet="Latte", score=0.9, text="Latte")
+
+
+class ListRetriever:
+    def __init__(self, sources: list[Source], error: ChatError | None = None) -> None:
+        self.sources = sources
+        self.error = error
+        self.queries: list[str] = []
+
+    async def retrieve(self, query: str, *, collection: str, k: int) -> list[Source]:
+        self.queries.append(query)
+        if self.error:
+            raise self.error
+        return self.sources[:k]
+
+
+def assistant(llm: FakeLLM, retriever: ListRetriever | None = None) -> Assistant:
+    return Assistant(llm=llm, retriever=retriever or ListRetriever([SOURCE]), collection="c")
+
+
+async def test_astream_events_order_ends_exactly_once() -> None:
+    llm = FakeLLM(["Hel", "lo"], usage=Usage(3, 2))
+    events = [e async for e in assistant(llm).astream_events("hi")]
+    assert [type(e) for e in events] == [
+        RetrievalStarted,
+        RetrievalFinished,
+        AnswerDelta,
+        AnswerDelta,
+        AnswerEnd,
+    ]
+    assert events[1].sources == [SOURCE]  # type: ignore[union-attr]
+    end = events[-1]
+    assert isinstance(end, AnswerEnd)
+    assert (end.text, end.usage) == ("Hello", Usage(3, 2))
+
+
+async def test_the_prompt_has_context_history_and_question() -> None:
+    llm = FakeLLM(["ok"])
+    history = [ChatMessage("user", "before"), ChatMessage("assistant", "earlier answer")]
+    await assistant(llm).ainvoke("now?", history=history)
+    messages = llm.requests[0].messages
+    assert messages[0].role == "system" and "[1] Menu (menu.md)\nLatte" in messages[0].content
+    assert [m.content for m in messages[1:]] == ["before", "earlier answer", "now?"]
+
+
+async def test_ainvoke_and_astream() -> None:
+    result = await assistant(FakeLLM(["a", "b"])).ainvoke("q")
+    assert (result.text, result.sources) == ("ab", [SOURCE])
+    assert [d async for d in assistant(FakeLLM(["a", "b"])).astream("q")] == ["a", "b"]
+
+
+async def test_an_llm_error_mid_stream_keeps_the_text_so_far() -> None:
+    llm = FakeLLM(["a", "b", "c"], error=LLMError("gone", code="llm_truncated"), error_after=2)
+    events = [e async for e in assistant(llm).astream_events("q")]
+    end = events[-1]
+    assert isinstance(end, AnswerError)
+    assert (end.error.code, end.text) == ("llm_truncated", "ab")
+    with pytest.raises(LLMError):
+        await assistant(
+            FakeLLM(["a"], error=LLMError("x", code="llm_timeout"), error_after=1)
+        ).ainvoke("q")
+
+
+async def test_a_retrieval_failure_is_a_failed_answer_without_calling_the_llm() -> None:
+    llm = FakeLLM(["never"])
+    retriever = ListRetriever([], error=RetrievalError("down"))
+    events = [e async for e in assistant(llm, retriever).astream_events("q")]
+    assert isinstance(events[-1], AnswerError)
+    assert events[-1].error.code == "retrieval_failed"
+    assert llm.requests == []
+
+
+async def test_closing_the_stream_early_closes_the_llm_stream() -> None:
+    llm = FakeLLM(["a"] * 50, delay=0.01)
+    events = assistant(llm).astream_events("q")
+    async for event in events:
+        if isinstance(event, AnswerDelta):
+            break
+    await events.aclose()
+    assert llm.closed_early
+
+
+async def test_abatch_keeps_order_and_bounds_concurrency() -> None:
+    running = 0
+    peak = 0
+
+    class Counting(FakeLLM):
+        async def stream(self, request):  # type: ignore[no-untyped-def,override]
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            try:
+                async for item in super().stream(request):
+                    yield item
+            finally:
+                running -= 1
+
+    bot = assistant(Counting(["x"], delay=0.01))
+    questions = [f"q{n}" for n in range(7)]
+    results = await bot.abatch(questions, max_concurrency=2)
+    assert len(results) == 7
+    assert peak == 2
+    retriever = bot.retriever
+    assert isinstance(retriever, ListRetriever)
+    assert sorted(retriever.queries) == sorted(questions)
+
+
+async def test_abatch_can_return_errors_in_place() -> None:
+    bot = assistant(FakeLLM(["a"], error=LLMError("no", code="llm_rejected"), error_after=0))
+    results = await bot.abatch(["a", "b"], return_exceptions=True)
+    assert all(isinstance(r, LLMError) for r in results)
+    with pytest.raises(ValueError):
+        await bot.abatch(["a"], max_concurrency=0)
+    await asyncio.sleep(0)
