@@ -110,9 +110,7 @@ def finish_answer(
     }
     if sources is not None:
         updates["sources"] = sources
-    count = Message.objects.filter(id=answer_id, status=Message.Status.STREAMING).update(
-        **updates
-    )
+    count = Message.objects.filter(id=answer_id, status=Message.Status.STREAMING).update(**updates)
     return count == 1
 
 
@@ -125,7 +123,7 @@ def answer_info(answer_id: str) -> dict[str, Any] | None:
     """Who asked an answer, in which room, and its status; None when there is no such answer."""
     row = (
         Message.objects.filter(id=answer_id, role=Message.Role.ASSISTANT)
-        .values("room__name", "user_id", "status", "text", "question_id")
+        .values("room__name", "user_id", "status", "text", "question_id", "error")
         .first()
     )
     if row is None:
@@ -136,6 +134,7 @@ def answer_info(answer_id: str) -> dict[str, Any] | None:
         "status": row["status"],
         "text": row["text"],
         "question_id": row["question_id"],
+        "error": row["error"],
     }
 
 

@@ -281,7 +281,8 @@ class AnswerRunner:
     async def interrupt_orphan(
         self, room: str, answer_id: str, *, status: AnswerStatus = "interrupted"
     ) -> bool:
-        """End an answer whose owner is gone, keeping the text the room saw; True if we did."""
+        """End an answer whose owner is gone (its lease expired), keeping the text the room
+        saw; True if this call appended its `answer.end`."""
         live = await self._log.live_answer(room, answer_id)
         if live is None:
             info = await db(storage.answer_info)(answer_id)
@@ -294,8 +295,14 @@ class AnswerRunner:
             else None
         )
         stored = await db(storage.finish_answer)(answer_id, status=status, text=text, error=error)
-        if not stored and live is None:
-            return False
+        if not stored:
+            if live is None:
+                return False
+            # The owner stored its end and died before appending it: append what it stored.
+            info = await db(storage.answer_info)(answer_id)
+            if info is None:
+                return False
+            status, text, error = info["status"], info["text"], info.get("error")
         seq = await self._log.append(
             room,
             protocol.answer_end_event(answer_id=answer_id, status=status, text=text, error=error),
