@@ -48,3 +48,15 @@ ensure_dotenv() {
     fi
     mkdir -p "$ROOT/var"
 }
+
+# ensure_node: npm is needed once, to bring the page's Markdown libraries into static files.
+ensure_node() {
+    command -v npm >/dev/null 2>&1 && return
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "Installing Node.js and npm with apt-get (for the page's browser libraries)"
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+    else
+        die "npm is needed once to fetch the page's libraries: install Node.js with npm, then run again."
+    fi
+}

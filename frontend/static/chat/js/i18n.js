@@ -1,0 +1,344 @@
+// UI strings in English and Korean, the language choice, and applying strings to the DOM.
+//
+// Templates carry English text plus `data-i18n="key"` (text), `data-i18n-attr="attr:key,..."`
+// (attributes) and optional `data-i18n-args='{"name": "..."}'`; applyI18n() rewrites them.
+// The choice: the user's toggle (localStorage) > navigator.languages > Django's LANGUAGE_CODE.
+
+const STRINGS = {
+  en: {
+    "lang.name": "English",
+    "lang.switchTo": "한국어",
+    "lang.switchAria": "Switch the interface to Korean",
+    skip: "Skip to content",
+    "nav.home": "All rooms",
+    "account.signedInAs": "Signed in as {name}",
+    "account.guestAs": "Guest · {name}",
+    "account.login": "Log in",
+    "account.logout": "Log out",
+    "account.guest": "Continue as guest",
+    "home.title": "Ask together. Watch the answer arrive.",
+    "home.lead":
+      "Join a room and ask about your documents. Everyone in the room sees the same answer being written, with the sources it draws on.",
+    "home.roomLabel": "Room name",
+    "home.roomPlaceholder": "e.g. team-docs",
+    "home.enter": "Enter room",
+    "home.roomHint": "Letters A–Z, digits, “-” and “_”; up to 64 characters.",
+    "home.roomEmpty": "Type a room name first.",
+    "home.roomInvalid":
+      "A room name may only use letters A–Z, digits, “-” and “_” (no spaces or other characters).",
+    "home.roomTooLong": "A room name can be at most 64 characters long.",
+    "home.recent": "Recent rooms",
+    "home.noRooms": "No rooms yet. Name one above to start it.",
+    "home.active": "active {time}",
+    "home.accountTitle": "Your identity",
+    "home.anonymous": "You are not signed in.",
+    "home.guestNote": "Guests get a random name that stays with this browser session.",
+    "home.guestLoginNote": "Log in to ask under your own name.",
+    "login.title": "Log in",
+    "login.username": "Username",
+    "login.password": "Password",
+    "login.submit": "Log in",
+    "login.error": "Your username and password didn't match. Please try again.",
+    "login.or": "or",
+    "login.back": "Back to rooms",
+    "room.connecting": "Connecting…",
+    "room.live": "Live",
+    "room.reconnecting": "Reconnecting…",
+    "room.reconnectingIn": "Connection lost. Reconnecting in {s} s…",
+    "room.retryNow": "Retry now",
+    "room.offline": "You are offline. The page reconnects when the network is back.",
+    "room.cantConnect":
+      "Still can't reach the room. The server may be down, or your session may have ended.",
+    "room.badRoom": "This room cannot be opened: its name is not valid.",
+    "room.closed": "Disconnected",
+    "room.policy":
+      "The server closed the connection because too many messages were sent. Waiting before reconnecting.",
+    "room.tooBig": "A message was too large for the server.",
+    "room.members": "In this room",
+    "room.membersAria": "People in this room: {n}",
+    "room.closeMembers": "Close the list of people",
+    "room.you": "you",
+    "room.nobody": "Nobody else is here yet.",
+    "room.emptyTitle": "No questions yet",
+    "room.emptyBody": "Ask the first one. Everyone here will see the answer as it is written.",
+    "room.logLabel": "Conversation",
+    "room.jump": "New messages",
+    "room.jumpAria": "Scroll to the newest message",
+    "composer.label": "Your question",
+    "composer.placeholder": "Ask a question…",
+    "composer.placeholderOffline": "Waiting for the connection…",
+    "composer.send": "Send",
+    "composer.hint": "Enter to send · Shift+Enter for a new line",
+    "composer.count": "{n} / {max}",
+    "composer.tooLong": "{n} characters over the limit of {max}",
+    "composer.sending": "Sending…",
+    "answer.assistant": "Assistant",
+    "answer.searching": "Searching sources…",
+    "answer.writing": "Writing…",
+    "answer.stop": "Stop",
+    "answer.stopAria": "Stop this answer",
+    "answer.stopping": "Stopping…",
+    "answer.empty": "(no text)",
+    "status.cancelled": "Stopped",
+    "status.failed": "Failed",
+    "status.interrupted": "Interrupted",
+    "status.cancelledNote": "This answer was stopped before it was finished.",
+    "sources.title": "Sources ({n})",
+    "sources.none": "No matching sources in the knowledge base",
+    "sources.score": "relevance {score}",
+    "code.copy": "Copy",
+    "code.copied": "Copied",
+    "code.copyAria": "Copy this code",
+    "notice.dismiss": "Dismiss",
+    "error.rate_limited": "You are asking too fast. Try again in {s} s.",
+    "error.rate_limited_now": "You are asking too fast. You can ask again now.",
+    "error.busy": "Too many answers are being written right now. Try again in a moment.",
+    "error.too_long": "That question is too long.",
+    "error.forbidden": "You are not allowed to do that.",
+    "error.not_found": "That answer no longer exists.",
+    "error.invalid": "The server did not accept that message: {message}",
+    "error.generic": "Server error ({code}): {message}",
+    "announce.question": "{name} asked: {text}",
+    "announce.answer": "Answer: {text}",
+    "announce.answerStatus": "Answer {status}: {text}",
+    "time.yesterday": "yesterday",
+  },
+  ko: {
+    "lang.name": "한국어",
+    "lang.switchTo": "English",
+    "lang.switchAria": "인터페이스를 영어로 바꾸기",
+    skip: "본문으로 건너뛰기",
+    "nav.home": "모든 방",
+    "account.signedInAs": "{name}(으)로 로그인됨",
+    "account.guestAs": "게스트 · {name}",
+    "account.login": "로그인",
+    "account.logout": "로그아웃",
+    "account.guest": "게스트로 계속하기",
+    "home.title": "함께 묻고, 답이 쓰이는 순간을 함께 보세요.",
+    "home.lead":
+      "방에 들어가 문서에 대해 질문하세요. 방에 있는 모두가 같은 답변이 출처와 함께 실시간으로 작성되는 모습을 봅니다.",
+    "home.roomLabel": "방 이름",
+    "home.roomPlaceholder": "예: team-docs",
+    "home.enter": "입장",
+    "home.roomHint": "영문자, 숫자, “-”, “_”만 사용할 수 있으며 최대 64자입니다.",
+    "home.roomEmpty": "먼저 방 이름을 입력하세요.",
+    "home.roomInvalid":
+      "방 이름에는 영문자, 숫자, “-”, “_”만 쓸 수 있습니다(공백·한글·기타 문자 불가).",
+    "home.roomTooLong": "방 이름은 최대 64자까지입니다.",
+    "home.recent": "최근 방",
+    "home.noRooms": "아직 방이 없습니다. 위에 이름을 입력해 새 방을 시작하세요.",
+    "home.active": "{time} 활동",
+    "home.accountTitle": "내 정보",
+    "home.anonymous": "로그인하지 않았습니다.",
+    "home.guestNote": "게스트에게는 이 브라우저 세션 동안 유지되는 임의의 이름이 주어집니다.",
+    "home.guestLoginNote": "내 이름으로 질문하려면 로그인하세요.",
+    "login.title": "로그인",
+    "login.username": "사용자 이름",
+    "login.password": "비밀번호",
+    "login.submit": "로그인",
+    "login.error": "사용자 이름 또는 비밀번호가 올바르지 않습니다. 다시 시도하세요.",
+    "login.or": "또는",
+    "login.back": "방 목록으로",
+    "room.connecting": "연결 중…",
+    "room.live": "연결됨",
+    "room.reconnecting": "다시 연결하는 중…",
+    "room.reconnectingIn": "연결이 끊겼습니다. {s}초 후 다시 연결합니다…",
+    "room.retryNow": "지금 다시 연결",
+    "room.offline": "오프라인 상태입니다. 네트워크가 돌아오면 다시 연결합니다.",
+    "room.cantConnect":
+      "아직 방에 연결할 수 없습니다. 서버가 멈췄거나 세션이 만료되었을 수 있습니다.",
+    "room.badRoom": "이 방을 열 수 없습니다. 방 이름이 올바르지 않습니다.",
+    "room.closed": "연결 끊김",
+    "room.policy":
+      "메시지를 너무 많이 보내 서버가 연결을 닫았습니다. 잠시 기다린 뒤 다시 연결합니다.",
+    "room.tooBig": "메시지가 너무 커서 서버가 받지 않았습니다.",
+    "room.members": "이 방에 있는 사람",
+    "room.membersAria": "이 방에 있는 사람: {n}명",
+    "room.closeMembers": "참여자 목록 닫기",
+    "room.you": "나",
+    "room.nobody": "아직 다른 사람이 없습니다.",
+    "room.emptyTitle": "아직 질문이 없습니다",
+    "room.emptyBody": "첫 질문을 해 보세요. 여기 있는 모두가 답변이 작성되는 과정을 함께 봅니다.",
+    "room.logLabel": "대화",
+    "room.jump": "새 메시지",
+    "room.jumpAria": "가장 최근 메시지로 이동",
+    "composer.label": "질문",
+    "composer.placeholder": "질문을 입력하세요…",
+    "composer.placeholderOffline": "연결을 기다리는 중…",
+    "composer.send": "보내기",
+    "composer.hint": "Enter로 보내기 · Shift+Enter로 줄바꿈",
+    "composer.count": "{n} / {max}",
+    "composer.tooLong": "최대 {max}자에서 {n}자 초과",
+    "composer.sending": "보내는 중…",
+    "answer.assistant": "어시스턴트",
+    "answer.searching": "출처를 찾는 중…",
+    "answer.writing": "작성 중…",
+    "answer.stop": "중지",
+    "answer.stopAria": "이 답변 중지",
+    "answer.stopping": "중지하는 중…",
+    "answer.empty": "(내용 없음)",
+    "status.cancelled": "중지됨",
+    "status.failed": "실패",
+    "status.interrupted": "중단됨",
+    "status.cancelledNote": "이 답변은 끝나기 전에 중지되었습니다.",
+    "sources.title": "출처 ({n})",
+    "sources.none": "지식 베이스에서 일치하는 출처 없음",
+    "sources.score": "관련도 {score}",
+    "code.copy": "복사",
+    "code.copied": "복사됨",
+    "code.copyAria": "이 코드 복사",
+    "notice.dismiss": "닫기",
+    "error.rate_limited": "질문을 너무 빨리 보내고 있습니다. {s}초 후 다시 시도하세요.",
+    "error.rate_limited_now": "질문을 너무 빨리 보냈습니다. 이제 다시 질문할 수 있습니다.",
+    "error.busy": "지금 작성 중인 답변이 너무 많습니다. 잠시 후 다시 시도하세요.",
+    "error.too_long": "질문이 너무 깁니다.",
+    "error.forbidden": "권한이 없습니다.",
+    "error.not_found": "해당 답변을 찾을 수 없습니다.",
+    "error.invalid": "서버가 메시지를 받지 않았습니다: {message}",
+    "error.generic": "서버 오류 ({code}): {message}",
+    "announce.question": "{name}님의 질문: {text}",
+    "announce.answer": "답변: {text}",
+    "announce.answerStatus": "답변 {status}: {text}",
+    "time.yesterday": "어제",
+  },
+};
+
+export const LANGUAGES = Object.keys(STRINGS);
+const STORAGE_KEY = "roomchat.lang";
+let current = "en";
+const listeners = new Set();
+
+function supported(tag) {
+  if (!tag) return null;
+  const base = String(tag).toLowerCase().split("-")[0];
+  return LANGUAGES.includes(base) ? base : null;
+}
+
+/** The language to use: the saved toggle, else the browser's, else the server's default. */
+export function pickLanguage(serverDefault) {
+  let saved = null;
+  try {
+    saved = window.localStorage.getItem(STORAGE_KEY);
+  } catch {
+    /* storage may be disabled */
+  }
+  if (supported(saved)) return supported(saved);
+  for (const tag of navigator.languages || [navigator.language]) {
+    if (supported(tag)) return supported(tag);
+  }
+  return supported(serverDefault) || "en";
+}
+
+export function getLanguage() {
+  return current;
+}
+
+/** Locale tag for Intl formatting. */
+export function locale() {
+  return current === "ko" ? "ko-KR" : "en";
+}
+
+/** The string for `key` in the current language, with `{name}` placeholders filled in. */
+export function t(key, args = {}) {
+  const table = STRINGS[current] || STRINGS.en;
+  const template = table[key] ?? STRINGS.en[key] ?? key;
+  return template.replace(/\{(\w+)\}/g, (m, name) => (name in args ? String(args[name]) : m));
+}
+
+function argsOf(el) {
+  const raw = el.getAttribute("data-i18n-args");
+  if (!raw) return {};
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return {};
+  }
+}
+
+/** Rewrite every element under `root` that carries data-i18n / data-i18n-attr. */
+export function applyI18n(root = document) {
+  for (const el of root.querySelectorAll("[data-i18n]")) {
+    el.textContent = t(el.getAttribute("data-i18n"), argsOf(el));
+  }
+  for (const el of root.querySelectorAll("[data-i18n-attr]")) {
+    const args = argsOf(el);
+    for (const pair of el.getAttribute("data-i18n-attr").split(",")) {
+      const [attr, key] = pair.split(":").map((s) => s.trim());
+      if (attr && key) el.setAttribute(attr, t(key, args));
+    }
+  }
+}
+
+/** Switch language, remember it, update the document and tell listeners. */
+export function setLanguage(lang, { persist = true } = {}) {
+  current = supported(lang) || "en";
+  if (persist) {
+    try {
+      window.localStorage.setItem(STORAGE_KEY, current);
+    } catch {
+      /* ignore */
+    }
+  }
+  document.documentElement.lang = current;
+  applyI18n(document);
+  for (const fn of listeners) fn(current);
+}
+
+export function onLanguageChange(fn) {
+  listeners.add(fn);
+  return () => listeners.delete(fn);
+}
+
+/** Read the page's JSON config (rendered by Django's json_script). */
+export function pageConfig() {
+  const el = document.getElementById("page-config");
+  if (!el) return {};
+  try {
+    return JSON.parse(el.textContent || "{}") || {};
+  } catch {
+    return {};
+  }
+}
+
+/** Choose the language for this page and wire up every [data-lang-toggle] button. */
+export function initI18n(config = pageConfig()) {
+  setLanguage(pickLanguage(config.languageCode), { persist: false });
+  for (const button of document.querySelectorAll("[data-lang-toggle]")) {
+    button.addEventListener("click", () => setLanguage(current === "ko" ? "en" : "ko"));
+  }
+}
+
+// --- Formatting -----------------------------------------------------------------------------
+
+/** A short clock time for today, else a date and time, in the current locale. */
+export function formatTime(iso) {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return "";
+  const now = new Date();
+  const sameDay = date.toDateString() === now.toDateString();
+  const options = sameDay
+    ? { hour: "numeric", minute: "2-digit" }
+    : { month: "short", day: "numeric", hour: "numeric", minute: "2-digit" };
+  return new Intl.DateTimeFormat(locale(), options).format(date);
+}
+
+/** Full date and time, for a tooltip. */
+export function formatFullTime(iso) {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return "";
+  return new Intl.DateTimeFormat(locale(), { dateStyle: "full", timeStyle: "medium" }).format(date);
+}
+
+/** "3 minutes ago" / "3분 전". */
+export function formatRelative(iso, now = Date.now()) {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return "";
+  const seconds = Math.round((date.getTime() - now) / 1000);
+  const rtf = new Intl.RelativeTimeFormat(locale(), { numeric: "auto" });
+  const abs = Math.abs(seconds);
+  if (abs < 60) return rtf.format(seconds, "second");
+  if (abs < 3600) return rtf.format(Math.round(seconds / 60), "minute");
+  if (abs < 86400) return rtf.format(Math.round(seconds / 3600), "hour");
+  if (abs < 86400 * 30) return rtf.format(Math.round(seconds / 86400), "day");
+  return new Intl.DateTimeFormat(locale(), { dateStyle: "medium" }).format(date);
+}

@@ -1,0 +1,532 @@
+// Rendering of the room: the conversation, members, notices and connection banner.
+// It knows nothing of WebSockets: room.js feeds it protocol frames that the client has already
+// ordered and de-duplicated. Text from people (questions, names, sources) is set with
+// textContent, never as HTML; answers go through markdown.js (no raw HTML, then sanitised).
+
+import { FrameScheduler, StreamingMarkdown, copyCode } from "./markdown.js";
+import { formatFullTime, formatTime, t } from "./i18n.js";
+
+const AVATAR_COLOURS = 8;
+const FINAL_STATUSES = new Set(["complete", "cancelled", "failed", "interrupted"]);
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined && text !== null) node.textContent = text;
+  return node;
+}
+
+function initials(name) {
+  const words = String(name || "?").trim().split(/\s+/).filter(Boolean);
+  if (!words.length) return "?";
+  const first = Array.from(words[0])[0] || "?";
+  const second = words.length > 1 ? Array.from(words[1])[0] || "" : "";
+  return (first + second).toUpperCase();
+}
+
+function colourIndex(id) {
+  let hash = 0;
+  for (const ch of String(id)) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
+  return hash % AVATAR_COLOURS;
+}
+
+function avatar(user) {
+  const node = el("span", `avatar avatar-c${colourIndex(user?.id ?? "")}`, initials(user?.name));
+  node.setAttribute("aria-hidden", "true");
+  return node;
+}
+
+function truncate(text, n) {
+  const chars = Array.from(String(text).replace(/\s+/g, " ").trim());
+  return chars.length > n ? `${chars.slice(0, n).join("")}…` : chars.join("");
+}
+
+export class RoomView {
+  /**
+   * @param {object} args
+   * @param {object} args.elements  scroller, log, empty, members, memberCount, notices,
+   *   announcer, jump
+   * @param {(answerId: string) => void} args.onStop
+   */
+  constructor({ elements, onStop }) {
+    this.els = elements;
+    this.onStop = onStop;
+    this.me = null;
+    this.questions = new Map(); // id -> {node, turn, user, text}
+    this.answers = new Map(); // id -> answer state (see _answerNode)
+    this.members = [];
+    this.stick = true; // follow new content while the reader is at the bottom
+    this.lastTop = 0;
+    this.scheduler = new FrameScheduler(() => this._renderFrame());
+    this.streaming = new Set(); // answer states with unrendered text
+
+    this.els.scroller.addEventListener("scroll", () => this._onScroll(), { passive: true });
+    new ResizeObserver(() => this._onResize()).observe(this.els.log);
+    this.els.jump.addEventListener("click", () => this.scrollToBottom(true));
+    this.els.log.addEventListener("click", (event) => {
+      const copy = event.target.closest?.(".copy-code");
+      if (copy) copyCode(copy, this._codeStrings());
+    });
+  }
+
+  // --- identity, history -------------------------------------------------------------------
+
+  setMe(user) {
+    this.me = user || null;
+  }
+
+  /** Rebuild from a welcome's history (resumed: false): the old view is dropped whole. */
+  reset(history = []) {
+    this.questions.clear();
+    this.answers.clear();
+    this.streaming.clear();
+    this.els.log.replaceChildren();
+    for (const message of history) {
+      if (message.role === "user") {
+        this._addQuestion({
+          id: message.id,
+          user: message.user,
+          text: message.text,
+          created: message.created,
+        });
+      } else if (message.role === "assistant") {
+        const state = this._addAnswer({ id: message.id, question_id: message.question_id });
+        state.tracked = message.status === "streaming";
+        if (Array.isArray(message.sources) && message.sources.length) {
+          this._setSources(state, message.sources);
+        }
+        if (message.status === "streaming") {
+          state.md.setText(message.text || "");
+          state.gotText = Boolean(message.text);
+          this._markDirty(state);
+        } else {
+          this._endAnswer(state, {
+            status: message.status,
+            text: message.text,
+            error: message.error,
+          });
+        }
+      }
+    }
+    this._updateEmpty();
+    this.stick = true;
+    this.scrollToBottom(false);
+  }
+
+  // --- room events -------------------------------------------------------------------------
+
+  /** Apply one room event (already ordered and de-duplicated by the protocol client). */
+  applyEvent(frame) {
+    switch (frame.type) {
+      case "question": {
+        this._addQuestion(frame);
+        this.announce(t("announce.question", { name: frame.user?.name ?? "", text: truncate(frame.text, 200) }));
+        break;
+      }
+      case "answer.start":
+        this._addAnswer(frame);
+        break;
+      case "answer.sources": {
+        const state = this._answerFor(frame.answer_id);
+        this._setSources(state, frame.sources || []);
+        break;
+      }
+      case "answer.delta": {
+        const state = this._answerFor(frame.answer_id);
+        if (state.done || typeof frame.text !== "string") break;
+        state.md.append(frame.text);
+        if (!state.gotText) {
+          state.gotText = true;
+          this._updateAnswerState(state);
+        }
+        this._markDirty(state);
+        break;
+      }
+      case "answer.end": {
+        const state = this._answerFor(frame.answer_id);
+        this._endAnswer(state, frame);
+        const text = truncate(state.body.textContent, 300);
+        this.announce(
+          frame.status === "complete"
+            ? t("announce.answer", { text })
+            : t("announce.answerStatus", { status: t(`status.${frame.status}`), text }),
+        );
+        break;
+      }
+      default:
+        break;
+    }
+    this._updateEmpty();
+  }
+
+  _addQuestion(q) {
+    if (this.questions.has(q.id)) return this.questions.get(q.id);
+    const mine = Boolean(this.me && q.user && q.user.id === this.me.id);
+    const turn = el("li", "turn");
+    turn.dataset.questionId = q.id;
+    const node = el("article", `msg question${mine ? " mine" : ""}`);
+    node.id = `msg-${q.id}`;
+    node.dataset.id = q.id;
+    const main = el("div", "msg-main");
+    const head = el("header", "msg-head");
+    const author = el("span", "author", q.user?.name ?? "?");
+    head.append(author);
+    if (mine) {
+      const you = el("span", "you-tag");
+      you.dataset.i18n = "room.you";
+      you.textContent = t("room.you");
+      head.append(you);
+    }
+    if (q.created) {
+      const time = el("time", "msg-time", formatTime(q.created));
+      time.dateTime = q.created;
+      time.title = formatFullTime(q.created);
+      head.append(time);
+    }
+    const text = el("p", "question-text", q.text ?? "");
+    text.dir = "auto";
+    main.append(head, text);
+    node.append(avatar(q.user), main);
+    node.setAttribute("aria-label", `${q.user?.name ?? ""}: ${truncate(q.text ?? "", 80)}`);
+    turn.append(node);
+    this.els.log.append(turn);
+    const state = { node, turn, user: q.user, text: q.text };
+    this.questions.set(q.id, state);
+    return state;
+  }
+
+  _addAnswer({ id, question_id: questionId }) {
+    if (this.answers.has(id)) return this.answers.get(id);
+    const question = this.questions.get(questionId);
+    let turn = question?.turn;
+    if (!turn) {
+      turn = el("li", "turn");
+      this.els.log.append(turn);
+    }
+    const node = el("article", "msg answer");
+    node.id = `msg-${id}`;
+    node.dataset.id = id;
+    node.dataset.status = "streaming";
+    node.setAttribute("aria-busy", "true");
+    const main = el("div", "msg-main");
+    const head = el("header", "msg-head");
+    const author = el("span", "author");
+    author.dataset.i18n = "answer.assistant";
+    author.textContent = t("answer.assistant");
+    const badge = el("span", "status-badge");
+    badge.hidden = true;
+    head.append(author, badge);
+    const body = el("div", "md answer-body");
+    const md = new StreamingMarkdown(body, this._codeStrings());
+    const errorNote = el("p", "answer-error");
+    errorNote.hidden = true;
+    const sourcesSlot = el("div", "sources-slot");
+    const foot = el("div", "answer-foot");
+    const progress = el("span", "answer-progress");
+    progress.setAttribute("aria-hidden", "true");
+    const progressLabel = el("span", "progress-label");
+    const dots = el("span", "dots");
+    dots.append(el("i"), el("i"), el("i"));
+    progress.append(dots, progressLabel);
+    foot.append(progress);
+
+    const askerId = question?.user?.id;
+    let stop = null;
+    if (this.me && askerId && askerId === this.me.id) {
+      stop = el("button", "stop-btn");
+      stop.type = "button";
+      stop.append(el("span", "stop-icon"), el("span", "stop-label", t("answer.stop")));
+      stop.setAttribute("aria-label", t("answer.stopAria"));
+      stop.addEventListener("click", () => {
+        stop.disabled = true;
+        stop.querySelector(".stop-label").textContent = t("answer.stopping");
+        this.onStop(id);
+      });
+      foot.append(stop);
+    }
+    main.append(head, body, errorNote, sourcesSlot, foot);
+    const ai = el("span", "avatar ai", "AI");
+    ai.setAttribute("aria-hidden", "true");
+    node.append(ai, main);
+    turn.append(node);
+
+    const state = {
+      id,
+      node,
+      body,
+      md,
+      badge,
+      errorNote,
+      sourcesSlot,
+      foot,
+      progressLabel,
+      stop,
+      status: "streaming",
+      gotText: false,
+      gotSources: false,
+      done: false,
+      tracked: true,
+    };
+    this.answers.set(id, state);
+    this._updateAnswerState(state);
+    return state;
+  }
+
+  /** The answer's state, creating a placeholder when its start fell outside our history. */
+  _answerFor(answerId) {
+    const known = this.answers.get(answerId);
+    if (known) return known;
+    const state = this._addAnswer({ id: answerId, question_id: null });
+    state.tracked = false; // its start (and maybe text) came before what we were shown
+    return state;
+  }
+
+  _setSources(state, sources) {
+    state.gotSources = true;
+    state.sources = sources;
+    if (!sources.length) {
+      const none = el("p", "sources-none", t("sources.none"));
+      none.dataset.i18n = "sources.none";
+      state.sourcesSlot.replaceChildren(none);
+      this._updateAnswerState(state);
+      return;
+    }
+    const details = el("details", "sources");
+    const summary = el("summary", "sources-summary");
+    summary.dataset.i18n = "sources.title";
+    summary.dataset.i18nArgs = JSON.stringify({ n: sources.length });
+    summary.textContent = t("sources.title", { n: sources.length });
+    details.append(summary);
+    {
+      const list = el("ol", "sources-list");
+      for (const source of sources) {
+        const item = el("li", "source");
+        const title = el("span", "source-title", source.title || source.source || source.id || "");
+        title.dir = "auto";
+        item.append(title);
+        if (source.source && source.source !== source.title) {
+          const origin = /^https?:\/\//i.test(source.source) ? el("a", "source-origin") : el("span", "source-origin");
+          origin.textContent = source.source;
+          if (origin.tagName === "A") {
+            origin.href = source.source;
+            origin.target = "_blank";
+            origin.rel = "noopener noreferrer nofollow";
+          }
+          item.append(origin);
+        }
+        if (source.snippet) {
+          const snippet = el("p", "source-snippet", source.snippet);
+          snippet.dir = "auto";
+          item.append(snippet);
+        }
+        list.append(item);
+      }
+      details.append(list);
+    }
+    state.sourcesSlot.replaceChildren(details);
+    this._updateAnswerState(state);
+  }
+
+  _endAnswer(state, { status, text, error }) {
+    const final = FINAL_STATUSES.has(status) ? status : "complete";
+    if (state.tracked && !state.done && typeof text === "string") {
+      // The protocol promises that the deltas joined equal the final text; a mismatch means
+      // an event was lost or applied twice. The final text wins either way.
+      const ok = state.md.text === text;
+      state.node.dataset.streamCheck = ok ? "ok" : "mismatch";
+      if (!ok) console.warn("roomchat: streamed text of %s differs from its final text", state.id);
+    }
+    state.status = final;
+    state.done = true;
+    this.streaming.delete(state);
+    state.md.finish(typeof text === "string" ? text : state.md.text);
+    if (!state.md.text) {
+      state.body.replaceChildren(el("p", "answer-empty", t("answer.empty")));
+    }
+    state.node.dataset.status = final;
+    state.node.removeAttribute("aria-busy");
+    if (state.stop) {
+      state.stop.remove();
+      state.stop = null;
+    }
+    if (final !== "complete") {
+      state.badge.hidden = false;
+      state.badge.dataset.i18n = `status.${final}`;
+      state.badge.textContent = t(`status.${final}`);
+      const message =
+        error?.message || (final === "cancelled" ? t("status.cancelledNote") : "");
+      if (message) {
+        state.errorNote.hidden = false;
+        state.errorNote.textContent = message;
+        if (final === "cancelled" && !error?.message) state.errorNote.dataset.i18n = "status.cancelledNote";
+        if (error?.code) state.errorNote.title = error.code;
+      }
+    }
+    this._updateAnswerState(state);
+  }
+
+  _updateAnswerState(state) {
+    if (state.done) {
+      state.foot.hidden = state.status === "complete" || !state.stop;
+      state.progressLabel.textContent = "";
+      return;
+    }
+    const key = state.gotText ? "answer.writing" : "answer.searching";
+    state.progressLabel.dataset.i18n = key;
+    state.progressLabel.textContent = t(key);
+    state.foot.hidden = false;
+  }
+
+  _markDirty(state) {
+    this.streaming.add(state);
+    this.scheduler.request();
+  }
+
+  _renderFrame() {
+    for (const state of this.streaming) state.md.render();
+    this.streaming.clear();
+  }
+
+  /** Flush pending streaming text now (tests, and before a screenshot). */
+  flush() {
+    this._renderFrame();
+  }
+
+  // --- members -----------------------------------------------------------------------------
+
+  setMembers(members = []) {
+    this.members = Array.isArray(members) ? members : [];
+    const list = this.els.members;
+    list.replaceChildren();
+    const sorted = [...this.members].sort((a, b) => {
+      const meA = this.me && a.id === this.me.id ? 0 : 1;
+      const meB = this.me && b.id === this.me.id ? 0 : 1;
+      return meA - meB || String(a.name).localeCompare(String(b.name));
+    });
+    for (const member of sorted) {
+      const item = el("li", "member");
+      item.append(avatar(member), el("span", "member-name", member.name));
+      if (this.me && member.id === this.me.id) {
+        const you = el("span", "you-tag", t("room.you"));
+        you.dataset.i18n = "room.you";
+        item.append(you);
+      }
+      list.append(item);
+    }
+    if (sorted.length <= 1) {
+      const alone = el("li", "member-alone", t("room.nobody"));
+      alone.dataset.i18n = "room.nobody";
+      list.append(alone);
+    }
+    for (const counter of this.els.memberCount) counter.textContent = String(this.members.length);
+    this.els.membersToggle?.setAttribute("aria-label", t("room.membersAria", { n: this.members.length }));
+  }
+
+  // --- notices, announcements --------------------------------------------------------------
+
+  /** A dismissable notice. Returns {node, update(text), dismiss()}. */
+  notice(text, { kind = "error", timeoutMs = 0 } = {}) {
+    const node = el("div", `notice notice-${kind}`);
+    node.setAttribute("role", kind === "error" ? "alert" : "status");
+    const message = el("p", "notice-text", text);
+    const close = el("button", "notice-close");
+    close.type = "button";
+    close.setAttribute("aria-label", t("notice.dismiss"));
+    close.dataset.i18nAttr = "aria-label:notice.dismiss";
+    close.textContent = "×";
+    node.append(message, close);
+    this.els.notices.append(node);
+    let timer = null;
+    const handle = {
+      node,
+      update: (next) => {
+        message.textContent = next;
+      },
+      dismiss: () => {
+        clearTimeout(timer);
+        node.remove();
+        handle.onDismiss?.();
+      },
+    };
+    close.addEventListener("click", handle.dismiss);
+    if (timeoutMs) timer = setTimeout(handle.dismiss, timeoutMs);
+    return handle;
+  }
+
+  /** Dismiss the newest notice; true if there was one (Escape). */
+  dismissLatestNotice() {
+    const last = this.els.notices.lastElementChild;
+    if (!last) return false;
+    last.querySelector(".notice-close")?.click();
+    return true;
+  }
+
+  announce(text) {
+    const region = this.els.announcer;
+    region.textContent = "";
+    // A fresh text node after clearing makes screen readers announce repeated messages too.
+    setTimeout(() => {
+      region.textContent = text;
+    }, 50);
+  }
+
+  // --- language ----------------------------------------------------------------------------
+
+  /** Re-translate dynamic labels and re-format times after a language switch. */
+  relabel() {
+    for (const time of this.els.log.querySelectorAll("time.msg-time")) {
+      time.textContent = formatTime(time.dateTime);
+      time.title = formatFullTime(time.dateTime);
+    }
+    for (const state of this.answers.values()) {
+      if (state.stop) {
+        state.stop.setAttribute("aria-label", t("answer.stopAria"));
+        if (!state.stop.disabled) state.stop.querySelector(".stop-label").textContent = t("answer.stop");
+      }
+      const strings = this._codeStrings();
+      state.md.strings = strings;
+      for (const button of state.body.querySelectorAll(".copy-code")) {
+        button.textContent = strings.copy;
+        button.setAttribute("aria-label", strings.copyAria);
+      }
+    }
+    this.setMembers(this.members);
+  }
+
+  _codeStrings() {
+    return { copy: t("code.copy"), copied: t("code.copied"), copyAria: t("code.copyAria") };
+  }
+
+  // --- scrolling ---------------------------------------------------------------------------
+
+  _atBottom() {
+    const s = this.els.scroller;
+    return s.scrollHeight - s.scrollTop - s.clientHeight < 48;
+  }
+
+  _onScroll() {
+    // Scroll events arrive a frame late, after more text may have landed: judge by direction.
+    // Moving up means the reader left the bottom; reaching the bottom means they came back.
+    const top = this.els.scroller.scrollTop;
+    if (top < this.lastTop - 2) this.stick = false;
+    if (this._atBottom()) this.stick = true;
+    this.lastTop = top;
+    if (this.stick) this.els.jump.hidden = true;
+  }
+
+  _onResize() {
+    if (this.stick) this.scrollToBottom(false);
+    else if (!this._atBottom()) this.els.jump.hidden = false;
+  }
+
+  scrollToBottom(smooth) {
+    const s = this.els.scroller;
+    s.scrollTo({ top: s.scrollHeight, behavior: smooth ? "smooth" : "instant" });
+    this.stick = true;
+    this.els.jump.hidden = true;
+  }
+
+  _updateEmpty() {
+    this.els.empty.hidden = this.els.log.childElementCount > 0;
+  }
+}
