@@ -11,10 +11,42 @@ from django.conf import settings
 
 GUEST_SESSION_KEY = "chat_guest"
 
-_ADJECTIVES = ["Amber", "Brave", "Calm", "Clever", "Gentle", "Happy", "Jolly", "Kind", "Lucky",
-               "Merry", "Quiet", "Rapid", "Sunny", "Swift", "Witty", "Bright"]
-_ANIMALS = ["Otter", "Panda", "Falcon", "Badger", "Heron", "Koala", "Lynx", "Marten", "Puffin",
-            "Quokka", "Robin", "Seal", "Tiger", "Walrus", "Yak", "Zebra"]
+_ADJECTIVES = [
+    "Amber",
+    "Brave",
+    "Calm",
+    "Clever",
+    "Gentle",
+    "Happy",
+    "Jolly",
+    "Kind",
+    "Lucky",
+    "Merry",
+    "Quiet",
+    "Rapid",
+    "Sunny",
+    "Swift",
+    "Witty",
+    "Bright",
+]
+_ANIMALS = [
+    "Otter",
+    "Panda",
+    "Falcon",
+    "Badger",
+    "Heron",
+    "Koala",
+    "Lynx",
+    "Marten",
+    "Puffin",
+    "Quokka",
+    "Robin",
+    "Seal",
+    "Tiger",
+    "Walrus",
+    "Yak",
+    "Zebra",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +77,10 @@ def from_user(user: Any) -> Identity | None:
 
 def guest_from_session(session: Any) -> Identity | None:
     data = session.get(GUEST_SESSION_KEY) if session is not None else None
-    if isinstance(data, dict) and isinstance(data.get("id"), str) and isinstance(
-        data.get("name"), str
+    if (
+        isinstance(data, dict)
+        and isinstance(data.get("id"), str)
+        and isinstance(data.get("name"), str)
     ):
         return Identity(id=data["id"], name=data["name"], is_guest=True)
     return None

@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
+from typing import Any
+
+from django.conf import settings
 from django.db import models
 
 
@@ -74,3 +79,43 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} {self.id} ({self.status})"
+
+
+class ApiToken(models.Model):
+    """A key for programs using the HTTP API (`Authorization: Bearer <key>`).
+
+    Only the key's SHA-256 is stored: the key itself is shown once, when it is issued
+    (`manage.py create_token`). Deleting the row revokes the key.
+    """
+
+    KEY_PREFIX = "rc_"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100, blank=True, default="")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # The key's first characters, so a person can tell their keys apart; not a secret.
+    prefix = models.CharField(max_length=16, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    last_used = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.name or 'token'} ({self.prefix}…) of {self.user_id}"
+
+    @staticmethod
+    def hash_key(key: str) -> str:
+        """The stored form of a key: its SHA-256, hex (keys are random, so no salt is needed)."""
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, user: Any, name: str = "") -> tuple[ApiToken, str]:
+        """Create a token for `user`; returns it and the key, which is never stored."""
+        key = cls.KEY_PREFIX + secrets.token_urlsafe(32)
+        token = cls.objects.create(
+            user=user, name=name, key_hash=cls.hash_key(key), prefix=key[:10]
+        )
+        return token, key

@@ -23,14 +23,15 @@ def transport_probe(app: Any) -> Any:
     `send` as partial(Server.handle_reply, protocol)); under another server both are absent:
 
     - `scope["chat.transport_pending"]`: bytes the server still holds unsent for this socket,
-      so the send buffer bound covers them (chat.realtime.connection);
+      so the send buffer bound covers them (chat.realtime.connection); HTTP requests get it
+      too, for the API's event streams (chat.api.member);
     - `scope["chat.close_frame"]`: send a close frame with any code. Autobahn's `sendClose`
       refuses 1008/1009/1011/1012 from an application, though daphne itself sends 1011 through
       `sendCloseFrame`; the protocol needs them.
     """
 
     async def wrapper(scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        if scope["type"] == "websocket":
+        if scope["type"] in ("websocket", "http"):
             protocol = _daphne_protocol(send)
             extra: dict[str, Any] = {}
             pending = _pending_bytes(protocol)
@@ -70,7 +71,9 @@ def _pending_bytes(protocol: Any) -> Callable[[], int] | None:
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
-        "websocket": transport_probe(OriginCheck(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))),
+        "http": transport_probe(django_asgi_app),
+        "websocket": transport_probe(
+            OriginCheck(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+        ),
     }
 )

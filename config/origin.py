@@ -35,5 +35,7 @@ def origin_allowed(origin: str) -> bool:
     parsed = urlparse(origin)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         return False
-    allowed = settings.ALLOWED_HOSTS or (["localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else [])
+    allowed = settings.ALLOWED_HOSTS or (
+        ["localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else []
+    )
     return validate_host(parsed.hostname, allowed)

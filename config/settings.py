@@ -101,13 +101,22 @@ WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
 # --- Real-time backends -------------------------------------------------------------------
 # REDIS_URL switches the channel layer and the room log to Redis (several workers).
 REDIS_URL: str = env.str("REDIS_URL", default="")
+# How long channels_redis keeps a channel in a group without a fresh `group_add`; each worker
+# re-adds its control channel to its rooms' groups every CHAT_GROUP_REFRESH_SECONDS (a quarter
+# of the expiry, at most an hour), so long-lived sockets never drop out of their rooms' groups.
+CHAT_GROUP_EXPIRY_SECONDS: int = env.int("CHAT_GROUP_EXPIRY_SECONDS", default=86400)
+CHAT_GROUP_REFRESH_SECONDS: float = env.float(
+    "CHAT_GROUP_REFRESH_SECONDS", default=min(3600.0, CHAT_GROUP_EXPIRY_SECONDS / 4)
+)
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels_redis' core layer with a blocking connection pool: see
+            # docs/scaling.md ("redis-py pitfalls"). redis-py 8's 5 s default socket_timeout
+            # races channels_redis' 5 s blocking receive, and its pool raises
+            # MaxConnectionsError at its cap instead of waiting: explicit values here.
+            "BACKEND": "chat.realtime.channel_layer.RedisChannelLayer",
             "CONFIG": {
-                # redis-py 8 defaults race channels_redis' 5 s blocking receive: see
-                # docs/operations.md ("Redis pitfalls"). Explicit timeouts and pool size.
                 "hosts": [
                     {
                         "address": REDIS_URL,
@@ -117,11 +126,12 @@ if REDIS_URL:
                         "health_check_interval": 15,
                         "retry_on_timeout": True,
                         "max_connections": 200,
+                        "pool_timeout": 10,
                     }
                 ],
                 "capacity": 1500,
                 "expiry": 60,
-                "group_expiry": 86400,
+                "group_expiry": CHAT_GROUP_EXPIRY_SECONDS,
             },
         }
     }
@@ -147,6 +157,8 @@ CHAT_LEASE_SECONDS: float = env.float("CHAT_LEASE_SECONDS", default=3.0)
 CHAT_RETRIEVAL_K: int = env.int("CHAT_RETRIEVAL_K", default=4)
 CHAT_COLLECTION: str = env.str("CHAT_COLLECTION", default="knowledge")
 CHAT_SYSTEM_PROMPT: str = env.str("CHAT_SYSTEM_PROMPT", default="")
+# Seconds of silence after which an HTTP event stream sends a `: keep-alive` comment.
+CHAT_SSE_KEEPALIVE_SECONDS: float = env.float("CHAT_SSE_KEEPALIVE_SECONDS", default=15.0)
 
 # LLM: the OpenAI-compatible provider when OPENAI_BASE_URL or OPENAI_API_KEY is set,
 # else the offline answerer. CHAT_LLM_PROVIDER overrides with a dotted path.

@@ -61,7 +61,9 @@ def migrate(env: Mapping[str, str]) -> None:
 
 
 @contextmanager
-def daphne(env: Mapping[str, str], port: int | None = None, log: Path | None = None) -> Iterator[str]:
+def daphne(
+    env: Mapping[str, str], port: int | None = None, log: Path | None = None
+) -> Iterator[str]:
     """A daphne process serving the project; yields its base URL (http://127.0.0.1:PORT)."""
     port = port or free_port()
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115

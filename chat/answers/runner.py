@@ -18,6 +18,7 @@ from chat import protocol, storage
 from chat.answers.assistant import Assistant
 from chat.answers.events import AnswerDelta, AnswerEnd, AnswerError, RetrievalFinished
 from chat.answers.publisher import DeltaPublisher
+from chat.background import start_detached
 from chat.identity import Identity
 from chat.llm.base import ChatMessage
 from chat.protocol import AnswerStatus, ProtocolError
@@ -106,7 +107,8 @@ class AnswerRunner:
                 await db(storage.touch_room)(room, seq)
             running = _Running(room=room, asker_id=identity.id)
             self._running[answer_id] = running
-            running.task = asyncio.create_task(
+            # Detached: the answer outlives the frame or request that asked it.
+            running.task = start_detached(
                 self._run(answer_id, question.id, question.text, running),
                 name=f"answer {answer_id}",
             )

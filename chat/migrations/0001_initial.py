@@ -5,51 +5,96 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Room',
+            name="Room",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=64, unique=True)),
-                ('collection', models.CharField(blank=True, default='', max_length=63)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('last_activity', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('last_seq', models.BigIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=64, unique=True)),
+                ("collection", models.CharField(blank=True, default="", max_length=63)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                ("last_activity", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("last_seq", models.BigIntegerField(default=0)),
             ],
             options={
-                'ordering': ['-last_activity'],
+                "ordering": ["-last_activity"],
             },
         ),
         migrations.CreateModel(
-            name='Message',
+            name="Message",
             fields=[
-                ('id', models.CharField(max_length=40, primary_key=True, serialize=False)),
-                ('role', models.CharField(choices=[('user', 'User'), ('assistant', 'Assistant')], max_length=16)),
-                ('text', models.TextField(blank=True, default='')),
-                ('status', models.CharField(choices=[('complete', 'Complete'), ('streaming', 'Streaming'), ('cancelled', 'Cancelled'), ('failed', 'Failed'), ('interrupted', 'Interrupted')], default='complete', max_length=16)),
-                ('user_id', models.CharField(blank=True, default='', max_length=64)),
-                ('user_name', models.CharField(blank=True, default='', max_length=150)),
-                ('client_id', models.CharField(blank=True, default='', max_length=64)),
-                ('sources', models.JSONField(blank=True, default=list)),
-                ('usage', models.JSONField(blank=True, null=True)),
-                ('error', models.JSONField(blank=True, null=True)),
-                ('seq', models.BigIntegerField(blank=True, null=True)),
-                ('end_seq', models.BigIntegerField(blank=True, null=True)),
-                ('created', models.DateTimeField(db_index=True)),
-                ('finished', models.DateTimeField(blank=True, null=True)),
-                ('question', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='answers', to='chat.message')),
-                ('room', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='chat.room')),
+                ("id", models.CharField(max_length=40, primary_key=True, serialize=False)),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("user", "User"), ("assistant", "Assistant")], max_length=16
+                    ),
+                ),
+                ("text", models.TextField(blank=True, default="")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("complete", "Complete"),
+                            ("streaming", "Streaming"),
+                            ("cancelled", "Cancelled"),
+                            ("failed", "Failed"),
+                            ("interrupted", "Interrupted"),
+                        ],
+                        default="complete",
+                        max_length=16,
+                    ),
+                ),
+                ("user_id", models.CharField(blank=True, default="", max_length=64)),
+                ("user_name", models.CharField(blank=True, default="", max_length=150)),
+                ("client_id", models.CharField(blank=True, default="", max_length=64)),
+                ("sources", models.JSONField(blank=True, default=list)),
+                ("usage", models.JSONField(blank=True, null=True)),
+                ("error", models.JSONField(blank=True, null=True)),
+                ("seq", models.BigIntegerField(blank=True, null=True)),
+                ("end_seq", models.BigIntegerField(blank=True, null=True)),
+                ("created", models.DateTimeField(db_index=True)),
+                ("finished", models.DateTimeField(blank=True, null=True)),
+                (
+                    "question",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="answers",
+                        to="chat.message",
+                    ),
+                ),
+                (
+                    "room",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="messages",
+                        to="chat.room",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created'],
-                'indexes': [models.Index(fields=['room', 'created'], name='chat_messag_room_id_e6d832_idx')],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('client_id', ''), _negated=True), fields=('room', 'user_id', 'client_id'), name='unique_client_id_per_user_room')],
+                "ordering": ["created"],
+                "indexes": [
+                    models.Index(fields=["room", "created"], name="chat_messag_room_id_e6d832_idx")
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("client_id", ""), _negated=True),
+                        fields=("room", "user_id", "client_id"),
+                        name="unique_client_id_per_user_room",
+                    )
+                ],
             },
         ),
     ]

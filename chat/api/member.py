@@ -1,0 +1,135 @@
+"""A room member that is not a WebSocket: an SSE reader, or the `ask` command with `--room`.
+
+It joins through the worker's hub exactly as `chat.consumers.ChatConsumer` does (presence,
+`welcome`, resume with `after`), behind the same bounded `Connection`. The connection's writer
+hands each frame to a one-slot queue that the member's reader drains, so frames wait (and are
+counted against the send-buffer bound) in the `Connection`, and a reader too slow to keep up
+is ended with 4008 like a socket, to resume from its last seq.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncGenerator
+from typing import Any, Final
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from chat import protocol, storage
+from chat.background import detached
+from chat.identity import Identity
+from chat.protocol import dumps
+from chat.realtime.connection import Connection, PendingBytes
+from chat.realtime.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+
+class _Closed:
+    """Put in the queue by `close_soon`: the stream ends after what is already read."""
+
+
+_CLOSED: Final = _Closed()
+
+
+class RoomMember:
+    """One reader's membership of one room; iterate `frames()` to join, read and leave."""
+
+    def __init__(
+        self,
+        worker: Worker,
+        room: str,
+        identity: Identity,
+        *,
+        after: int | None,
+        transport_pending: PendingBytes | None = None,
+        label: str = "",
+    ) -> None:
+        self.worker = worker
+        self.room = room
+        self.identity = identity
+        self.after = after
+        self.conn_id = secrets.token_hex(8)
+        # The close code the hub asked for (4008 too slow, 1012 restart), once it did.
+        self.close_code: int | None = None
+        self._frames: asyncio.Queue[str | _Closed] = asyncio.Queue(maxsize=1)
+        self.conn = Connection(
+            send=self._frames.put,
+            close=self._close,
+            max_bytes=settings.CHAT_SEND_BUFFER_BYTES,
+            transport_pending=transport_pending,
+            label=label or f"{room}/{identity.name}",
+        )
+
+    async def frames(self, *, idle: float | None = None) -> AsyncGenerator[str | None, None]:
+        """Join, then yield each frame (JSON text) from `welcome` on; None after `idle` seconds
+        without one (time for a keep-alive). Ends when the hub closes the member; leaving
+        happens in `finally`, so closing or cancelling the iterator leaves the room."""
+        try:
+            # Joining may start long-lived tasks (a room log reader): not in the request's
+            # context (chat.api.context).
+            await detached(self._join())
+            while True:
+                try:
+                    async with asyncio.timeout(idle):
+                        item = await self._frames.get()
+                except TimeoutError:
+                    yield None
+                    continue
+                if isinstance(item, _Closed):
+                    return
+                yield item
+        finally:
+            # Runs on cancellation too (the client went away): each step is cheap and local.
+            await self._leave()
+
+    async def _join(self) -> None:
+        """The consumer's `connect`, after its checks: presence, then the hub's welcome."""
+        self.conn.start()
+        await database_sync_to_async(storage.get_room)(self.room)
+        await self.worker.watch_room(self.room)
+        await self.worker.coordinator.presence_add(self.room, self.conn_id, self.identity.to_wire())
+        members = await self.worker.coordinator.members(self.room)
+        user = self.identity.to_wire()
+
+        def welcome(seq: int, resumed: bool, history: list[dict[str, Any]]) -> str:
+            return dumps(
+                protocol.welcome_frame(
+                    room=self.room,
+                    user=user,
+                    seq=seq,
+                    resumed=resumed,
+                    history=history,
+                    members=members,
+                )
+            )
+
+        await self.worker.hub.join(
+            self.room,
+            self.conn,
+            after=self.after,
+            history_limit=settings.CHAT_HISTORY_LENGTH,
+            welcome=welcome,
+        )
+        await self.worker.presence_changed(self.room)
+
+    async def _leave(self) -> None:
+        """The consumer's `disconnect`: drop the reader only; answers keep running."""
+        self.worker.hub.leave(self.room, self.conn)
+        await self.conn.stop()
+        try:
+            await self.worker.coordinator.presence_remove(self.room, self.conn_id)
+            await self.worker.presence_changed(self.room)
+        except Exception:
+            logger.exception("Could not update presence of %s", self.conn.label)
+
+    async def _close(self, code: int) -> None:
+        """`Connection.close_soon`: end the stream. The frame waiting in the slot (if any) is
+        dropped; the reader resumes after the last id it got, so nothing is lost."""
+        self.close_code = code
+        while not self._frames.empty():
+            self._frames.get_nowait()
+        self._frames.put_nowait(_CLOSED)
