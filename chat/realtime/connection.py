@@ -57,7 +57,10 @@ class Connection:
             return False
         size = len(frame)
         pending = self._transport_pending() if self._transport_pending is not None else 0
-        if self._queued_bytes + size + pending > self._max_bytes:
+        backlog = self._queued_bytes + pending
+        # A lone frame is always taken (a big `welcome` must not loop a client through
+        # close-and-resume); the bound is about a backlog the client does not read.
+        if backlog and backlog + size > self._max_bytes:
             logger.warning(
                 "Closing %s: send buffer over %d bytes (queued %d, transport %d)",
                 self.label,

@@ -58,6 +58,12 @@ async def test_a_connection_over_its_bound_closes_with_4008_and_queues_nothing_m
         send=send, close=close, max_bytes=100, transport_pending=lambda: transport_pending
     )
     conn.start()
+    assert conn.push("w" * 150)  # a lone frame over the bound is still sent
+    await asyncio.sleep(0)
+    blocked.set()
+    await asyncio.sleep(0)
+    blocked.clear()
+    assert sent == ["w" * 150]
     assert conn.push("x" * 40)
     assert conn.push("y" * 40)
     transport_pending = 30
