@@ -22,7 +22,6 @@ from chat import protocol
 from chat.answers.runner import AnswerRunner, new_id
 from chat.api import sse
 from chat.api.auth import authenticate
-from chat.background import detached
 from chat.api.direct import (
     DIRECT_ROOM,
     DIRECT_ROOM_LIMIT,
@@ -32,6 +31,7 @@ from chat.api.direct import (
 )
 from chat.api.errors import ApiError
 from chat.api.member import RoomMember
+from chat.background import detached
 from chat.identity import Identity
 from chat.models import Message
 from chat.protocol import ProtocolError, dumps
