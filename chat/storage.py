@@ -71,6 +71,12 @@ def set_seq(message_id: str, seq: int) -> None:
     Message.objects.filter(id=message_id).update(seq=seq)
 
 
+def question_posted(message_id: str, room_name: str, seq: int) -> None:
+    """Record a question's seq and the room's progress, in one trip to the database thread."""
+    set_seq(message_id, seq)
+    touch_room(room_name, seq)
+
+
 def create_answer(room_name: str, *, answer_id: str, question_id: str) -> Message:
     room = get_room(room_name)
     question = Message.objects.get(id=question_id)
@@ -99,8 +105,10 @@ def finish_answer(
     sources: list[dict[str, Any]] | None = None,
     usage: dict[str, int] | None = None,
     error: dict[str, str] | None = None,
+    seq: int | None = None,
 ) -> bool:
-    """Store an answer's end, once: False when it had already ended."""
+    """Store an answer's end, once: False when it had already ended. `seq` is its start's
+    seq, recorded here rather than in a round trip of its own on the way to the first token."""
     updates: dict[str, Any] = {
         "status": status,
         "text": text,
@@ -110,6 +118,8 @@ def finish_answer(
     }
     if sources is not None:
         updates["sources"] = sources
+    if seq is not None:
+        updates["seq"] = seq
     count = Message.objects.filter(id=answer_id, status=Message.Status.STREAMING).update(**updates)
     return count == 1
 

@@ -41,6 +41,7 @@ class _Running:
     room: str
     asker_id: str
     task: asyncio.Task[None] | None = None
+    start_seq: int | None = None
     cancel_requested: bool = False
     shutdown: bool = False
     sources: list[dict[str, Any]] = field(default_factory=list)
@@ -62,6 +63,8 @@ class AnswerRunner:
         self._assistant_for_room = assistant_for_room
         self.control_channel = control_channel
         self._running: dict[str, _Running] = {}
+        # Checkpoint writes in flight (a reference keeps each task alive until it is done).
+        self._background: set[asyncio.Task[None]] = set()
 
     def running_ids(self) -> list[str]:
         return list(self._running)
@@ -103,8 +106,7 @@ class AnswerRunner:
                 ),
             )
             if seq is not None:
-                await db(storage.set_seq)(question.id, seq)
-                await db(storage.touch_room)(room, seq)
+                await db(storage.question_posted)(question.id, room, seq)
             running = _Running(room=room, asker_id=identity.id)
             self._running[answer_id] = running
             # Detached: the answer outlives the frame or request that asked it.
@@ -172,8 +174,7 @@ class AnswerRunner:
                 ),
             )
             started = True
-            if seq is not None:
-                await db(storage.set_seq)(answer_id, seq)
+            running.start_seq = seq
             assistant: Assistant = await self._assistant_for_room(room)
             history = await self._history(room, question_id)
             events = assistant.astream_events(question, history=history)
@@ -192,7 +193,8 @@ class AnswerRunner:
                         publisher.add(event.text)
                         if time.monotonic() - last_checkpoint > CHECKPOINT_SECONDS:
                             last_checkpoint = time.monotonic()
-                            await db(storage.checkpoint_answer)(answer_id, publisher.text)
+                            # In the background: the stream must not wait for the database.
+                            self._checkpoint(answer_id, publisher.text)
                     elif isinstance(event, AnswerEnd):
                         if event.usage is not None:
                             usage = {
@@ -249,6 +251,7 @@ class AnswerRunner:
                         sources=running.sources,
                         usage=usage,
                         error=error,
+                        seq=running.start_seq,
                     )
                 except Exception:
                     logger.exception("Could not store the end of %s", answer_id)
@@ -267,6 +270,16 @@ class AnswerRunner:
             self._running.pop(answer_id, None)
             await self._coordinator.disown(answer_id)
             await self._coordinator.release_answer(room, running.asker_id, answer_id)
+
+    def _checkpoint(self, answer_id: str, text: str) -> None:
+        task = asyncio.create_task(db(storage.checkpoint_answer)(answer_id, text))
+        self._background.add(task)
+        task.add_done_callback(self._checkpoint_done)
+
+    def _checkpoint_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("Could not checkpoint an answer: %r", task.exception())
 
     async def _append_delta(self, room: str, answer_id: str, text: str) -> None:
         await self._log.append(room, protocol.answer_delta_event(answer_id=answer_id, text=text))

@@ -131,7 +131,7 @@ async def test_a_reader_leaving_never_stops_the_answer(
         me = (await ws_until(ws, "welcome"))[-1]["user"]
         async with sse(http, f"/api/rooms/{room}/events", headers=api_server.auth("dave")) as r:
             await r.event()
-            await ask(http, api_server, "dave", room, "Opening hours? [[sim tps=20 tokens=40]]")
+            await ask(http, api_server, "dave", room, "Opening hours? [[sim tps=8 tokens=40]]")
             await r.until(lambda e: e.event == "answer.delta")
         # The stream is closed mid-answer. The server notices (dave leaves the room) ...
         frames: list[dict[str, Any]] = []
