@@ -48,6 +48,11 @@ class Connection:
         self.cursor = 0
         self.label = label
 
+    @property
+    def max_bytes(self) -> int:
+        """The bound of this connection's send buffer (CHAT_SEND_BUFFER_BYTES)."""
+        return self._max_bytes
+
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop(), name=f"writer {self.label}")
 

@@ -32,6 +32,8 @@ class _RoomState:
     ring: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=RING_SIZE))
     members: set[Connection] = field(default_factory=set)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    # Joins in progress (awaiting the log): the room is not forgotten under their feet.
+    joining: int = 0
 
 
 class RoomHub:
@@ -52,12 +54,34 @@ class RoomHub:
     ) -> bool:
         """Queue a `welcome`, then every event after it, then live events; True if resumed."""
         state = await self._ensure_room(room)
+        state.joining += 1
+        try:
+            return await self._join(room, state, conn, after, history_limit, welcome)
+        finally:
+            state.joining -= 1
+            self._forget_if_unused(room, state)
+
+    async def _join(
+        self,
+        room: str,
+        state: _RoomState,
+        conn: Connection,
+        after: int | None,
+        history_limit: int,
+        welcome: WelcomeBuilder,
+    ) -> bool:
         resumed = False
         if after is not None and after >= 0:
             backlog = await self._log.read_after(room, after)
+            hello = welcome(after, True, [])
+            # A backlog over the send buffer's bound would close the socket (4008) before
+            # the client could read it, and it would resume into the same wall: a client
+            # that missed that much gets a full welcome instead.
+            if backlog and len(hello) + sum(len(f) for _, f in backlog) > conn.max_bytes:
+                backlog = None
             if backlog is not None:
                 resumed = True
-                conn.push(welcome(after, True, []))
+                conn.push(hello)
                 cursor = after
                 for seq, frame in backlog:
                     if seq == cursor + 1:
@@ -90,11 +114,21 @@ class RoomHub:
         if state is None:
             return
         state.members.discard(conn)
-        if not state.members:
-            # Stop reading the room's log once nobody here listens to it.
-            del self._rooms[room]
-            task = asyncio.create_task(self._log.unsubscribe(room))
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self._forget_if_unused(room, state)
+
+    def _forget_if_unused(self, room: str, state: _RoomState) -> None:
+        """Stop reading the room's log once nobody here listens to it or is joining it."""
+        if state.members or state.joining or self._rooms.get(room) is not state:
+            return
+        del self._rooms[room]
+        task = asyncio.create_task(self._unsubscribe(room))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _unsubscribe(self, room: str) -> None:
+        # Someone may have joined again since: their new subscription must stay. (The check
+        # and the log's unsubscribe run in one tick: unsubscribe drops it before any await.)
+        if room not in self._rooms:
+            await self._log.unsubscribe(room)
 
     def rooms(self) -> list[str]:
         return list(self._rooms)

@@ -50,8 +50,10 @@ class RoomLog(Protocol):
     async def append(self, room: str, event: dict[str, Any]) -> int | None:
         """Give `event` the room's next seq, store it, update the view, wake readers.
 
-        Returns the seq; returns None and appends nothing for an `answer.end` of an answer
-        that is not live (already ended by someone else): so every answer ends exactly once.
+        Returns the seq; returns None and appends nothing for an `answer.sources`,
+        `answer.delta` or `answer.end` of an answer that is not live (already ended, perhaps by
+        another worker that found its owner dead): so every answer ends exactly once, and
+        nothing of it follows its end.
         """
         ...
 

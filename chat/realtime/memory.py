@@ -11,6 +11,8 @@ from chat.protocol import dumps
 from chat.realtime.log import SEQ_RESTART_GAP, Listener, RoomSeeder, Snapshot
 from chat.realtime.view import apply_to_view, render_history
 
+_ANSWER_UPDATES = frozenset({"answer.sources", "answer.delta", "answer.end"})
+
 
 @dataclass(slots=True)
 class _Room:
@@ -58,8 +60,8 @@ class MemoryRoomLog:
 
     async def append(self, room_name: str, event: dict[str, Any]) -> int | None:
         room = await self._room(room_name)
-        if event["type"] == "answer.end" and event["answer_id"] not in room.live:
-            return None
+        if event["type"] in _ANSWER_UPDATES and event["answer_id"] not in room.live:
+            return None  # That answer has ended (perhaps ended by someone else): nothing more.
         room.seq += 1
         seq = room.seq
         frame = dumps({"seq": seq, **event})

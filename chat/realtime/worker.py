@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import re
 import secrets
+import socket
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -15,6 +18,7 @@ from django.conf import settings
 from chat import storage
 from chat.answers.assistant import Assistant
 from chat.answers.runner import AnswerRunner
+from chat.background import start_detached
 from chat.llm import get_provider
 from chat.protocol import dumps, presence_frame
 from chat.ratelimit import BucketRegistry
@@ -22,12 +26,20 @@ from chat.realtime.coordination import Coordinator, MemoryCoordinator
 from chat.realtime.hub import RoomHub
 from chat.realtime.log import RoomLog, RoomSeed
 from chat.realtime.memory import MemoryRoomLog
+from chat.realtime.redis_coordination import RedisCoordinator
 from chat.retrieval import get_retriever
 
 logger = logging.getLogger(__name__)
 
-GROUP_REFRESH_SECONDS = 3600.0  # well inside channels_redis' group_expiry (a day)
 REAP_SECONDS = 1.0
+PRESENCE_DEBOUNCE = 0.1
+
+
+def _new_worker_id() -> str:
+    """Host and pid first, so that operators (and tests) can tell which process a worker id,
+    an answer's owner or a control channel belongs to; a random tail keeps it unique."""
+    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:24] or "host"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 def room_group(room: str) -> str:
@@ -38,14 +50,18 @@ class Worker:
     """Everything one daphne process shares between its connections."""
 
     def __init__(self) -> None:
-        self.worker_id = secrets.token_hex(6)
+        self.worker_id = _new_worker_id()
         self.log, self.coordinator = _build_backends(self.worker_id)
+        if isinstance(self.coordinator, RedisCoordinator):
+            # Redis lost its data (restarted): our channel-layer groups went with it.
+            self.coordinator.on_data_loss = self._rejoin_groups
         self.hub = RoomHub(self.log)
         self.layer: Any = get_channel_layer()
         self.control_channel = ""
         self.runner: AnswerRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._groups: set[str] = set()
+        self._presence_pending: set[str] = set()
         self._assistants: dict[str, Assistant] = {}
         # Asks per person per minute, shared by all of a person's connections to this worker.
         self.ask_buckets = BucketRegistry(
@@ -61,7 +77,16 @@ class Worker:
             control_channel=self.control_channel,
         )
         for loop in (self._control_loop, self._lease_loop, self._reap_loop, self._group_loop):
-            self._tasks.append(asyncio.create_task(loop(), name=loop.__name__))
+            self._tasks.append(start_detached(loop(), name=loop.__name__))
+        self._tasks.append(start_detached(self._warm_up(), name="warm_up"))
+
+    async def _warm_up(self) -> None:
+        """Open Chroma and load the embedding model now, in the background, so the first
+        question does not pay for it."""
+        try:
+            await get_retriever().retrieve("warm up", collection=settings.CHAT_COLLECTION, k=1)
+        except Exception as err:
+            logger.warning("Knowledge base warm-up failed (answers will retry): %s", err)
 
     async def stop(self) -> None:
         if self.runner is not None:
@@ -109,6 +134,29 @@ class Worker:
     async def presence_changed(self, room: str) -> None:
         await self.layer.group_send(room_group(room), {"type": "presence.changed", "room": room})
 
+    def _schedule_presence(self, room: str) -> None:
+        """Coalesce presence changes: one `presence` frame per room per PRESENCE_DEBOUNCE at
+        most. Measured: 200 members joining at once sent each member ~190 frames, enough to
+        delay an answer's deltas behind them by a second (docs/benchmarks.md)."""
+        if room in self._presence_pending:
+            return
+        self._presence_pending.add(room)
+
+        async def push_later() -> None:
+            await asyncio.sleep(PRESENCE_DEBOUNCE)
+            self._presence_pending.discard(room)
+            await self._push_presence(room)
+
+        task = start_detached(push_later(), name=f"presence {room}")
+        self._tasks.append(task)
+        task.add_done_callback(self._forget_task)
+
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        if task in self._tasks:
+            self._tasks.remove(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("Presence update failed: %r", task.exception())
+
     async def _push_presence(self, room: str) -> None:
         conns = self.hub.connections(room)
         if not conns:
@@ -137,7 +185,7 @@ class Worker:
                 if kind == "answer.cancel" and self.runner is not None:
                     self.runner.cancel_local(str(message.get("answer_id")))
                 elif kind == "presence.changed":
-                    await self._push_presence(str(message.get("room")))
+                    self._schedule_presence(str(message.get("room")))
             except Exception:
                 logger.exception("Control message %r failed", kind)
 
@@ -174,20 +222,30 @@ class Worker:
                 logger.exception("Orphan reaper failed; retrying")
 
     async def _group_loop(self) -> None:
-        """Re-join room groups before channels_redis expires them (long-lived sockets)."""
+        """Re-join room groups before channels_redis expires them (long-lived sockets):
+        every CHAT_GROUP_REFRESH_SECONDS, well inside CHAT_GROUP_EXPIRY_SECONDS."""
         while True:
-            await asyncio.sleep(GROUP_REFRESH_SECONDS)
-            for room in list(self._groups):
-                try:
-                    await self.layer.group_add(room_group(room), self.control_channel)
-                except Exception:
-                    logger.exception("Could not refresh group of room %s", room)
+            await asyncio.sleep(settings.CHAT_GROUP_REFRESH_SECONDS)
+            await self._refresh_groups()
+
+    async def _refresh_groups(self) -> None:
+        for room in list(self._groups):
+            try:
+                await self.layer.group_add(room_group(room), self.control_channel)
+            except Exception:
+                logger.exception("Could not refresh group of room %s", room)
+
+    async def _rejoin_groups(self) -> None:
+        """After Redis lost its data: join our rooms' groups again at once (not at the next
+        refresh, up to an hour away), and have every worker push fresh presence lists."""
+        await self._refresh_groups()
+        for room in list(self._groups):
+            await self.presence_changed(room)
 
 
 def _build_backends(worker_id: str) -> tuple[RoomLog, Coordinator]:
     view_size = max(settings.CHAT_HISTORY_LENGTH * 2, 100)
     if settings.REDIS_URL:
-        from chat.realtime.redis_coordination import RedisCoordinator
         from chat.realtime.redis_log import RedisRoomLog
 
         return (

@@ -82,3 +82,12 @@ async def test_the_view_keeps_only_the_latest_messages() -> None:
     history = (await log.snapshot("r", 50)).history
     assert [m["id"] for m in history] == [f"q{n}" for n in range(5, 15)]
     assert [m["id"] for m in (await log.snapshot("r", 3)).history] == ["q12", "q13", "q14"]
+
+
+async def test_nothing_of_an_answer_follows_its_end() -> None:
+    log = make_log()
+    await log.append("r", protocol.answer_start_event(id="a1", question_id="q1", created="t"))
+    await log.append("r", protocol.answer_end_event(answer_id="a1", status="interrupted", text=""))
+    assert await log.append("r", protocol.answer_delta_event(answer_id="a1", text="late")) is None
+    assert await log.append("r", protocol.answer_sources_event(answer_id="a1", sources=[])) is None
+    assert (await log.snapshot("r", 5)).seq == 2

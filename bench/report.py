@@ -1,0 +1,449 @@
+"""Results: medians over the interleaved repeats, ratios to the baselines, the goals, and the
+Markdown tables of docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+Run = dict[str, Any]
+
+
+def _median(values: Iterable[float | None]) -> float:
+    present = [v for v in values if v is not None and not math.isnan(v)]
+    return statistics.median(present) if present else math.nan
+
+
+def _select(runs: list[Run], **match: Any) -> list[Run]:
+    return [run for run in runs if all(run.get(k) == v for k, v in match.items())]
+
+
+def _ratios(
+    runs: list[Run], bench: str, metric: str, num: str, den: str, **match: Any
+) -> list[float]:
+    """Per repeat, `metric` of variant `num` over variant `den` (same repeat, same group)."""
+    ratios = []
+    for repeat in sorted({run["repeat"] for run in _select(runs, bench=bench, **match)}):
+        a = _select(runs, bench=bench, variant=num, repeat=repeat, **match)
+        b = _select(runs, bench=bench, variant=den, repeat=repeat, **match)
+        if a and b and b[0].get(metric):
+            ratios.append(a[0][metric] / b[0][metric])
+    return ratios
+
+
+def _goal_level(runs: list[Run]) -> int | None:
+    """The stream level the latency goal is judged at: 100 answers, or the nearest run."""
+    levels = sorted({run["answers"] for run in _select(runs, bench="stream")})
+    return min(levels, key=lambda n: abs(n - 100)) if levels else None
+
+
+def summarize(results: dict[str, Any]) -> dict[str, Any]:
+    runs: list[Run] = results["runs"]
+    summary: dict[str, Any] = {"ratios": {}, "goals": []}
+    for level in sorted({run["answers"] for run in _select(runs, bench="stream")}):
+        for metric in ("lat_p50_ms", "lat_p99_ms"):
+            for den in ("relay", "direct"):
+                values = _ratios(runs, "stream", metric, "server", den, answers=level)
+                summary["ratios"][f"stream {level} {metric} server/{den}"] = _median(values)
+    goals = summary["goals"]
+    level = _goal_level(runs)
+    if level is not None:
+        goals.append(_latency_goal(runs, summary["ratios"], level))
+        below = [
+            n
+            for n in sorted({r["answers"] for r in _select(runs, bench="stream")})
+            if 1 < n < level
+        ]
+        if below:
+            goals.append(_latency_goal(runs, summary["ratios"], below[-1], note=" (information)"))
+    lossy = [run for run in runs if run["bench"] in ("stream", "ttfd", "fanout")]
+    if lossy:
+        lost = sum(run.get("lost", 0) for run in lossy)
+        unfinished = sum(run.get("unfinished", 0) for run in lossy)
+        late = f"; {unfinished} answers unfinished at the client's timeout" if unfinished else ""
+        goals.append(
+            {
+                "goal": "no frame lost or out of order in any run",
+                "measured": f"{lost} answers with a problem in {len(lossy)} runs{late}",
+                "met": lost == 0,
+            }
+        )
+    fanout = _select(runs, bench="fanout", variant="server-2w")  # the room quiet again
+    if fanout:
+        p99 = _median(run["lat_p99_ms"] for run in fanout)
+        members = fanout[0]["members"]
+        goal = f"fan-out p99 < 50 ms ({members} members, 2 workers, Redis)"
+        goals.append(_goal(goal, p99, 50, " ms"))
+    idle = _select(runs, bench="idle", variant="server")
+    if idle:
+        kib = _median(run["kib_per_connection"] for run in idle)
+        goals.append(_goal("≤ 40 KiB per idle connection", kib, 40, " KiB"))
+    ttfd = _select(runs, bench="ttfd", variant="server")
+    if ttfd:
+        share = _median(run["share_p50_ms"] for run in ttfd)
+        goals.append(_goal("server's share of time to first delta < 5 ms at p50", share, 5, " ms"))
+    return summary
+
+
+def _latency_goal(
+    runs: list[Run], ratios: dict[str, float], level: int, note: str = ""
+) -> dict[str, Any]:
+    """The p99 ratio to the relay, judged only if the server did the same work: a server that
+    delivers fewer tokens per second than the relay starts answers late instead of streaming
+    them, which makes its per-delta latency look better than it is."""
+    ratio = ratios.get(f"stream {level} lat_p99_ms server/relay", math.nan)
+    goal = _goal(
+        f"p99 added latency ≤ 1.5x the relay's at {level} answers/worker{note}", ratio, 1.5, "x"
+    )
+    at_level = _select(runs, bench="stream", answers=level)
+    rate = {
+        variant: _median(r["tokens_per_s"] for r in _select(at_level, variant=variant))
+        for variant in ("server", "relay")
+    }
+    goal["measured"] += (
+        f"; delivered {_fmt(rate['server'])} tokens/s (relay {_fmt(rate['relay'])}) "
+        f"of {_fmt(at_level[0].get('offered_tokens_per_s'))} offered"
+    )
+    if goal["met"] and rate["server"] < 0.9 * rate["relay"]:
+        goal["met"] = False
+        goal["measured"] += ": the server did not keep up with the relay"
+    return goal
+
+
+def _goal(goal: str, measured: float, limit: float, unit: str) -> dict[str, Any]:
+    met = not math.isnan(measured) and measured <= limit
+    by = "" if met or math.isnan(measured) else f" ({measured / limit:.1f}x the goal)"
+    return {"goal": goal, "measured": f"{_fmt(measured)}{unit}{by}", "met": met}
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        if abs(value) >= 100:
+            return f"{value:.0f}"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _spread(runs: list[Run], metric: str) -> str:
+    """Median, and the range over repeats when there are several."""
+    values = [run[metric] for run in runs if run.get(metric) is not None]
+    values = [v for v in values if not (isinstance(v, float) and math.isnan(v))]
+    if not values:
+        return "-"
+    middle = _fmt(statistics.median(values))
+    if len(values) == 1:
+        return middle
+    return f"{middle} ({_fmt(min(values))}-{_fmt(max(values))})"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _groups(runs: list[Run], bench: str, key: Callable[[Run], Any]) -> dict[Any, list[Run]]:
+    grouped: dict[Any, list[Run]] = defaultdict(list)
+    for run in _select(runs, bench=bench):
+        grouped[key(run)].append(run)
+    return dict(sorted(grouped.items(), key=lambda item: str(item[0])))
+
+
+def markdown(results: dict[str, Any]) -> str:
+    runs: list[Run] = results["runs"]
+    summary = results.get("summary") or summarize(results)
+    m = results["machine"]
+    out = [
+        f"Run of {m['date']} on {m['cpus']} cores ({m['cpu_model']}), {m['ram_gib']} GiB RAM, "
+        f"Python {m['python']}; {results['repeat']} interleaved repeat(s)"
+        f"{', quick sizes' if results['quick'] else ''}; load average "
+        f"{results['load_before'][0]:.1f} before, {results.get('load_after', [math.nan])[0]:.1f} "
+        f"after (other work on the machine). Code: {results.get('code', '?')}. "
+        "Cells: median over repeats (min-max).",
+        "",
+    ]
+    out += _stream_tables(runs, summary)
+    out += _ttfd_table(runs, results)
+    out += _fanout_table(runs)
+    out += _idle_table(runs)
+    profile = results.get("info", {}).get("latency.profile")
+    if profile:
+        out += _profile_lines(profile)
+    for skipped in results.get("skipped", []):
+        out.append(f"Not run: {skipped['bench']} {skipped['variant']}: {skipped['reason']}.")
+        out.append("")
+    for error in results.get("errors", []):
+        out.append(f"**Failed:** {error['bench']}: `{error['error']}`")
+        out.append("")
+    if summary["goals"]:
+        out.append("**Goals**")
+        out.append("")
+        rows = [
+            [g["goal"], g["measured"], "met" if g["met"] else "**missed**"]
+            for g in summary["goals"]
+        ]
+        out += _table(["goal", "measured", ""], rows)
+    return "\n".join(out)
+
+
+def _profile_lines(profile: dict[str, Any]) -> list[str]:
+    if "error" in profile:
+        return [f"Profile: {profile['error']}.", ""]
+    out = [
+        f"**Where the server's CPU goes** at {profile['answers']} answers (py-spy, share of "
+        "samples by the layer of the running function)",
+        "",
+    ]
+    out += _table(["layer", "%"], [[k, _fmt(v)] for k, v in profile["layers"].items()])
+    out += _table(
+        ["most often on the stack (inclusive)", "%"],
+        [[f"`{f}`", _fmt(v)] for f, v in profile["top"]],
+    )
+    return out
+
+
+def _stream_tables(runs: list[Run], summary: dict[str, Any]) -> list[str]:
+    groups = _groups(runs, "stream", lambda r: (r["answers"], r["variant"]))
+    if not groups:
+        return []
+    out = ["**Added latency per delta** (simulator sends a token → client receives it), ms", ""]
+    rows = []
+    for (answers, variant), group in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], kv[0][1] != "server")
+    ):
+        rows.append(
+            [
+                str(answers),
+                variant,
+                _spread(group, "lat_p50_ms"),
+                _spread(group, "lat_p99_ms"),
+                _spread(group, "lat_max_ms"),
+                _spread(group, "tokens_per_frame"),
+                _spread(group, "tokens_per_s"),
+                _spread(group, "window_s"),
+                str(sum(r["lost"] for r in group)),
+                str(sum(r.get("unfinished", 0) for r in group)),
+            ]
+        )
+    out += _table(
+        [
+            "answers/worker",
+            "variant",
+            "p50",
+            "p99",
+            "max",
+            "tokens/frame",
+            "tokens/s",
+            "window s",
+            "lost",
+            "unfinished",
+        ],
+        rows,
+    )
+    ratio_rows = [
+        [key.replace("stream ", "").replace("lat_", "").replace("_ms", ""), _fmt(value, 2)]
+        for key, value in summary["ratios"].items()
+    ]
+    out += _table(["ratio (median of per-repeat ratios)", "value"], ratio_rows)
+    out += [
+        "**Under load**: time from ask to first delta (an overloaded server starts answers "
+        "late, which the per-delta latency above does not show), and delivered tokens/s",
+        "",
+    ]
+    rows = [
+        [
+            str(answers),
+            variant,
+            _spread(group, "first_delta_p50_ms"),
+            _spread(group, "first_delta_p99_ms"),
+            _spread(group, "tokens_per_s"),
+            _fmt(group[0].get("offered_tokens_per_s")),
+        ]
+        for (answers, variant), group in sorted(
+            groups.items(), key=lambda kv: (kv[0][0], kv[0][1] != "server")
+        )
+    ]
+    out += _table(
+        ["answers/worker", "variant", "first delta p50", "first delta p99", "tokens/s", "offered"],
+        rows,
+    )
+    out += ["**CPU time per 1,000 delivered deltas** (tokens), process under test", ""]
+    rows = []
+    for (answers, variant), group in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], kv[0][1] != "server")
+    ):
+        rows.append(
+            [
+                str(answers),
+                variant,
+                _spread(group, "cpu_ms_per_1k_tokens"),
+                _spread(group, "cpu_ms_per_1k_frames"),
+                _spread(group, "simulator_cpu_s"),
+                _spread(group, "client_cpu_s"),
+                _spread(group, "duration_s"),
+            ]
+        )
+    out += _table(
+        [
+            "answers/worker",
+            "variant",
+            "CPU ms / 1k tokens",
+            "CPU ms / 1k frames",
+            "simulator CPU s",
+            "clients CPU s",
+            "run s",
+        ],
+        rows,
+    )
+    return out
+
+
+def _ttfd_table(runs: list[Run], results: dict[str, Any]) -> list[str]:
+    groups = _groups(runs, "ttfd", lambda r: r["variant"])
+    if not groups:
+        return []
+    out = ["**Time to first delta**, ms (one question at a time)", ""]
+    rows = [
+        [
+            variant,
+            _spread(group, "ttfd_p50_ms"),
+            _spread(group, "ttfd_p99_ms"),
+            _spread(group, "retrieval_p50_ms"),
+            _spread(group, "llm_p50_ms"),
+            _spread(group, "share_p50_ms"),
+            _spread(group, "share_p99_ms"),
+            _spread(group, "start_p50_ms"),
+            _spread(group, "sources_gap_p50_ms"),
+        ]
+        for variant, group in sorted(groups.items(), key=lambda kv: kv[0] != "server")
+    ]
+    return out + _table(
+        [
+            "variant",
+            "TTFD p50",
+            "TTFD p99",
+            "retrieval p50",
+            "LLM first token p50",
+            "own share p50",
+            "own share p99",
+            "ask → answer.start p50",
+            "answer.start → sources p50",
+        ],
+        rows,
+    )
+
+
+def _fanout_table(runs: list[Run]) -> list[str]:
+    groups = _groups(runs, "fanout", lambda r: r["variant"])
+    if not groups:
+        return []
+    out = ["**Fan-out**: one answer to every member of a room, delivery latency in ms", ""]
+    rows = [
+        [
+            variant,
+            _spread(group, "members"),
+            _spread(group, "lat_p50_ms"),
+            _spread(group, "lat_p99_ms"),
+            _spread(group, "lat_max_ms"),
+            str(sum(r["lost"] for r in group)),
+            _spread(group, "cpu_ms_per_1k_deliveries"),
+            _spread(group, "presence_frames_per_member"),
+            _spread(group, "presence_kib_per_member"),
+            _spread(group, "presence_until_s"),
+        ]
+        for variant, group in groups.items()
+    ]
+    return out + _table(
+        [
+            "variant",
+            "members",
+            "p50",
+            "p99",
+            "max",
+            "lost",
+            "CPU ms / 1k deliveries",
+            "presence frames / member",
+            "presence KiB / member",
+            "last presence, s after the ask",
+        ],
+        rows,
+    )
+
+
+def _idle_table(runs: list[Run]) -> list[str]:
+    groups = _groups(runs, "idle", lambda r: r["variant"])
+    if not groups:
+        return []
+    out = ["**Idle connections** on one fresh process", ""]
+    rows = [
+        [
+            variant,
+            _spread(group, "connections"),
+            _spread(group, "alive"),
+            _spread(group, "kib_per_connection"),
+            _spread(group, "rss_warm_mib"),
+            _spread(group, "rss_full_mib"),
+            _spread(group, "rss_closed_mib"),
+            _spread(group, "connect_per_s"),
+            _spread(group, "idle_cpu_ms_per_s"),
+        ]
+        for variant, group in groups.items()
+    ]
+    return out + _table(
+        [
+            "variant",
+            "connections",
+            "alive at the end",
+            "KiB / connection",
+            "RSS warm MiB",
+            "RSS full MiB",
+            "RSS after close MiB",
+            "connects / s",
+            "idle CPU ms / s",
+        ],
+        rows,
+    )
+
+
+def update_doc(path: Path, text: str) -> None:
+    """Replace the results section of `path` (between the markers), creating it if needed."""
+    block = f"{START}\n{text.rstrip()}\n{END}"
+    if not path.exists():
+        path.write_text(f"# Benchmarks\n\n## Latest results\n\n{block}\n")
+        return
+    doc = path.read_text()
+    if START in doc and END in doc:
+        head, _, rest = doc.partition(START)
+        _, _, tail = rest.partition(END)
+        path.write_text(f"{head}{block}{tail}")
+    else:
+        path.write_text(f"{doc.rstrip()}\n\n## Latest results\n\n{block}\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m bench.report RESULTS.json [--out FILE.md]`: render saved results again."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m bench.report")
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--out", type=Path, default=None, help="a .md file to update")
+    args = parser.parse_args(argv)
+    results = json.loads(args.results.read_text())
+    results["summary"] = summarize(results)
+    text = markdown(results)
+    if args.out is not None:
+        update_doc(args.out, text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

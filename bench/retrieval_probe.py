@@ -1,0 +1,47 @@
+"""Time the chat's retrieval from outside the server: the same retriever, settings and Chroma
+directory as a daphne worker, in a process of its own.
+
+`python -m bench.retrieval_probe --repeat N QUESTION...` (environment as for a worker) prints
+`{"QUESTION": [seconds, ...], ...}`; the first call, which loads the model, is not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+
+
+async def probe(questions: list[str], repeat: int) -> dict[str, list[float]]:
+    from django.conf import settings
+
+    from chat.retrieval import get_retriever
+
+    retriever = get_retriever()
+    collection, k = settings.CHAT_COLLECTION, settings.CHAT_RETRIEVAL_K
+    await retriever.retrieve(questions[0], collection=collection, k=k)
+    timings: dict[str, list[float]] = {question: [] for question in questions}
+    for _ in range(repeat):
+        for question in questions:
+            started = time.perf_counter()
+            await retriever.retrieve(question, collection=collection, k=k)
+            timings[question].append(time.perf_counter() - started)
+    return timings
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.retrieval_probe")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("questions", nargs="+")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    print(json.dumps(asyncio.run(probe(args.questions, args.repeat))))
+
+
+if __name__ == "__main__":
+    main()

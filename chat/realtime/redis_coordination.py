@@ -1,0 +1,275 @@
+"""What workers agree on through Redis: presence, answer slots, and answer owners with leases.
+
+- Presence: a hash per room, connection id -> member JSON tagged with its worker id and an
+  arrival number. Each worker keeps a heartbeat key with a TTL; members of a worker whose
+  heartbeat expired (it died) are left out of `members` and removed.
+- Answer slots: a sorted set per user and per room (answer id -> expiry time), counted and
+  added in one script; entries of a dead worker expire, since only their owner extends them.
+- Owners: `owner:<answer>` holds the owner's control channel with a TTL (`SET ... PX`), the
+  lease; the owner refreshes it (pipelined, with the slots and the heartbeat). Once it
+  expired, `owner_channel` returns None and the orphan reaper ends the answer `interrupted`.
+- Redis restarts: the next refresh finds its marker key gone and publishes this worker's
+  presence, slots and leases again; for one lease period after Redis lost its data,
+  `owner_channel` waits for owners to re-claim instead of declaring their answers orphans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from django.conf import settings
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import RedisError
+
+from chat.realtime.coordination import unique_members
+
+logger = logging.getLogger(__name__)
+
+# KEYS: presence hash, heartbeat ; ARGV: conn id, member JSON, heartbeat ttl ms.
+# The hash's "#n" field numbers arrivals, so `members` can list people in order of arrival.
+_PRESENCE_ADD = """
+local n = redis.call('HINCRBY', KEYS[1], '#n', 1)
+redis.call('HSET', KEYS[1], ARGV[1], n .. ' ' .. ARGV[2])
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
+"""
+
+# KEYS: presence hash ; ARGV: conn ids. Deletes the hash once only the counter is left.
+_PRESENCE_REMOVE = """
+redis.call('HDEL', KEYS[1], unpack(ARGV))
+if redis.call('HLEN', KEYS[1]) <= 1 then redis.call('DEL', KEYS[1]) end
+"""
+
+# KEYS: user slots, room slots ; ARGV: answer id, now ms, expiry ms, max per user, max per
+# room, key ttl ms. Expired slots (of dead workers) are dropped before counting.
+_RESERVE = """
+for i = 1, 2 do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[2]) end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then return 0 end
+for i = 1, 2 do
+  redis.call('ZADD', KEYS[i], ARGV[3], ARGV[1])
+  redis.call('PEXPIRE', KEYS[i], ARGV[6])
+end
+return 1
+"""
+
+# KEYS: owner key, data-epoch key ; ARGV: grace ms.
+# Returns the owner's channel; 1 while Redis lost its data less than `grace` ago (owners are
+# re-claiming: ask again shortly); 0 when nobody holds the answer.
+_OWNER = """
+local owner = redis.call('GET', KEYS[1])
+if owner then return owner end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local since = tonumber(redis.call('GET', KEYS[2]))
+if not since then
+  redis.call('SET', KEYS[2], now)
+  since = now
+end
+if now - since < tonumber(ARGV[1]) then return 1 end
+return 0
+"""
+
+# KEYS: data-epoch key. Notes (once) when this Redis data set began, by Redis' clock.
+_EPOCH = """
+local t = redis.call('TIME')
+redis.call('SET', KEYS[1], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), 'NX')
+"""
+
+OWNER_POLL_SECONDS = 0.2
+
+
+class RedisCoordinator:
+    """`Coordinator` for several workers; see the module docstring."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        worker_id: str,
+        prefix: str = "chat",
+        lease_seconds: float | None = None,
+    ) -> None:
+        self.worker_id = worker_id
+        self._prefix = prefix
+        lease = settings.CHAT_LEASE_SECONDS if lease_seconds is None else lease_seconds
+        self._lease = float(lease)
+        # A worker is dead after missing a few refreshes (they come every lease / 3).
+        self._heartbeat_ms = int(self._lease * 3 * 1000)
+        # A slot outlives a few leases: only its owner's refreshes extend it.
+        self._slot_ms = int(max(self._lease * 4, 10.0) * 1000)
+        pool = BlockingConnectionPool.from_url(
+            url,
+            decode_responses=True,
+            max_connections=32,
+            timeout=10,
+            socket_timeout=10,
+            socket_connect_timeout=5,
+            socket_keepalive=True,
+            health_check_interval=30,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 4),
+        )
+        self._redis = Redis(connection_pool=pool)
+        self._presence_add = self._redis.register_script(_PRESENCE_ADD)
+        self._presence_remove = self._redis.register_script(_PRESENCE_REMOVE)
+        self._reserve = self._redis.register_script(_RESERVE)
+        self._owner = self._redis.register_script(_OWNER)
+        self._epoch = self._redis.register_script(_EPOCH)
+        # What this worker published, to publish again if Redis loses it.
+        self._presence: dict[tuple[str, str], str] = {}
+        self._slots: dict[str, tuple[str, str]] = {}  # answer id -> (room, user id)
+        self._owned: dict[str, str] = {}  # answer id -> control channel
+        self._heartbeat_seen = False
+        # Called after we published our state again (Redis lost its data): the worker
+        # re-joins its channel-layer groups, which were lost too.
+        self.on_data_loss: Callable[[], Awaitable[None]] | None = None
+
+    # --- keys ---------------------------------------------------------------------------
+
+    def _k(self, *parts: str) -> str:
+        return ":".join((self._prefix, *parts))
+
+    @property
+    def _heartbeat(self) -> str:
+        return self._k("worker", self.worker_id)
+
+    # --- presence -----------------------------------------------------------------------
+
+    async def presence_add(self, room: str, conn_id: str, member: dict[str, str]) -> None:
+        entry = json.dumps({"id": member["id"], "name": member["name"], "w": self.worker_id})
+        self._presence[(room, conn_id)] = entry
+        await self._presence_add(
+            keys=[self._k("presence", room), self._heartbeat],
+            args=[conn_id, entry, self._heartbeat_ms],
+        )
+
+    async def presence_remove(self, room: str, conn_id: str) -> None:
+        self._presence.pop((room, conn_id), None)
+        await self._presence_remove(keys=[self._k("presence", room)], args=[conn_id])
+
+    async def members(self, room: str) -> list[dict[str, str]]:
+        key = self._k("presence", room)
+        entries: list[tuple[int, str, dict[str, str]]] = []
+        stored: dict[Any, Any] = await self._redis.hgetall(key)
+        for conn_id, value in stored.items():
+            if conn_id != "#n":
+                number, _, member = value.partition(" ")
+                entries.append((int(number), conn_id, json.loads(member)))
+        workers = sorted({m["w"] for _, _, m in entries} - {self.worker_id})
+        beats = await self._redis.mget([self._k("worker", w) for w in workers]) if workers else []
+        dead = {w for w, beat in zip(workers, beats, strict=True) if beat is None}
+        if dead:
+            # Their worker died (or stalled past its heartbeat: it publishes them again).
+            gone = [conn_id for _, conn_id, m in entries if m["w"] in dead]
+            await self._presence_remove(keys=[key], args=gone)
+        entries.sort(key=lambda entry: entry[0])
+        return unique_members(m for _, _, m in entries if m["w"] not in dead)
+
+    # --- answer slots -------------------------------------------------------------------
+
+    async def reserve_answer(
+        self, room: str, user_id: str, answer_id: str, *, max_per_user: int, max_per_room: int
+    ) -> bool:
+        now = int(time.time() * 1000)
+        reserved = await self._reserve(
+            keys=[self._k("slots", "user", user_id), self._k("slots", "room", room)],
+            args=[answer_id, now, now + self._slot_ms, max_per_user, max_per_room, self._slot_ms],
+        )
+        if reserved:
+            self._slots[answer_id] = (room, user_id)
+        return bool(reserved)
+
+    async def release_answer(self, room: str, user_id: str, answer_id: str) -> None:
+        self._slots.pop(answer_id, None)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(self._k("slots", "user", user_id), answer_id)
+            pipe.zrem(self._k("slots", "room", room), answer_id)
+            await pipe.execute()
+
+    # --- owners and leases --------------------------------------------------------------
+
+    async def claim(self, answer_id: str, *, control_channel: str, lease_seconds: float) -> None:
+        self._owned[answer_id] = control_channel
+        await self._redis.set(
+            self._k("owner", answer_id), control_channel, px=int(lease_seconds * 1000)
+        )
+
+    async def refresh(self, answer_ids: list[str], *, lease_seconds: float) -> None:
+        """Extend the leases and slots of our running answers and our heartbeat, in one round
+        trip; when our marker was gone (Redis lost its data), publish everything again."""
+        lease_ms = int(lease_seconds * 1000)
+        slot_expiry = int(time.time() * 1000) + self._slot_ms
+        async with self._redis.pipeline(transaction=False) as pipe:
+            # Only refreshes set the marker (presence_add sets the heartbeat too): its
+            # absence tells that Redis lost what this worker published.
+            pipe.set(self._heartbeat + ":mark", "1", px=self._heartbeat_ms, get=True)
+            pipe.set(self._heartbeat, "1", px=self._heartbeat_ms)
+            await self._epoch(keys=[self._k("epoch")], client=pipe)
+            for answer_id in answer_ids:
+                channel = self._owned.get(answer_id)
+                if channel is not None:
+                    pipe.set(self._k("owner", answer_id), channel, px=lease_ms)
+                slot = self._slots.get(answer_id)
+                if slot is not None:
+                    self._queue_slot(pipe, answer_id, slot, slot_expiry)
+            had_mark = (await pipe.execute())[0] is not None
+        if not had_mark and self._heartbeat_seen:
+            await self._republish(slot_expiry)
+            if self.on_data_loss is not None:
+                await self.on_data_loss()
+        self._heartbeat_seen = True
+
+    def _queue_slot(self, pipe: Any, answer_id: str, slot: tuple[str, str], expiry: int) -> None:
+        room, user_id = slot
+        for key in (self._k("slots", "user", user_id), self._k("slots", "room", room)):
+            pipe.zadd(key, {answer_id: expiry})
+            pipe.pexpire(key, self._slot_ms)
+
+    async def _republish(self, slot_expiry: int) -> None:
+        logger.warning(
+            "Redis lost worker %s's state (restarted?): publishing %d presence entries "
+            "and %d answers again",
+            self.worker_id,
+            len(self._presence),
+            len(self._owned),
+        )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for (room, conn_id), entry in self._presence.items():
+                await self._presence_add(
+                    keys=[self._k("presence", room), self._heartbeat],
+                    args=[conn_id, entry, self._heartbeat_ms],
+                    client=pipe,
+                )
+            for answer_id, slot in self._slots.items():
+                self._queue_slot(pipe, answer_id, slot, slot_expiry)
+            await pipe.execute()
+
+    async def disown(self, answer_id: str) -> None:
+        self._owned.pop(answer_id, None)
+        await self._redis.delete(self._k("owner", answer_id))
+
+    async def owner_channel(self, answer_id: str) -> str | None:
+        """The owner's control channel; None once its lease expired. Right after Redis lost
+        its data this waits (at most one lease) for the owner to claim its answer again."""
+        keys = [self._k("owner", answer_id), self._k("epoch")]
+        deadline = time.monotonic() + self._lease + 1.0
+        while True:
+            reply = await self._owner(keys=keys, args=[int(self._lease * 1000)])
+            if isinstance(reply, str):
+                return reply
+            if reply == 0 or time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(OWNER_POLL_SECONDS)
+
+    async def close(self) -> None:
+        # Gone now, not when the heartbeat expires: others drop our members at once.
+        with contextlib.suppress(RedisError, OSError):  # Else it expires by itself.
+            await self._redis.delete(self._heartbeat, self._heartbeat + ":mark")
+        await self._redis.aclose(close_connection_pool=True)

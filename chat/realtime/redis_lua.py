@@ -1,0 +1,149 @@
+"""The Lua scripts of `chat.realtime.redis_log`: each runs atomically inside Redis.
+
+Keys of a room (all share the hash tag `{room}`, so they live in one slot of a cluster):
+
+- `seq`: the last seq given out; its absence means Redis holds nothing for the room (seed it);
+- `log`: a Stream of frames, entry id `<seq>-1`, field `f` = the frame JSON (with its seq);
+- `order` (list of message ids, oldest first) and `msgs` (hash): the materialised view of the
+  latest messages. `msgs[id]` is the message as it started; `msgs[id:sources]` and
+  `msgs[id:end]` are JSON patches folded over it when rendering (Lua never decodes JSON);
+- `live`: a set of the ids of answers still being written, and `text:<id>` their text so far;
+- `times`: a sorted set mapping each second (score) to the first seq appended in it, so the
+  log can be trimmed by age although its entry ids are seqs, not times.
+
+Every script that needs the room returns -1 when `seq` is missing: the caller seeds the room
+from the database and calls again.
+"""
+
+from __future__ import annotations
+
+# KEYS: seq, log, order, msgs, live, times, text (this answer's text; unused for questions)
+# ARGV: kind, frame body (the event's JSON without its leading "{"), id (message or answer),
+#       payload (delta text | message JSON | sources JSON | end patch JSON), max events,
+#       view size, retention seconds, ttl seconds
+# Returns the new seq; 0 when the event belongs to an answer that is not live (nothing is
+# appended: an answer ends exactly once and nothing of it follows its end); -1 (not seeded).
+APPEND = """
+local kind, id = ARGV[1], ARGV[3]
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local part_of_answer = kind == 'answer.delta' or kind == 'answer.sources' or kind == 'answer.end'
+if part_of_answer and redis.call('SISMEMBER', KEYS[5], id) == 0 then return 0 end
+local seq = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], seq .. '-1',
+           'f', '{"seq":' .. seq .. ',' .. ARGV[2])
+if kind == 'answer.delta' then
+  -- The hot path. APPEND returns the new length: equal to this text's, the key is new.
+  if redis.call('APPEND', KEYS[7], ARGV[4]) == #ARGV[4] then
+    redis.call('EXPIRE', KEYS[7], ARGV[8])
+  end
+elseif kind == 'question' or kind == 'answer.start' then
+  -- HSET returns 1 for a new field: only then does the message take a place in the order
+  -- (like assigning an existing key of an OrderedDict, which keeps its place).
+  if redis.call('HSET', KEYS[4], id, ARGV[4]) == 1 then
+    local size = redis.call('RPUSH', KEYS[3], id)
+    while size > tonumber(ARGV[6]) do
+      local old = redis.call('LPOP', KEYS[3])
+      redis.call('HDEL', KEYS[4], old, old .. ':sources', old .. ':end')
+      size = size - 1
+    end
+  end
+  if kind == 'answer.start' then
+    redis.call('SADD', KEYS[5], id)
+    redis.call('DEL', KEYS[7])
+  end
+elseif kind == 'answer.sources' then
+  if redis.call('HEXISTS', KEYS[4], id) == 1 then
+    redis.call('HSET', KEYS[4], id .. ':sources', ARGV[4])
+  end
+elseif kind == 'answer.end' then
+  redis.call('SREM', KEYS[5], id)
+  redis.call('DEL', KEYS[7])
+  if redis.call('HEXISTS', KEYS[4], id) == 1 then
+    redis.call('HSET', KEYS[4], id .. ':end', ARGV[4])
+  end
+end
+-- Once per second per room: note the first seq of this second, trim events older than the
+-- retention, and push back the expiry of an idle room's keys.
+local now = tonumber(redis.call('TIME')[1])
+local last = redis.call('ZRANGE', KEYS[6], -1, -1, 'WITHSCORES')
+if #last == 0 or tonumber(last[2]) < now then
+  redis.call('ZADD', KEYS[6], now, seq)
+  local cutoff = now - tonumber(ARGV[7])
+  local oldest = redis.call('ZRANGEBYSCORE', KEYS[6], cutoff, '+inf', 'LIMIT', 0, 1)
+  redis.call('XTRIM', KEYS[2], 'MINID', oldest[1] .. '-0')
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. cutoff)
+  for i = 1, 6 do redis.call('EXPIRE', KEYS[i], ARGV[8]) end
+end
+return seq
+"""
+
+# KEYS: seq, order, msgs, live ; ARGV: limit, text key prefix (+ answer id = its text key)
+# Returns {seq, then per message: id, message, sources, end, live text or nil}, or -1.
+SNAPSHOT = """
+local seq = redis.call('GET', KEYS[1])
+if not seq then return -1 end
+local out = {seq}
+local limit = tonumber(ARGV[1])
+if limit > 0 then
+  for _, id in ipairs(redis.call('LRANGE', KEYS[2], -limit, -1)) do
+    local parts = redis.call('HMGET', KEYS[3], id, id .. ':sources', id .. ':end')
+    local text = false
+    if redis.call('SISMEMBER', KEYS[4], id) == 1 then
+      text = redis.call('GET', ARGV[2] .. id) or ''
+    end
+    out[#out + 1] = id
+    out[#out + 1] = parts[1]
+    out[#out + 1] = parts[2]
+    out[#out + 1] = parts[3]
+    out[#out + 1] = text
+  end
+end
+return out
+"""
+
+# KEYS: seq, log ; ARGV: after
+# Returns the entries with seq > after ({} when there are none), 0 when some of them are no
+# longer held (trimmed, lost, or `after` is beyond the last seq), or -1 (not seeded).
+READ_AFTER = """
+local seq = redis.call('GET', KEYS[1])
+if not seq then return -1 end
+seq = tonumber(seq)
+local after = tonumber(ARGV[1])
+if after > seq then return 0 end
+if after == seq then return {} end
+-- The stream is consecutive from its first entry to `seq`: is `after + 1` still in it?
+local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+if #first == 0 or tonumber(string.match(first[1][1], '^%d+')) > after + 1 then return 0 end
+return redis.call('XRANGE', KEYS[2], (after + 1) .. '-0', '+')
+"""
+
+# KEYS: seq, live, msgs, text ; ARGV: answer id
+# Returns {message, sources, end, text so far} for a live answer, nil if not live, or -1.
+LIVE_ANSWER = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then return nil end
+local parts = redis.call('HMGET', KEYS[3], ARGV[1], ARGV[1] .. ':sources', ARGV[1] .. ':end')
+return {parts[1], parts[2], parts[3], redis.call('GET', KEYS[4]) or ''}
+"""
+
+# KEYS: seq, log, order, msgs, live, times ; ARGV: base seq, ttl seconds, text key prefix,
+# then four per message (oldest first): id, message JSON, "1" if live else "0", its text.
+# Returns 1 if it seeded, 0 if another worker got there first (SET NX semantics: all agree).
+SEED = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+-- Leftovers of a room whose keys expired one by one: start clean.
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[5])) do redis.call('DEL', ARGV[3] .. id) end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+for i = 4, #ARGV, 4 do
+  local id = ARGV[i]
+  redis.call('RPUSH', KEYS[3], id)
+  redis.call('HSET', KEYS[4], id, ARGV[i + 1])
+  if ARGV[i + 2] == '1' then
+    redis.call('SADD', KEYS[5], id)
+    redis.call('SET', ARGV[3] .. id, ARGV[i + 3], 'EX', ARGV[2])
+  end
+end
+for i = 3, 5 do redis.call('EXPIRE', KEYS[i], ARGV[2]) end
+return 1
+"""

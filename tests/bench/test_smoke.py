@@ -1,0 +1,66 @@
+"""The benchmarks still run: one tiny run of each (`python -m bench.run --quick`). Benchmarks
+are not tests, so nothing here judges a timing; it checks that every benchmark produced
+results and that no run lost a frame or a connection."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCHES = {"latency": "stream", "cpu": "stream", "ttfd": "ttfd", "fanout": "fanout", "idle": "idle"}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert out.exists(), completed.stderr[-3000:]
+    data: dict[str, Any] = json.loads(out.read_text())
+    data["stderr"] = completed.stderr[-3000:]
+    return data
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", sorted(BENCHES))
+def test_benchmark_ran_without_losing_anything(name: str, results: dict[str, Any]) -> None:
+    """Each benchmark has runs for every variant, each with results and nothing lost."""
+    # latency and cpu share their runs, and their errors are reported under "latency".
+    step = "latency" if name == "cpu" else name
+    failed = [error for error in results["errors"] if error["bench"] == step]
+    assert not failed, (failed, results["stderr"])
+    runs = [run for run in results["runs"] if run["bench"] == BENCHES[name]]
+    assert runs, f"{name} produced no runs"
+    for run in runs:
+        assert run["lost"] == 0, run.get("problems")
+    if name in ("latency", "cpu"):
+        assert {run["variant"] for run in runs} == {"server", "relay", "direct"}
+        assert all(run["tokens"] > 0 and run["lat_p99_ms"] >= 0 for run in runs)
+    if name == "cpu":
+        # CPU time has a 10 ms resolution: a tiny run may show none, but it must be measured.
+        measured = [run for run in runs if run["variant"] != "direct"]
+        assert all(run["cpu_ms_per_1k_tokens"] is not None for run in measured)
+    if name == "ttfd":
+        assert all(run["samples"] > 0 for run in runs)
+    if name == "fanout":
+        assert all(run["deliveries"] == run["members"] * run["tokens_per_answer"] for run in runs)
+        ran = {run["variant"] for run in runs}
+        assert ran >= {"server-1w", "relay"}
+        if "server-2w" not in ran:
+            reasons = [s["reason"] for s in results["skipped"] if s["variant"] == "server-2w"]
+            pytest.skip(f"two Redis workers not run: {reasons}")
+    if name == "idle":
+        assert all(run["alive"] == run["connections"] for run in runs)

@@ -1,0 +1,423 @@
+"""Several real workers on one machine, for the multi-worker tests in this package.
+
+`redis_server()` and `postgres_database()` find or start what the workers share; `Cluster`
+runs N daphne processes (and, optionally, nginx in front of them) and can kill a worker,
+restart one, restart a throwaway Redis, and tell which worker owns an answer. Nothing here
+touches the machine's own services beyond creating (and dropping) one database.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.servers import BIN, ROOT, free_port, migrate, server_env, wait_for_port
+
+PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _wait(predicate: object, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+# --- Redis ------------------------------------------------------------------------------------
+
+
+@dataclass
+class RedisServer:
+    """A Redis for the tests: a throwaway `redis-server` we started, or a reachable one."""
+
+    url: str
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+    workdir: Path | None = None
+
+    @property
+    def throwaway(self) -> bool:
+        return self.process is not None
+
+    def ping(self) -> bool:
+        result = subprocess.run(
+            ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, timeout=5
+        )
+        return result.stdout.strip() == b"PONG"
+
+    def _start(self) -> None:
+        assert self.workdir is not None
+        # No persistence: a restart loses everything, which is what the restart test wants.
+        # Not --daemonize: that exits 0 even when the port is taken; we wait for a PONG.
+        with open(self.workdir / "redis.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    "redis-server",
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.workdir),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        _wait(
+            lambda: self.process is not None and self.process.poll() is None and self.ping(),
+            f"redis-server on port {self.port}",
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def restart(self) -> None:
+        """Kill the throwaway Redis (losing all its data) and start it again on its port."""
+        if not self.throwaway:
+            raise RuntimeError("only a throwaway Redis started by the tests may be restarted")
+        self.stop()
+        self._start()
+
+
+@contextmanager
+def redis_server(*, throwaway: bool = True) -> Iterator[RedisServer]:
+    """A throwaway `redis-server` on a free port (the default, whenever the binary exists, so
+    tests never share keys with anything else); else REDIS_URL or 127.0.0.1:6379 with a
+    database number of its own."""
+    if throwaway and shutil.which("redis-server"):
+        workdir = Path(tempfile.mkdtemp(prefix="roomchat-redis-"))
+        port = free_port()
+        server = RedisServer(url=f"redis://127.0.0.1:{port}/0", port=port, workdir=workdir)
+        server._start()
+        try:
+            yield server
+        finally:
+            server.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
+        return
+    url = os.environ.get("REDIS_URL", "")
+    if not url and _reachable("127.0.0.1", 6379):
+        url = f"redis://127.0.0.1:6379/{uuid.uuid4().int % 15 + 1}"
+    if not url:
+        raise RuntimeError("no Redis: install redis-server or set REDIS_URL")
+    yield RedisServer(url=url, port=int(url.split(":")[2].split("/")[0]))
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh, migrated database for this test session; yields its postgres:// URL. On the
+    reachable server (127.0.0.1:5432, user postgres) if there is one, else in a throwaway
+    cluster (initdb) that is removed afterwards."""
+    name = f"roomchat_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    if _reachable("127.0.0.1", 5432) and _psql(5432, "select 1"):
+        _psql(5432, f'create database "{name}"', check=True)
+        try:
+            yield _migrated(f"postgres://postgres@127.0.0.1:5432/{name}")
+        finally:
+            _psql(5432, f'drop database if exists "{name}" with (force)')
+        return
+    datadir = Path(tempfile.mkdtemp(prefix="roomchat-pg-"))
+    port = free_port()
+    # initdb refuses to run as root: run the server as the postgres user then.
+    run = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if run:
+        shutil.chown(datadir, "postgres")
+    subprocess.run(
+        [*run, str(PG_BIN / "initdb"), "-D", str(datadir), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *run,
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(datadir),
+            "-l",
+            str(datadir / "log"),
+            "-o",
+            f"-p {port} -k {datadir} -h 127.0.0.1",
+            "-w",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        _psql(port, f'create database "{name}"', check=True)
+        yield _migrated(f"postgres://postgres@127.0.0.1:{port}/{name}")
+    finally:
+        subprocess.run(
+            [*run, str(PG_BIN / "pg_ctl"), "-D", str(datadir), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(datadir, ignore_errors=True)
+
+
+def _psql(port: int, sql: str, *, check: bool = False) -> bool:
+    result = subprocess.run(
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qc",
+            sql,
+        ],
+        capture_output=True,
+        timeout=30,
+    )
+    if check and result.returncode != 0:
+        raise RuntimeError(f"psql failed: {result.stderr.decode()}")
+    return result.returncode == 0
+
+
+def _migrated(url: str) -> str:
+    migrate({**server_env(Path(tempfile.gettempdir())), "DATABASE_URL": url})
+    return url
+
+
+# --- the cluster ------------------------------------------------------------------------------
+
+
+@dataclass
+class Worker:
+    index: int
+    port: int
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@dataclass
+class Cluster:
+    """N daphne workers sharing one Redis and one PostgreSQL database (and nginx, maybe)."""
+
+    env: dict[str, str]
+    tmp: Path
+    redis: RedisServer
+    workers: list[Worker] = field(default_factory=list)
+    balancer_port: int | None = None
+    _balancer: subprocess.Popen[bytes] | None = None
+
+    def url(self, index: int) -> str:
+        return f"http://127.0.0.1:{self.workers[index].port}"
+
+    def ws_url(self, index: int | None, room: str, after: int | None = None) -> str:
+        """The room's WebSocket URL on one worker, or through the balancer (index None)."""
+        port = self.balancer_port if index is None else self.workers[index].port
+        query = f"?after={after}" if after is not None else ""
+        return f"ws://127.0.0.1:{port}/ws/rooms/{room}/{query}"
+
+    def start_worker(self, index: int, *, wait: bool = True) -> None:
+        worker = self.workers[index]
+        with open(worker.log, "ab") as out:
+            worker.process = subprocess.Popen(
+                [
+                    str(BIN / "daphne"),
+                    "-b",
+                    "127.0.0.1",
+                    "-p",
+                    str(worker.port),
+                    "config.asgi:application",
+                ],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        if wait:
+            wait_for_port(worker.port, worker.process, timeout=60)
+
+    def kill(self, index: int) -> None:
+        """SIGKILL a worker: no cleanup runs, exactly like a crashed machine's process."""
+        worker = self.workers[index]
+        if worker.process is not None:
+            worker.process.send_signal(signal.SIGKILL)
+            worker.process.wait(10)
+
+    def stop_worker(self, index: int) -> None:
+        worker = self.workers[index]
+        if worker.process is not None and worker.process.poll() is None:
+            worker.process.terminate()
+            try:
+                worker.process.wait(15)
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                worker.process.wait()
+
+    def restart_redis(self) -> None:
+        self.redis.restart()
+
+    def owner_of(self, answer_id: str) -> int | None:
+        """Index of the worker holding the answer's lease (the worker id holds its pid)."""
+        result = subprocess.run(
+            ["redis-cli", "-u", self.redis.url, "get", f"chat:owner:{answer_id}"],
+            capture_output=True,
+            timeout=5,
+        )
+        channel = result.stdout.decode().strip()
+        for worker in self.workers:
+            if worker.process is not None and f"-{worker.pid}-" in channel:
+                return worker.index
+        return None
+
+    def session_cookie(self, index: int = 0, room: str = "lobby") -> str:
+        """A guest session (the room page creates one), as a Cookie header value: the same
+        person on every worker (sessions live in the shared database)."""
+        with urllib.request.urlopen(f"{self.url(index)}/rooms/{room}/", timeout=20) as reply:
+            cookies = reply.headers.get_all("Set-Cookie") or []
+        session = [c.split(";")[0] for c in cookies if c.startswith("sessionid=")]
+        assert session, f"no session cookie in {cookies}"
+        return session[0]
+
+    def logs(self, index: int) -> str:
+        return self.workers[index].log.read_text(errors="replace")
+
+    def start_balancer(self) -> bool:
+        """nginx in front of the workers (round robin, WebSocket upgrade); False if absent."""
+        nginx = shutil.which("nginx") or (
+            "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+        )
+        if nginx is None:
+            return False
+        self.balancer_port = free_port()
+        prefix = self.tmp / "nginx"
+        prefix.mkdir(exist_ok=True)
+        conf = prefix / "nginx.conf"
+        conf.write_text(nginx_config(self.balancer_port, [w.port for w in self.workers], prefix))
+        with open(prefix / "stdout.log", "ab") as log:
+            self._balancer = subprocess.Popen(
+                [nginx, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for_port(self.balancer_port, self._balancer)
+        return True
+
+    def stop(self) -> None:
+        if self._balancer is not None:
+            self._balancer.terminate()
+            self._balancer.wait(10)
+        for worker in self.workers:
+            self.stop_worker(worker.index)
+
+
+def nginx_config(port: int, upstreams: list[int], prefix: Path) -> str:
+    """A minimal nginx that balances WebSockets over the workers (see deploy/nginx.conf)."""
+    servers = "\n".join(f"        server 127.0.0.1:{p};" for p in upstreams)
+    return f"""
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+    upstream workers {{
+{servers}
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://workers;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_read_timeout 1h;
+            proxy_send_timeout 1h;
+            proxy_buffering off;
+        }}
+    }}
+}}
+"""
+
+
+@contextmanager
+def cluster(
+    *,
+    redis: RedisServer,
+    database_url: str,
+    tmp: Path,
+    workers: int = 2,
+    balancer: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[Cluster]:
+    """`workers` daphne processes on consecutive free ports sharing `redis` and the database."""
+    full_env = server_env(
+        tmp,
+        {
+            "REDIS_URL": redis.url,
+            "DATABASE_URL": database_url,
+            # Short leases so a dead worker's answers end quickly (the default is 3 s too).
+            "CHAT_LEASE_SECONDS": "3",
+            "DJANGO_LOG_LEVEL": "INFO",
+            **(env or {}),
+        },
+    )
+    group = Cluster(env=full_env, tmp=tmp, redis=redis)
+    group.workers = [
+        Worker(index=i, port=free_port(), log=tmp / f"worker{i}.log") for i in range(workers)
+    ]
+    try:
+        for worker in group.workers:  # all at once: each takes seconds to import Django
+            group.start_worker(worker.index, wait=False)
+        for worker in group.workers:
+            wait_for_port(worker.port, worker.process, timeout=60)
+        if balancer and not group.start_balancer():
+            raise RuntimeError("nginx is not installed (scripts/provision-test installs it)")
+        yield group
+    finally:
+        group.stop()

@@ -1,0 +1,254 @@
+"""The Redis room log and coordinator in this process, against a real (throwaway) Redis: the
+same behaviour as the in-memory log (the same events give the same frames, snapshots and
+backlogs), trimming, seeding after data loss, and a reader that survives a Redis restart."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from chat import protocol
+from chat.realtime.log import SEQ_RESTART_GAP, RoomSeed
+from chat.realtime.memory import MemoryRoomLog
+from chat.realtime.redis_coordination import RedisCoordinator
+from chat.realtime.redis_log import RedisRoomLog
+from tests.cluster.harness import RedisServer, redis_server
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.cluster
+
+
+class Seeder:
+    """What the database would say about rooms (a dict instead of a database)."""
+
+    def __init__(self) -> None:
+        self.rooms: dict[str, RoomSeed] = {}
+        self.calls = 0
+
+    async def __call__(self, room: str) -> RoomSeed:
+        self.calls += 1
+        return self.rooms.get(room, RoomSeed(last_seq=0))
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+async def logs(own_redis: RedisServer) -> AsyncIterator[tuple[MemoryRoomLog, RedisRoomLog]]:
+    options: dict[str, Any] = {
+        "retention_events": 1000,
+        "retention_seconds": 3600,
+        "view_size": 4,
+    }
+    memory = MemoryRoomLog(seeder=Seeder(), **options)
+    redis = RedisRoomLog(own_redis.url, seeder=Seeder(), **options)
+    yield memory, redis
+    await memory.close()
+    await redis.close()
+
+
+def conversation(n: int) -> list[dict[str, Any]]:
+    """Events of `n` questions and answers, the last answer left streaming."""
+    events: list[dict[str, Any]] = []
+    for i in range(n):
+        user = {"id": "g:1", "name": "Ann"}
+        q, a = f"q{i}", f"a{i}"
+        created = f"2025-01-01T00:00:0{i}Z"
+        events += [
+            protocol.question_event(id=q, user=user, text=f"Q{i}", created=created, client_id=None),
+            protocol.answer_start_event(id=a, question_id=q, created=created),
+            protocol.answer_sources_event(answer_id=a, sources=[{"id": "s", "title": "T"}]),
+            protocol.answer_delta_event(answer_id=a, text=f"Hello {i}"),
+            protocol.answer_delta_event(answer_id=a, text=" 세계"),
+        ]
+        if i < n - 1:
+            events.append(
+                protocol.answer_end_event(answer_id=a, status="complete", text=f"Hello {i} 세계")
+            )
+    return events
+
+
+async def test_the_redis_log_behaves_like_the_memory_log(
+    logs: tuple[MemoryRoomLog, RedisRoomLog],
+) -> None:
+    memory, redis = logs
+    delivered: list[tuple[int, str]] = []
+    assert await redis.subscribe("parity", lambda seq, frame: delivered.append((seq, frame))) == 0
+    await memory.subscribe("parity", lambda seq, frame: None)
+    for event in conversation(4):  # more messages than the view holds (4)
+        assert await memory.append("parity", event) == await redis.append("parity", event)
+    for limit in (0, 1, 3, 50):
+        assert await memory.snapshot("parity", limit) == await redis.snapshot("parity", limit)
+    for after in (-1, 0, 5, 22, 23, 24, 99):
+        assert await memory.read_after("parity", after) == await redis.read_after("parity", after)
+    assert await memory.live_answers("parity") == await redis.live_answers("parity") == ["a3"]
+    assert await memory.live_answer("parity", "a3") == await redis.live_answer("parity", "a3")
+    assert await redis.live_answer("parity", "a2") is None
+    # The reader delivered every event, in order, as the memory log's backlog has them.
+    await wait_for(lambda: len(delivered) == 23)
+    assert delivered == await memory.read_after("parity", 0)
+
+
+async def test_an_answer_ends_once_and_nothing_of_it_follows_its_end(
+    logs: tuple[MemoryRoomLog, RedisRoomLog],
+) -> None:
+    _, log = logs
+    for event in conversation(1):
+        await log.append("once", event)
+    end = protocol.answer_end_event(answer_id="a0", status="interrupted", text="Hello 0 세계")
+    assert await log.append("once", end) == 6
+    assert await log.append("once", end) is None
+    assert await log.append("once", protocol.answer_delta_event(answer_id="a0", text="x")) is None
+    snapshot = await log.snapshot("once", 10)
+    assert snapshot.seq == 6
+    assert snapshot.history[-1]["status"] == "interrupted"
+
+
+async def test_the_log_is_trimmed_by_count_and_a_resume_past_it_is_refused(
+    own_redis: RedisServer,
+) -> None:
+    log = RedisRoomLog(
+        own_redis.url, seeder=Seeder(), retention_events=10, retention_seconds=3600, view_size=4
+    )
+    user = {"id": "g:1", "name": "Ann"}
+    for i in range(600):
+        event = protocol.question_event(
+            id=f"q{i}", user=user, text="x", created="t", client_id=None
+        )
+        await log.append("trim", event)
+    # Approximate trimming (MAXLEN ~) keeps at least the retention, never everything.
+    assert await log.read_after("trim", 0) is None
+    kept = await log.read_after("trim", 590)
+    assert kept is not None and [seq for seq, _ in kept] == list(range(591, 601))
+    assert await log.read_after("trim", 600) == []
+    assert await log.read_after("trim", 601) is None
+    await log.close()
+
+
+async def test_a_room_that_redis_lost_starts_again_above_the_database(
+    own_redis: RedisServer,
+) -> None:
+    seeder = Seeder()
+    streaming = {"id": "a9", "role": "assistant", "text": "so far", "status": "streaming"}
+    done = {"id": "q9", "role": "user", "text": "Q", "status": "complete"}
+    seeder.rooms["lost"] = RoomSeed(last_seq=41, messages=[done, streaming])
+    logs = [
+        RedisRoomLog(
+            own_redis.url, seeder=seeder, retention_events=100, retention_seconds=60, view_size=9
+        )
+        for _ in range(2)
+    ]
+    # Two workers seeding at once agree on one base (SET NX).
+    snapshots = await asyncio.gather(*(log.snapshot("lost", 10) for log in logs))
+    assert snapshots[0] == snapshots[1]
+    assert snapshots[0].seq == 41 + SEQ_RESTART_GAP
+    assert [m["text"] for m in snapshots[0].history] == ["Q", "so far"]
+    # An answer the database saw streaming is live again: its worker may still be writing.
+    assert await logs[0].live_answers("lost") == ["a9"]
+    delta = protocol.answer_delta_event(answer_id="a9", text=" and more")
+    assert await logs[1].append("lost", delta) == 41 + SEQ_RESTART_GAP + 1
+    assert (await logs[0].live_answer("lost", "a9") or {})["text"] == "so far and more"
+    assert await logs[0].read_after("lost", 41) is None  # the cursor of the lost data
+    for log in logs:
+        await log.close()
+
+
+async def test_the_reader_survives_a_redis_restart_and_reports_the_jump(
+    own_redis: RedisServer,
+) -> None:
+    seeder = Seeder()
+    log = RedisRoomLog(
+        own_redis.url,
+        seeder=seeder,
+        retention_events=100,
+        retention_seconds=60,
+        view_size=9,
+        block_seconds=1.0,
+    )
+    seen: list[int] = []
+    await log.subscribe("boom", lambda seq, frame: seen.append(seq))
+    user = {"id": "g:1", "name": "Ann"}
+    question = protocol.question_event(id="q1", user=user, text="x", created="t", client_id=None)
+    await log.append("boom", question)
+    await wait_for(lambda: seen == [1])
+    seeder.rooms["boom"] = RoomSeed(last_seq=1, messages=[])  # what the database knew
+    await asyncio.to_thread(own_redis.restart)
+    await log.append("boom", {**question, "id": "q2"})
+    # The reader reconnected by itself and delivered the new event, seq far above the old.
+    await wait_for(lambda: len(seen) == 2, timeout=20)
+    assert seen[1] == 1 + SEQ_RESTART_GAP + 1
+    await log.close()
+
+
+async def test_subscribing_wakes_the_blocked_reader_at_once(own_redis: RedisServer) -> None:
+    log = RedisRoomLog(
+        own_redis.url, seeder=Seeder(), retention_events=100, retention_seconds=60, view_size=9
+    )
+    seen: list[str] = []
+    await log.subscribe("first", lambda seq, frame: seen.append("first"))
+    await asyncio.sleep(0.2)  # let the reader block in XREAD (10 s) on the first room only
+    await log.subscribe("second", lambda seq, frame: seen.append("second"))
+    user = {"id": "g:1", "name": "Ann"}
+    event = protocol.question_event(id="q", user=user, text="x", created="t", client_id=None)
+    await log.append("second", event)
+    await wait_for(lambda: seen == ["second"], timeout=2)
+    await log.close()
+
+
+async def test_coordinator_presence_slots_and_leases(own_redis: RedisServer) -> None:
+    a = RedisCoordinator(own_redis.url, worker_id="wa", lease_seconds=1)
+    b = RedisCoordinator(own_redis.url, worker_id="wb", lease_seconds=1)
+    await a.refresh([], lease_seconds=1)  # notes Redis' data epoch: no grace from here on
+    await a.presence_add("p", "c1", {"id": "u1", "name": "Ann"})
+    await b.presence_add("p", "c2", {"id": "u2", "name": "Bob"})
+    await b.presence_add("p", "c3", {"id": "u1", "name": "Ann"})  # a second tab
+    assert await a.members("p") == [{"id": "u1", "name": "Ann"}, {"id": "u2", "name": "Bob"}]
+    limits = {"max_per_user": 1, "max_per_room": 2}
+    assert await a.reserve_answer("p", "u1", "x1", **limits)
+    assert not await b.reserve_answer("p", "u1", "x2", **limits)  # per user, across workers
+    assert await b.reserve_answer("p", "u2", "x3", **limits)
+    assert not await b.reserve_answer("p", "u3", "x4", **limits)  # per room
+    await a.claim("x1", control_channel="chan-a", lease_seconds=1)
+    assert await b.owner_channel("x1") == "chan-a"
+    await a.refresh(["x1"], lease_seconds=1)
+    await b.release_answer("p", "u2", "x3")
+    assert await b.reserve_answer("p", "u3", "x4", **limits)
+    # Worker b dies: no more refreshes. Its lease, heartbeat and slots run out.
+    await b.close()
+    await a.presence_add("p", "c4", {"id": "u5", "name": "Eve"})  # a is alive
+    await asyncio.sleep(3.2)
+    assert await a.members("p") == [{"id": "u1", "name": "Ann"}, {"id": "u5", "name": "Eve"}]
+    assert await a.owner_channel("x1") is None  # a did not refresh either
+    await a.disown("x1")
+    await a.close()
+
+
+async def test_coordinator_publishes_its_state_again_after_redis_lost_it(
+    own_redis: RedisServer,
+) -> None:
+    a = RedisCoordinator(own_redis.url, worker_id="wa", lease_seconds=2)
+    b = RedisCoordinator(own_redis.url, worker_id="wb", lease_seconds=2)
+    await a.presence_add("p", "c1", {"id": "u1", "name": "Ann"})
+    await a.reserve_answer("p", "u1", "x1", max_per_user=1, max_per_room=5)
+    await a.claim("x1", control_channel="chan-a", lease_seconds=2)
+    await a.refresh(["x1"], lease_seconds=2)
+    await asyncio.to_thread(own_redis.restart)
+
+    async def owner() -> str | None:
+        return await b.owner_channel("x1")
+
+    # Right after the loss, b waits for the owner to claim again instead of calling it dead.
+    pending = asyncio.create_task(owner())
+    await asyncio.sleep(0.5)
+    await a.refresh(["x1"], lease_seconds=2)
+    assert await pending == "chan-a"
+    assert await b.members("p") == [{"id": "u1", "name": "Ann"}]
+    assert not await b.reserve_answer("p", "u1", "x2", max_per_user=1, max_per_room=5)
+    await a.close()
+    await b.close()
