@@ -160,6 +160,8 @@ class AnswerRunner:
         error: dict[str, str] | None = None
         usage: dict[str, int] | None = None
         started = False
+        # The conversation so far is read while the answer is being set up, not after.
+        history_task = asyncio.ensure_future(self._history(room, question_id))
         try:
             await self._coordinator.claim(
                 answer_id,
@@ -176,7 +178,7 @@ class AnswerRunner:
             started = True
             running.start_seq = seq
             assistant: Assistant = await self._assistant_for_room(room)
-            history = await self._history(room, question_id)
+            history = await history_task
             events = assistant.astream_events(question, history=history)
             last_checkpoint = time.monotonic()
             try:
@@ -208,6 +210,7 @@ class AnswerRunner:
                 # Closing the event stream closes the LLM's HTTP response (cancel or not).
                 await events.aclose()
         except asyncio.CancelledError:
+            history_task.cancel()
             task = asyncio.current_task()
             if running.cancel_requested and not running.shutdown and task is not None:
                 task.uncancel()  # Our own cancel request, handled here by ending the answer.
@@ -218,6 +221,7 @@ class AnswerRunner:
                 await self._finish(answer_id, running, publisher, status, error, usage, started)
                 raise
         except Exception as err:
+            history_task.cancel()
             logger.exception("Answer %s failed unexpectedly", answer_id)
             status = "failed"
             error = {"code": "internal", "message": f"The answer failed: {type(err).__name__}."}

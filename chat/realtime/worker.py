@@ -9,6 +9,7 @@ import os
 import re
 import secrets
 import socket
+import time
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -60,7 +61,8 @@ class Worker:
         self.control_channel = ""
         self.runner: AnswerRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._groups: set[str] = set()
+        # Rooms whose channel-layer group we are in, with when a member last joined one here.
+        self._groups: dict[str, float] = {}
         self._presence_pending: set[str] = set()
         self._assistants: dict[str, Assistant] = {}
         # Asks per person per minute, shared by all of a person's connections to this worker.
@@ -126,10 +128,10 @@ class Worker:
     # --- presence ---------------------------------------------------------------------------
 
     async def watch_room(self, room: str) -> None:
-        """Receive this room's presence changes on our control channel."""
-        if room not in self._groups:
-            self._groups.add(room)
-            await self.layer.group_add(room_group(room), self.control_channel)
+        """Receive this room's presence changes on our control channel (called on every join:
+        a group lost with Redis' data is joined again by the next member)."""
+        self._groups[room] = time.monotonic()
+        await self.layer.group_add(room_group(room), self.control_channel)
 
     async def presence_changed(self, room: str) -> None:
         await self.layer.group_send(room_group(room), {"type": "presence.changed", "room": room})
@@ -158,11 +160,10 @@ class Worker:
             logger.warning("Presence update failed: %r", task.exception())
 
     async def _push_presence(self, room: str) -> None:
+        # No leaving the group here: members may be between a close and their resume. Groups of
+        # rooms nobody here uses any more are left by `_refresh_groups`.
         conns = self.hub.connections(room)
         if not conns:
-            if room in self._groups:
-                self._groups.discard(room)
-                await self.layer.group_discard(room_group(room), self.control_channel)
             return
         frame = dumps(presence_frame(await self.coordinator.members(room)))
         for conn in conns:
@@ -229,9 +230,17 @@ class Worker:
             await self._refresh_groups()
 
     async def _refresh_groups(self) -> None:
-        for room in list(self._groups):
+        """Join our rooms' groups again; leave those of rooms nobody here has joined or used
+        for a whole refresh period."""
+        idle_before = time.monotonic() - settings.CHAT_GROUP_REFRESH_SECONDS
+        served = set(self.hub.rooms())
+        for room, watched in list(self._groups.items()):
             try:
-                await self.layer.group_add(room_group(room), self.control_channel)
+                if room not in served and watched < idle_before:
+                    del self._groups[room]
+                    await self.layer.group_discard(room_group(room), self.control_channel)
+                else:
+                    await self.layer.group_add(room_group(room), self.control_channel)
             except Exception:
                 logger.exception("Could not refresh group of room %s", room)
 
