@@ -172,15 +172,24 @@ class Worker:
     # --- background loops -------------------------------------------------------------------
 
     async def _control_loop(self) -> None:
+        failing = False
         while True:
             try:
                 message = await self.layer.receive(self.control_channel)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("Control channel receive failed; retrying")
+            except Exception as err:
+                # One traceback per outage, not one a second while Redis is away.
+                if not failing:
+                    logger.exception("Control channel receive failed; retrying every second")
+                else:
+                    logger.debug("Control channel still failing: %r", err)
+                failing = True
                 await asyncio.sleep(1.0)
                 continue
+            if failing:
+                logger.warning("Control channel receiving again")
+                failing = False
             kind = message.get("type")
             try:
                 if kind == "answer.cancel" and self.runner is not None:
