@@ -10,15 +10,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from chat import identity as identities
-from chat import protocol, storage
+from chat import protocol
 from chat.protocol import ProtocolError, dumps
 from chat.ratelimit import TokenBucket
 from chat.realtime.connection import Connection
+from chat.realtime.membership import join_room, leave_room
 from chat.realtime.worker import Worker, get_worker
 
 logger = logging.getLogger(__name__)
@@ -61,41 +61,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
             label=f"{self.room}/{self.identity.name}",
         )
         self.conn.start()
-        await database_sync_to_async(storage.get_room)(self.room)
-        await self.worker.watch_room(self.room)
-        await self.worker.coordinator.presence_add(self.room, self.conn_id, self.identity.to_wire())
-        members = await self.worker.coordinator.members(self.room)
-        user = self.identity.to_wire()
-
-        def welcome(seq: int, resumed: bool, history: list[dict[str, Any]]) -> str:
-            return dumps(
-                protocol.welcome_frame(
-                    room=self.room,
-                    user=user,
-                    seq=seq,
-                    resumed=resumed,
-                    history=history,
-                    members=members,
-                )
-            )
-
-        await self.worker.hub.join(
+        await join_room(
+            self.worker,
             self.room,
+            self.identity,
             self.conn,
+            conn_id=self.conn_id,
             after=_after(self.scope),
-            history_limit=settings.CHAT_HISTORY_LENGTH,
-            welcome=welcome,
         )
-        await self.worker.presence_changed(self.room)
 
     async def disconnect(self, code: int) -> None:
         """Drop the socket only: answers keep running and are stored for everyone."""
         if self.conn is None or self.worker is None:
             return
-        self.worker.hub.leave(self.room, self.conn)
-        await self.conn.stop()
-        await self.worker.coordinator.presence_remove(self.room, self.conn_id)
-        await self.worker.presence_changed(self.room)
+        await leave_room(self.worker, self.room, self.conn, conn_id=self.conn_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.conn is None or self.conn.closing:

@@ -13,16 +13,14 @@ import asyncio
 import logging
 import secrets
 from collections.abc import AsyncGenerator
-from typing import Any, Final
+from typing import Final
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
-from chat import protocol, storage
 from chat.background import detached
 from chat.identity import Identity
-from chat.protocol import dumps
 from chat.realtime.connection import Connection, PendingBytes
+from chat.realtime.membership import join_room, leave_room
 from chat.realtime.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -87,44 +85,20 @@ class RoomMember:
             await self._leave()
 
     async def _join(self) -> None:
-        """The consumer's `connect`, after its checks: presence, then the hub's welcome."""
+        """The consumer's `connect`, after its checks."""
         self.conn.start()
-        await database_sync_to_async(storage.get_room)(self.room)
-        await self.worker.watch_room(self.room)
-        await self.worker.coordinator.presence_add(self.room, self.conn_id, self.identity.to_wire())
-        members = await self.worker.coordinator.members(self.room)
-        user = self.identity.to_wire()
-
-        def welcome(seq: int, resumed: bool, history: list[dict[str, Any]]) -> str:
-            return dumps(
-                protocol.welcome_frame(
-                    room=self.room,
-                    user=user,
-                    seq=seq,
-                    resumed=resumed,
-                    history=history,
-                    members=members,
-                )
-            )
-
-        await self.worker.hub.join(
+        await join_room(
+            self.worker,
             self.room,
+            self.identity,
             self.conn,
+            conn_id=self.conn_id,
             after=self.after,
-            history_limit=settings.CHAT_HISTORY_LENGTH,
-            welcome=welcome,
         )
-        await self.worker.presence_changed(self.room)
 
     async def _leave(self) -> None:
         """The consumer's `disconnect`: drop the reader only; answers keep running."""
-        self.worker.hub.leave(self.room, self.conn)
-        await self.conn.stop()
-        try:
-            await self.worker.coordinator.presence_remove(self.room, self.conn_id)
-            await self.worker.presence_changed(self.room)
-        except Exception:
-            logger.exception("Could not update presence of %s", self.conn.label)
+        await leave_room(self.worker, self.room, self.conn, conn_id=self.conn_id)
 
     async def _close(self, code: int) -> None:
         """`Connection.close_soon`: end the stream. The frame waiting in the slot (if any) is
