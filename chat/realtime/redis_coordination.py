@@ -24,12 +24,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from django.conf import settings
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 
 from chat.realtime.coordination import unique_members
+from chat.realtime.redis_log import command_client
 
 logger = logging.getLogger(__name__)
 
@@ -105,18 +103,7 @@ class RedisCoordinator:
         self._heartbeat_ms = int(self._lease * 3 * 1000)
         # A slot outlives a few leases: only its owner's refreshes extend it.
         self._slot_ms = int(max(self._lease * 4, 10.0) * 1000)
-        pool = BlockingConnectionPool.from_url(
-            url,
-            decode_responses=True,
-            max_connections=32,
-            timeout=10,
-            socket_timeout=10,
-            socket_connect_timeout=5,
-            socket_keepalive=True,
-            health_check_interval=30,
-            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 4),
-        )
-        self._redis = Redis(connection_pool=pool)
+        self._redis = command_client(url, max_connections=32)
         self._presence_add = self._redis.register_script(_PRESENCE_ADD)
         self._presence_remove = self._redis.register_script(_PRESENCE_REMOVE)
         self._reserve = self._redis.register_script(_RESERVE)

@@ -51,6 +51,24 @@ class _Subscription:
     last: int  # the last seq delivered (or the seq the subscription started after)
 
 
+def command_client(url: str, *, max_connections: int) -> Redis:
+    """A client for commands: a bounded pool that makes callers wait for a free connection
+    under a burst instead of failing (redis-py >= 6 raises MaxConnectionsError at its cap),
+    and a few quick retries so a blip does not fail an append."""
+    pool = BlockingConnectionPool.from_url(
+        url,
+        decode_responses=True,
+        max_connections=max_connections,
+        timeout=10,
+        socket_timeout=10,
+        socket_connect_timeout=5,
+        socket_keepalive=True,
+        health_check_interval=30,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 4),
+    )
+    return Redis(connection_pool=pool)
+
+
 class RedisRoomLog:
     """`RoomLog` for several workers; see the module docstring and `chat.realtime.log`."""
 
@@ -73,21 +91,7 @@ class RedisRoomLog:
         self._ttl = max(IDLE_TTL_SECONDS, 2 * self._retention_seconds)
         self._prefix = prefix
         self._block = block_seconds
-        # Commands: a bounded pool that makes callers wait for a free connection under a
-        # burst instead of failing (redis-py >= 6 raises MaxConnectionsError at its cap), and
-        # a few quick retries so a blip does not fail an append.
-        pool = BlockingConnectionPool.from_url(
-            url,
-            decode_responses=True,
-            max_connections=64,
-            timeout=10,
-            socket_timeout=10,
-            socket_connect_timeout=5,
-            socket_keepalive=True,
-            health_check_interval=30,
-            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 4),
-        )
-        self._redis = Redis(connection_pool=pool)
+        self._redis = command_client(url, max_connections=64)
         self._append = self._redis.register_script(redis_lua.APPEND)
         self._snapshot = self._redis.register_script(redis_lua.SNAPSHOT)
         self._read_after = self._redis.register_script(redis_lua.READ_AFTER)
