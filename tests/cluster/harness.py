@@ -9,6 +9,7 @@ touches the machine's own services beyond creating (and dropping) one database.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -24,7 +25,38 @@ from pathlib import Path
 
 from tests.servers import BIN, ROOT, free_port, migrate, server_env, wait_for_port
 
-PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def postgres_bin() -> Path:
+    """The folder of PostgreSQL's server programs (initdb, pg_ctl), wherever the installed
+    version put them: PG_BIN if set; else `pg_config --bindir`, the newest
+    /usr/lib/postgresql/*/bin (Debian, Ubuntu) or initdb's folder on PATH, the first that holds
+    initdb (Debian's pg_config may name a client-only folder). scripts/lib.sh: find_pg_bin is the
+    same search for the scripts."""
+    if os.environ.get("PG_BIN"):
+        chosen = Path(os.environ["PG_BIN"])
+        if not (chosen / "initdb").is_file():
+            raise RuntimeError(f"PG_BIN={chosen} holds no initdb: point it at PostgreSQL's bin")
+        return chosen
+    candidates: list[Path] = []
+    if pg_config := shutil.which("pg_config"):
+        result = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
+        if result.returncode == 0 and result.stdout.strip():
+            candidates.append(Path(result.stdout.strip()))
+
+    def version(folder: Path) -> tuple[int, ...]:
+        return tuple(int(part) for part in re.findall(r"\d+", folder.parent.name))
+
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=version, reverse=True)
+    if initdb := shutil.which("initdb"):
+        candidates.append(Path(initdb).resolve().parent)
+    for folder in candidates:
+        if (folder / "initdb").is_file() and os.access(folder / "initdb", os.X_OK):
+            return folder
+    raise RuntimeError(
+        "no PostgreSQL server programs (initdb): install Debian's postgresql package "
+        "(./scripts/test does, as root), set PG_BIN to the folder holding initdb, "
+        "or run a server on 127.0.0.1:5432 that trusts the user postgres"
+    )
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -146,6 +178,7 @@ def postgres_database() -> Iterator[str]:
         finally:
             _psql(5432, f'drop database if exists "{name}" with (force)')
         return
+    pg_bin = postgres_bin()
     datadir = Path(tempfile.mkdtemp(prefix="roomchat-pg-"))
     port = free_port()
     # initdb refuses to run as root: run the server as the postgres user then.
@@ -153,14 +186,14 @@ def postgres_database() -> Iterator[str]:
     if run:
         shutil.chown(datadir, "postgres")
     subprocess.run(
-        [*run, str(PG_BIN / "initdb"), "-D", str(datadir), "-A", "trust", "-U", "postgres"],
+        [*run, str(pg_bin / "initdb"), "-D", str(datadir), "-A", "trust", "-U", "postgres"],
         check=True,
         capture_output=True,
     )
     subprocess.run(
         [
             *run,
-            str(PG_BIN / "pg_ctl"),
+            str(pg_bin / "pg_ctl"),
             "-D",
             str(datadir),
             "-l",
@@ -178,7 +211,7 @@ def postgres_database() -> Iterator[str]:
         yield _migrated(f"postgres://postgres@127.0.0.1:{port}/{name}")
     finally:
         subprocess.run(
-            [*run, str(PG_BIN / "pg_ctl"), "-D", str(datadir), "-m", "immediate", "stop"],
+            [*run, str(pg_bin / "pg_ctl"), "-D", str(datadir), "-m", "immediate", "stop"],
             capture_output=True,
         )
         shutil.rmtree(datadir, ignore_errors=True)
@@ -196,6 +229,7 @@ def _psql(port: int, sql: str, *, check: bool = False) -> bool:
             "postgres",
             "-d",
             "postgres",
+            "-w",  # never prompt: a server that wants a password (Debian's default) is not ours
             "-v",
             "ON_ERROR_STOP=1",
             "-qc",
