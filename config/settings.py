@@ -7,6 +7,7 @@ fails when one is missing there. App code reads `django.conf.settings` lazily, n
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -19,7 +20,13 @@ if env.bool("DJANGO_READ_DOT_ENV", default=True):
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 # No production default for the secret: the embedded run scripts generate one into .env.
-SECRET_KEY = env.str("DJANGO_SECRET_KEY")
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+if not SECRET_KEY:
+    # One line, printed as it is by manage.py (not a traceback).
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is not set: set it to a long random string in the environment or in "
+        ".env (the README's first command, ./scripts/serve, writes a .env with a new one)"
+    )
 ALLOWED_HOSTS: list[str] = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
