@@ -44,7 +44,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close()  # Before accept: the handshake is refused (HTTP 403).
             return
         await self.accept()
-        if not protocol.ROOM_NAME_RE.match(self.room):
+        if not protocol.is_room_name(self.room):
             await self.close(code=protocol.CLOSE_BAD_ROOM)
             return
         self.conn_id = secrets.token_hex(8)

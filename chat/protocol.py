@@ -15,8 +15,13 @@ from typing import Any, Final, Literal
 from chat.errors import ChatError
 
 PROTOCOL_VERSION: Final = 1
-ROOM_NAME_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# The one room-name rule: the URL converter (chat.urlconverters), the views and the page's
+# script (through its config) all use this pattern. Always matched as a whole string.
+ROOM_NAME_PATTERN: Final = r"[A-Za-z0-9_-]{1,64}"
+ROOM_NAME_RE: Final = re.compile(ROOM_NAME_PATTERN)
 MAX_CLIENT_ID_CHARS: Final = 64
+# Ids the server makes are under 40 characters (the database column's size).
+MAX_ID_CHARS: Final = 40
 
 # Close codes (RFC 6455 and the protocol's own 4xxx).
 CLOSE_TOO_BIG: Final = 1009
@@ -49,6 +54,12 @@ ERROR_CODES: Final = (
 )
 FINAL_STATUSES: Final = ("complete", "cancelled", "failed", "interrupted")
 AnswerStatus = Literal["complete", "cancelled", "failed", "interrupted"]
+
+
+def is_room_name(name: str) -> bool:
+    """True for a valid room name. A whole-string match: `re.match` with `$` would accept a
+    trailing newline ("lobby\\n"), which once created a room the home page could not link to."""
+    return ROOM_NAME_RE.fullmatch(name) is not None
 
 
 class ProtocolError(ChatError):
@@ -86,6 +97,20 @@ class Ping:
 Command = Ask | Cancel | Ping
 
 
+def _check_text(value: str, name: str) -> None:
+    """Refuse what no database column or UTF-8 frame can hold: NUL (PostgreSQL refuses it in
+    text) and lone surrogates (a JSON `"\\ud800"` parses, then fails when encoded)."""
+    if "\x00" in value:
+        raise ProtocolError("invalid", f"`{name}` must not contain NUL characters.")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ProtocolError(
+                "invalid", f"`{name}` is not valid Unicode (it has a lone surrogate)."
+            ) from None
+
+
 def _parse_ask(frame: dict[str, Any], max_chars: int) -> Ask:
     text = frame.get("text")
     if not isinstance(text, str):
@@ -95,6 +120,7 @@ def _parse_ask(frame: dict[str, Any], max_chars: int) -> Ask:
         raise ProtocolError("invalid", "`text` must not be empty.")
     if len(text) > max_chars:
         raise ProtocolError("too_long", f"`text` is longer than {max_chars} characters.")
+    _check_text(text, "text")
     client_id = frame.get("client_id")
     if client_id is not None:
         if not isinstance(client_id, str) or not client_id:
@@ -103,6 +129,7 @@ def _parse_ask(frame: dict[str, Any], max_chars: int) -> Ask:
             raise ProtocolError(
                 "too_long", f"`client_id` is longer than {MAX_CLIENT_ID_CHARS} characters."
             )
+        _check_text(client_id, "client_id")
     return Ask(text=text, client_id=client_id)
 
 
@@ -110,6 +137,9 @@ def _parse_cancel(frame: dict[str, Any], max_chars: int) -> Cancel:
     answer_id = frame.get("answer_id")
     if not isinstance(answer_id, str) or not answer_id:
         raise ProtocolError("invalid", "`answer_id` must be a non-empty string.")
+    if len(answer_id) > MAX_ID_CHARS:
+        raise ProtocolError("invalid", f"`answer_id` is longer than {MAX_ID_CHARS} characters.")
+    _check_text(answer_id, "answer_id")
     return Cancel(answer_id=answer_id)
 
 
@@ -125,14 +155,22 @@ _PARSERS: dict[str, Callable[[dict[str, Any], int], Command]] = {
 }
 
 
-def parse_command(raw: str, *, max_chars: int) -> Command:
-    """Parse one client text frame, or raise `ProtocolError` with the protocol's error code."""
+def load_json_object(raw: str | bytes, *, what: str = "frame") -> dict[str, Any]:
+    """Decode a client's JSON object (a WebSocket frame or an HTTP body), or raise the
+    protocol's `bad_json` / `bad_frame`."""
     try:
-        frame = json.loads(raw)
-    except ValueError:
-        raise ProtocolError("bad_json", "The frame is not valid JSON.") from None
-    if not isinstance(frame, dict):
-        raise ProtocolError("bad_frame", "A frame must be a JSON object.")
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        # ValueError covers bad UTF-8 in bytes too; RecursionError is JSON nested ~1,000 deep.
+        raise ProtocolError("bad_json", f"The {what} is not valid JSON.") from None
+    if not isinstance(value, dict):
+        raise ProtocolError("bad_frame", f"The {what} must be a JSON object.")
+    return value
+
+
+def parse_frame(frame: dict[str, Any], *, max_chars: int) -> Command:
+    """Parse one decoded client frame (WebSocket, HTTP body or CLI alike) into a command, or
+    raise `ProtocolError` with the protocol's error code."""
     kind = frame.get("type")
     if not isinstance(kind, str):
         raise ProtocolError("bad_frame", "A frame must have a string `type`.")
@@ -140,6 +178,11 @@ def parse_command(raw: str, *, max_chars: int) -> Command:
     if parser is None:
         raise ProtocolError("unknown_type", f"Unknown frame type {kind[:40]!r}.")
     return parser(frame, max_chars)
+
+
+def parse_command(raw: str, *, max_chars: int) -> Command:
+    """Parse one client text frame, or raise `ProtocolError` with the protocol's error code."""
+    return parse_frame(load_json_object(raw), max_chars=max_chars)
 
 
 def dumps(frame: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from chat.identity import Identity
 from chat.models import Message, Room
+from chat.protocol import is_room_name
 from chat.realtime.log import RoomSeed
 
 
@@ -206,7 +207,11 @@ def context_messages(room_name: str, *, before_id: str, limit: int) -> list[Mess
 
 
 def recent_rooms(limit: int = 20) -> list[Room]:
-    return list(Room.objects.order_by("-last_activity")[:limit])
+    """The rooms most recently active, for the home page. A row with a name the rule refuses
+    (left by an older version that matched names loosely) is skipped: the page links to
+    every room it lists, and one unlinkable name would fail the page for everyone."""
+    rows = Room.objects.order_by("-last_activity")[: limit * 2]
+    return [room for room in rows if is_room_name(room.name)][:limit]
 
 
 def iso_now() -> str:

@@ -4,7 +4,6 @@ and hand the command to the worker's services; the streams are async generators 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import aclosing
@@ -69,7 +68,7 @@ def api_view(*methods: str) -> Callable[[AsyncView], AsyncView]:
 
 
 def _check_room(room: str) -> None:
-    if not protocol.ROOM_NAME_RE.match(room):
+    if not protocol.is_room_name(room):
         raise ApiError("not_found", "A room name is 1 to 64 characters of A-Z a-z 0-9 _ -.")
 
 
@@ -98,14 +97,9 @@ def _parse(
             raise too_long from None
         if len(body) > settings.CHAT_MAX_FRAME_BYTES:
             raise too_long
-        try:
-            frame = json.loads(body)
-        except ValueError:  # UnicodeDecodeError is a ValueError too
-            raise ProtocolError("bad_json", "The body is not valid JSON.") from None
-        if not isinstance(frame, dict):
-            raise ProtocolError("bad_frame", "The body must be a JSON object.")
+        frame = protocol.load_json_object(body, what="body")
     frame = {**frame, **(fields or {}), "type": kind}
-    return protocol.parse_command(dumps(frame), max_chars=settings.CHAT_MAX_QUESTION_CHARS)
+    return protocol.parse_frame(frame, max_chars=settings.CHAT_MAX_QUESTION_CHARS)
 
 
 def _parse_ask(request: HttpRequest) -> protocol.Ask:

@@ -9,7 +9,6 @@ queue plus what the server's transport still holds unsent (daphne exposes it; se
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
@@ -97,16 +96,35 @@ class Connection:
             while self._queue and not self.closing:
                 frame = self._queue.popleft()
                 self._queued_bytes -= len(frame)
-                await self._send(frame)
+                try:
+                    await self._send(frame)
+                except Exception as err:
+                    # The client went away while we wrote ("Attempt to send on a closed
+                    # protocol"): not an error of ours. Stop writing; the disconnect that
+                    # follows makes the member leave.
+                    logger.debug("Stopped writing to %s: %r", self.label, err)
+                    self.closing = True
+                    self._queue.clear()
+                    self._queued_bytes = 0
+                    return
 
     async def stop(self) -> None:
-        """Stop the writer (the socket is gone)."""
+        """Stop the writer (the socket is gone). Never raises: whatever state the writer is
+        in, the caller must go on to leave the room (a raise here once left ghost members)."""
         self.closing = True
-        if self._writer is not None:
-            self._writer.cancel()
-            # We cancelled it ourselves; the socket is already gone.
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        writer.cancel()
+        try:
+            await writer
+        except asyncio.CancelledError:
+            # Ours, unless the task running stop() is itself being cancelled: then pass it on.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+        except Exception as err:
+            logger.debug("Writer of %s had failed: %r", self.label, err)
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

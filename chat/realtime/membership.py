@@ -33,29 +33,42 @@ async def join_room(
     await database_sync_to_async(storage.get_room)(room)
     await worker.watch_room(room)
     await worker.coordinator.presence_add(room, conn_id, identity.to_wire())
-    members = await worker.coordinator.members(room)
-    user = identity.to_wire()
+    try:
+        members = await worker.coordinator.members(room)
+        user = identity.to_wire()
 
-    def welcome(seq: int, resumed: bool, history: list[dict[str, Any]]) -> str:
-        return dumps(
-            protocol.welcome_frame(
-                room=room, user=user, seq=seq, resumed=resumed, history=history, members=members
+        def welcome(seq: int, resumed: bool, history: list[dict[str, Any]]) -> str:
+            return dumps(
+                protocol.welcome_frame(
+                    room=room,
+                    user=user,
+                    seq=seq,
+                    resumed=resumed,
+                    history=history,
+                    members=members,
+                )
             )
-        )
 
-    resumed = await worker.hub.join(
-        room, conn, after=after, history_limit=settings.CHAT_HISTORY_LENGTH, welcome=welcome
-    )
-    await worker.presence_changed(room)
+        resumed = await worker.hub.join(
+            room, conn, after=after, history_limit=settings.CHAT_HISTORY_LENGTH, welcome=welcome
+        )
+        await worker.presence_changed(room)
+    except BaseException:
+        # A join that fails half way must not leave a ghost in the member list.
+        await leave_room(worker, room, conn, conn_id=conn_id)
+        raise
     return resumed
 
 
 async def leave_room(worker: Worker, room: str, conn: Connection, *, conn_id: str) -> None:
-    """Drop the member only: closing a connection never cancels an answer."""
+    """Drop the member only: closing a connection never cancels an answer. Presence is removed
+    whatever happened to the connection's writer (a failure there once left ghost members)."""
     worker.hub.leave(room, conn)
-    await conn.stop()
     try:
-        await worker.coordinator.presence_remove(room, conn_id)
-        await worker.presence_changed(room)
-    except Exception:
-        logger.exception("Could not update presence of %s", conn.label)
+        await conn.stop()
+    finally:
+        try:
+            await worker.coordinator.presence_remove(room, conn_id)
+            await worker.presence_changed(room)
+        except Exception:
+            logger.exception("Could not update presence of %s", conn.label)

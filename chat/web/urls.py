@@ -1,14 +1,18 @@
 """URLs of the web pages; included at the site root (`path("", include("chat.web.urls"))`)."""
 
 from django.contrib.auth.views import LogoutView
-from django.urls import path, re_path
+from django.urls import path, register_converter
+
+from chat.urlconverters import RoomNameConverter
 
 from . import views
+
+register_converter(RoomNameConverter, "room")
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("rooms/", views.enter_room, name="enter_room"),
-    re_path(r"^rooms/(?P<room>[A-Za-z0-9_-]{1,64})/$", views.room, name="room"),
+    path("rooms/<room:room>/", views.room, name="room"),
     path("guest/", views.continue_as_guest, name="guest"),
     path(
         "accounts/login/",

@@ -3,7 +3,6 @@ room itself is the WebSocket (protocol v1), driven by frontend/static/chat/js/ro
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -17,10 +16,10 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
+from chat import storage
 from chat.identity import Identity, ensure_guest, from_user, guest_from_session
-from chat.models import Room
+from chat.protocol import ROOM_NAME_PATTERN, is_room_name
 
-ROOM_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 RECENT_ROOMS = 20
 
 View = Callable[..., HttpResponseBase]
@@ -75,6 +74,8 @@ def _page_config(request: HttpRequest, identity: Identity | None, **extra: Any) 
         "isGuest": bool(identity and identity.is_guest),
         "allowGuests": settings.CHAT_ALLOW_GUESTS,
         "urls": {"home": reverse("home"), "login": reverse("login")},
+        # The server's room-name rule, so the page checks names exactly as the server does.
+        "roomNamePattern": ROOM_NAME_PATTERN,
         **extra,
     }
 
@@ -83,7 +84,7 @@ def _home(request: HttpRequest, *, room_error: str = "", status: int = 200) -> H
     identity = current_identity(request)
     context = {
         "identity": identity,
-        "recent_rooms": Room.objects.order_by("-last_activity")[:RECENT_ROOMS],
+        "recent_rooms": storage.recent_rooms(RECENT_ROOMS),
         "allow_guests": settings.CHAT_ALLOW_GUESTS,
         "room_error": room_error,
         "room_value": request.GET.get("name", "") if room_error else "",
@@ -104,7 +105,7 @@ def home(request: HttpRequest) -> HttpResponse:
 def enter_room(request: HttpRequest) -> HttpResponse:
     """The home form's target without JavaScript: validate the name and go to the room."""
     name = request.GET.get("name", "").strip()
-    if not ROOM_NAME.fullmatch(name):
+    if not is_room_name(name):
         return _home(request, room_error="invalid", status=400)
     return redirect("room", room=name)
 

@@ -30,6 +30,10 @@ class Member:
         cls, url: str, *, cookie: str | None = None, timeout: float = 30, **options: Any
     ) -> Member:
         headers = {"Cookie": cookie} if cookie else None
+        if cookie and "origin" not in options:
+            # A session cookie goes with the site's own origin, as a browser sends it.
+            scheme, rest = url.split("://", 1)
+            options["origin"] = f"{'https' if scheme == 'wss' else 'http'}://{rest.split('/')[0]}"
         ws = await websockets.connect(
             url,
             additional_headers=headers,

@@ -172,7 +172,9 @@ async def test_a_foreign_origin_is_refused_before_accept() -> None:
 
 
 async def test_an_allowed_origin_and_no_origin_are_accepted() -> None:
-    browser = await connect("lobby", headers=[(b"origin", b"http://127.0.0.1:8000")])
+    browser = await connect(
+        "lobby", headers=[(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000")]
+    )
     program = await connect("lobby")
     assert browser.welcome["room"] == program.welcome["room"] == "lobby"
     await browser.close()
@@ -193,7 +195,11 @@ async def test_a_logged_in_user_is_named_from_the_session(settings: Any, client:
     user = await database_sync_to_async(User.objects.create_user)("minji", password="pw-123456789")
     await database_sync_to_async(client.force_login)(user)
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
-    member = await connect("lobby", headers=[(b"cookie", cookie)])
+    # A session cookie goes with the site's own origin, as a browser sends it.
+    member = await connect(
+        "lobby",
+        headers=[(b"cookie", cookie), (b"origin", b"http://testserver"), (b"host", b"testserver")],
+    )
     assert member.welcome["user"] == {"id": f"u:{user.pk}", "name": "minji"}
     await member.close()
 

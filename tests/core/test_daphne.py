@@ -35,7 +35,7 @@ async def test_two_clients_of_a_real_daphne_see_one_streamed_answer(
         ws_url = url.replace("http", "ws") + "/ws/rooms/real/"
         async with (
             websockets.connect(ws_url) as alice,
-            websockets.connect(ws_url, origin="http://127.0.0.1") as bob,
+            websockets.connect(ws_url, origin=url) as bob,
         ):
             welcome = (await recv_until(alice, "welcome"))[-1]
             await recv_until(bob, "welcome")

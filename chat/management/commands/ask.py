@@ -48,8 +48,8 @@ class Command(BaseCommand):
         self.as_json = bool(options["json"])
         self.sources: list[dict[str, Any]] = []
         try:
-            command = protocol.parse_command(
-                dumps({"type": "ask", "text": options["question"]}),
+            command = protocol.parse_frame(
+                {"type": "ask", "text": options["question"]},
                 max_chars=settings.CHAT_MAX_QUESTION_CHARS,
             )
         except ProtocolError as err:
@@ -59,7 +59,7 @@ class Command(BaseCommand):
         room = options["room"]
         if room is None and options["user"] is not None:
             raise CommandError("--user only applies with --room", returncode=2)
-        if room is not None and not protocol.ROOM_NAME_RE.match(room):
+        if room is not None and not protocol.is_room_name(room):
             raise CommandError("a room name is 1 to 64 of A-Z a-z 0-9 _ -", returncode=2)
         if room is None:
             end = asyncio.run(self._direct(command.text))

@@ -3,9 +3,11 @@
 
 import { formatRelative, initI18n, onLanguageChange, pageConfig, t } from "./i18n.js";
 
-const ROOM_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+const config = pageConfig();
+// The server's one room-name rule (chat.protocol.ROOM_NAME_PATTERN), matched as a whole string.
+const ROOM_NAME = new RegExp(`^(?:${config.roomNamePattern})$`);
 
-initI18n(pageConfig());
+initI18n(config);
 
 function renderTimes() {
   for (const time of document.querySelectorAll("time[data-relative]")) {
