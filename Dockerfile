@@ -21,6 +21,7 @@ RUN useradd --create-home --uid 1000 chat
 COPY pyproject.toml README.md ./
 COPY chat chat
 COPY config config
+COPY llmsim llmsim
 RUN pip install .
 COPY manage.py ./
 COPY knowledge knowledge

@@ -4,13 +4,13 @@
 
 The chat server forwards only the text of each token, not the chunk's `sim_sent_at`, so the
 benchmark clients cannot see when a token left the simulator. This process runs the project's
-simulator (`chat.llm.simulator`, its routes and streaming code unchanged) and records, for each
+simulator (`llmsim`, its routes and streaming code unchanged) and records, for each
 request whose last user message holds a `bench:TAG` marker, when the request arrived and the
 `sim_sent_at` and text of each content chunk, exactly as they went out. `POST /_bench/sends`
 with `{"tags": [...]}` returns (and forgets) those records.
 
 The recording hooks in by replacing the module global `_SSEWriter` of
-`chat.llm.simulator.stream` with a subclass, the smallest change that sees each chunk's
+`llmsim.stream` with a subclass, the smallest change that sees each chunk's
 timestamp; an official hook in the simulator would make this unnecessary (see
 docs/benchmarks.md).
 """
@@ -30,10 +30,10 @@ from typing import Any
 from aiohttp import web
 
 from bench.wire import TAG_RE
-from chat.llm.simulator import stream as sim_stream
-from chat.llm.simulator.app import build_app
-from chat.llm.simulator.config import SimConfig
-from chat.llm.simulator.state import SimulatorState
+from llmsim import stream as sim_stream
+from llmsim.app import build_app
+from llmsim.config import SimConfig
+from llmsim.state import SimulatorState
 
 
 @dataclass(slots=True)

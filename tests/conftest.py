@@ -28,7 +28,7 @@ async def _fresh_worker() -> AsyncIterator[None]:
 @pytest.fixture
 def simulator() -> Iterator[Any]:
     """The project's OpenAI-compatible simulator, in a thread, over real HTTP."""
-    from chat.llm.simulator import SimulatorThread
+    from llmsim import SimulatorThread
 
     with SimulatorThread(tps=400, first_token_delay=0.0, tokens=12) as sim:
         yield sim

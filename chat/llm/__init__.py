@@ -13,15 +13,16 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
+from .base import LLMProvider
+
 if TYPE_CHECKING:
-    # Only for type checking: importing the base pulls in chat.retrieval (and Chroma), which
-    # the simulator (`python -m chat.llm.simulator`) must not need.
-    from .base import LLMProvider
+    # mypy checks that every provider implements the protocol. Only mypy imports them here:
+    # `_build_provider()` imports just the one the settings choose, so a process answering
+    # offline never loads the openai SDK (about half a second and 20 MB).
     from .fake import FakeLLM
     from .offline import OfflineAnswerer
     from .openai_provider import OpenAIProvider
 
-    # mypy checks that every provider implements the protocol.
     _PROVIDERS: tuple[type[LLMProvider], ...] = (OpenAIProvider, OfflineAnswerer, FakeLLM)
 
 __all__ = ["get_provider", "reset_provider"]

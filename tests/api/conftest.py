@@ -39,7 +39,7 @@ class Server:
 @pytest.fixture(scope="session")
 def api_simulator() -> Iterator[Any]:
     """The LLM simulator for the whole session (the server outlives any one test)."""
-    from chat.llm.simulator import SimulatorThread
+    from llmsim import SimulatorThread
 
     with SimulatorThread(tps=0, first_token_delay=0.0, tokens=12) as sim:
         yield sim

@@ -86,11 +86,11 @@ def _wait_for_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: 
 
 @contextlib.contextmanager
 def simulator_process(port: int, env: dict[str, str], log: Path) -> Iterator[str]:
-    """`python -m chat.llm.simulator` on `port`; yields its OpenAI base URL."""
+    """`python -m llmsim` on `port`; yields its OpenAI base URL."""
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [
-                sys.executable, "-m", "chat.llm.simulator", "--port", str(port),
+                sys.executable, "-m", "llmsim", "--port", str(port),
                 "--tps", "30", "--first-token-delay", "0.1",
             ],
             cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
-from chat.llm.simulator.text import simulated_text
+from llmsim.text import simulated_text
 from tests.browser.conftest import TEST_USER, Browser, RoomchatServer, no_page_errors
 
 pytestmark = pytest.mark.browser

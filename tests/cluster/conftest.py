@@ -38,7 +38,7 @@ def database_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def sim() -> Iterator[Any]:
     """The OpenAI-compatible simulator the workers' real `openai` client talks to."""
-    from chat.llm.simulator import SimulatorThread
+    from llmsim import SimulatorThread
 
     with SimulatorThread(tps=200, first_token_delay=0.0, tokens=12) as simulator:
         yield simulator

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from chat.llm.openai_provider import OpenAIProvider
-from chat.llm.simulator import SimulatorServer, running_simulator
+from llmsim import SimulatorServer, running_simulator
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from chat.errors import LLMError
 from chat.llm.base import ChatMessage, LLMRequest, StreamEnd, StreamItem, TextDelta
 from chat.llm.openai_provider import OpenAIProvider
-from chat.llm.simulator import SimulatorServer, simulated_text
+from llmsim import SimulatorServer, simulated_text
 
 from .polling import wait_until
 

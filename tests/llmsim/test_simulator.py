@@ -12,8 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from chat.llm.simulator import SimulatorServer, SimulatorThread, simulated_text, simulated_tokens
-from chat.llm.simulator.config import ConfigError, SimConfig, parse_directives
+from llmsim import SimulatorServer, SimulatorThread, simulated_text, simulated_tokens
+from llmsim.config import ConfigError, SimConfig, parse_directives
 
 
 def body(question: str = "Hello", **extra: Any) -> dict[str, Any]:
@@ -199,7 +199,7 @@ def test_simulator_thread_serves_synchronous_callers() -> None:
 @pytest.mark.slow
 def test_the_command_line_server_prints_its_url_and_answers() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "chat.llm.simulator", "--port", "0", "--tokens", "3", "--tps", "0"],
+        [sys.executable, "-m", "llmsim", "--port", "0", "--tokens", "3", "--tps", "0"],
         stdout=subprocess.PIPE,
         text=True,
     )

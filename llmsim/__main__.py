@@ -1,4 +1,4 @@
-"""`python -m chat.llm.simulator --port 8001 --tps 50 --first-token-delay 0.2 --tokens 60`"""
+"""`python -m llmsim --port 8001 --tps 50 --first-token-delay 0.2 --tokens 60`"""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .runner import SimulatorServer
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m chat.llm.simulator",
+        prog="python -m llmsim",
         description="An OpenAI-compatible streaming chat completions simulator.",
     )
     parser.add_argument("--host", default="127.0.0.1")

@@ -1,5 +1,7 @@
 """An OpenAI-compatible streaming simulator: a real HTTP server for tests, benchmarks and
-running the chat without a key. See docs/llm.md ("The simulator")."""
+running the chat without a key (`python -m llmsim`). See docs/llm.md ("The simulator").
+
+A package of its own, beside `chat`: it needs only aiohttp, never Django, Chroma or `chat`."""
 
 from .config import FAULTS, SimConfig
 from .runner import SimulatorServer, SimulatorThread, running_simulator

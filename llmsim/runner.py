@@ -23,7 +23,7 @@ _SHUTDOWN_TIMEOUT = 2.0
 
 class SimulatorServer:
     """One simulator listening on the current event loop. Tests usually get one from
-    `running_simulator()`; the CLI (`python -m chat.llm.simulator`) starts one directly."""
+    `running_simulator()`; the CLI (`python -m llmsim`) starts one directly."""
 
     def __init__(
         self, config: SimConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
