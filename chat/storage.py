@@ -6,10 +6,11 @@ runs them in Django's thread and closes stale connections.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import Error, IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -128,6 +129,86 @@ def finish_answer(
 def set_end_seq(answer_id: str, seq: int, room_name: str) -> None:
     Message.objects.filter(id=answer_id).update(end_seq=seq)
     touch_room(room_name, seq)
+
+
+def store_logged_end(
+    answer_id: str,
+    *,
+    room_name: str,
+    end_seq: int,
+    status: str,
+    text: str,
+    sources: list[dict[str, Any]] | None = None,
+    usage: dict[str, int] | None = None,
+    error: dict[str, str] | None = None,
+    seq: int | None = None,
+) -> bool:
+    """Store an end the room log already holds at `end_seq` (it was appended while the
+    database was away), with its seq; safe to repeat, for retries. False when the row holds a
+    different end, which is left as it is."""
+    try:
+        with transaction.atomic():
+            ended = finish_answer(
+                answer_id,
+                status=status,
+                text=text,
+                sources=sources,
+                usage=usage,
+                error=error,
+                seq=seq,
+            )
+            if not ended:
+                # Already stored: by an earlier try whose reply the outage swallowed, or by
+                # another worker's repair from the same end in the log. Anything else is not
+                # this end, and not ours to overwrite.
+                row = Message.objects.filter(id=answer_id).values_list("status", "text").first()
+                if row != (status, text):
+                    return False
+            set_end_seq(answer_id, end_seq, room_name)
+    except Error:
+        # A connection the outage broke fails every call made on it: drop it, so that the
+        # next try connects afresh.
+        with contextlib.suppress(Error):
+            connection.close()
+        raise
+    return True
+
+
+def streaming_answers(room_names: list[str], *, since: datetime) -> dict[str, list[str]]:
+    """Ids of the answers still `streaming` in these rooms, created since `since`, by room
+    (one query on the (room, created) index)."""
+    rows = Message.objects.filter(
+        room__name__in=room_names,
+        created__gte=since,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+    ).values_list("room__name", "id")
+    found: dict[str, list[str]] = {}
+    for room_name, answer_id in rows:
+        found.setdefault(room_name, []).append(answer_id)
+    return found
+
+
+def repair_end(
+    answer_id: str,
+    *,
+    room_name: str,
+    log_seq: int,
+    status: str,
+    text: str,
+    sources: list[dict[str, Any]] | None,
+    usage: dict[str, int] | None,
+    error: dict[str, str] | None,
+) -> bool:
+    """Store the end the room log holds for an answer still `streaming` here (its worker
+    appended it while the database was away, and died or gave up before storing it), and the
+    seq the log has reached. False when the answer is no longer streaming."""
+    stored = finish_answer(
+        answer_id, status=status, text=text, sources=sources, usage=usage, error=error
+    )
+    if stored:
+        touch_room(room_name, log_seq)
+    return stored
 
 
 def answer_info(answer_id: str) -> dict[str, Any] | None:

@@ -1,5 +1,6 @@
 """The per-process worker: builds the room log, coordinator, hub and answer runner chosen by
-settings, and runs the background loops (control channel, leases, orphan reaper)."""
+settings, and runs the background loops (control channel, leases, orphan reaper, repair of
+stored ends)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import Error as DatabaseError
 
 from chat import storage
 from chat.answers.assistant import Assistant
@@ -33,6 +35,9 @@ from chat.retrieval import get_retriever
 logger = logging.getLogger(__name__)
 
 REAP_SECONDS = 1.0
+# Slower than the reaper: each pass asks the database, and what it repairs is rare (an end the
+# room saw while the database was away, left unstored by a worker that died or gave up).
+REPAIR_SECONDS = 10.0
 PRESENCE_DEBOUNCE = 0.1
 
 
@@ -78,7 +83,14 @@ class Worker:
             assistant_for_room=self.assistant_for_room,
             control_channel=self.control_channel,
         )
-        for loop in (self._control_loop, self._lease_loop, self._reap_loop, self._group_loop):
+        loops = (
+            self._control_loop,
+            self._lease_loop,
+            self._reap_loop,
+            self._repair_loop,
+            self._group_loop,
+        )
+        for loop in loops:
             self._tasks.append(start_detached(loop(), name=loop.__name__))
         self._tasks.append(start_detached(self._warm_up(), name="warm_up"))
 
@@ -230,6 +242,33 @@ class Worker:
                             logger.warning("Answer %s lost its worker: interrupted", answer_id)
             except Exception:
                 logger.exception("Orphan reaper failed; retrying")
+
+    async def _repair_loop(self) -> None:
+        """Store the ends the room log holds for answers the database still has `streaming`,
+        in the rooms we serve (`AnswerRunner.repair_ended`)."""
+        failing = False
+        while True:
+            await asyncio.sleep(REPAIR_SECONDS)
+            rooms = self.hub.rooms()
+            if self.runner is None or not rooms:
+                continue
+            try:
+                await self.runner.repair_ended(rooms)
+            except Exception as err:
+                # One line per outage, not one a pass; a traceback only for what is not the
+                # database being away.
+                if not failing and isinstance(err, DatabaseError):
+                    first_line = (str(err).strip() or type(err).__name__).splitlines()[0]
+                    logger.warning("Repair of stored ends: database error (%s)", first_line)
+                elif not failing:
+                    logger.exception("Repair of stored ends failed; retrying")
+                else:
+                    logger.debug("Repair of stored ends still failing: %r", err)
+                failing = True
+                continue
+            if failing:
+                logger.warning("Repair of stored ends working again")
+                failing = False
 
     async def _group_loop(self) -> None:
         """Re-join room groups before channels_redis expires them (long-lived sockets):
