@@ -1,6 +1,6 @@
 """The WebSocket consumer: thin. It accepts, parses each frame into a typed command, hands it
-to the worker's services, and queues frames out. Long work (answers) runs in its own tasks,
-so `cancel` and `disconnect` are handled at once."""
+to the runtime's services (membership, admission, the answer runner), and queues frames out.
+Long work (answers) runs in its own tasks, so `cancel` and `disconnect` are handled at once."""
 
 from __future__ import annotations
 
@@ -17,9 +17,8 @@ from chat import identity as identities
 from chat import protocol
 from chat.protocol import ProtocolError, dumps
 from chat.ratelimit import TokenBucket
-from chat.realtime.connection import Connection
-from chat.realtime.membership import join_room, leave_room
-from chat.realtime.worker import Worker, get_worker
+from chat.realtime.outbox import Outbox
+from chat.runtime import Runtime, get_runtime
 
 logger = logging.getLogger(__name__)
 
@@ -27,14 +26,14 @@ logger = logging.getLogger(__name__)
 class ChatConsumer(AsyncWebsocketConsumer):
     """One member's socket in one room (`/ws/rooms/<room>/`)."""
 
-    # No per-connection channel: room events come from the worker's hub, control messages
-    # through the worker's own channel. (An unknown alias makes Channels skip new_channel.)
+    # No per-connection channel: room events come from the runtime's hub, control messages
+    # through the runtime's own channel. (An unknown alias makes Channels skip new_channel.)
     channel_layer_alias = "__no_layer__"
 
     room = ""
-    conn: Connection | None = None
+    conn: Outbox | None = None
     identity: identities.Identity | None = None
-    worker: Worker | None = None
+    runtime: Runtime | None = None
 
     async def connect(self) -> None:
         """Refuse (before accept) when login is required; 4004 for a bad room name."""
@@ -52,8 +51,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.frames = TokenBucket(
             settings.CHAT_FRAME_RATE_PER_SECOND, settings.CHAT_FRAME_RATE_PER_SECOND * 2
         )
-        self.worker = await get_worker()
-        self.conn = Connection(
+        self.runtime = await get_runtime()
+        self.conn = Outbox(
             send=self._send_text,
             close=self._close_with,
             max_bytes=settings.CHAT_SEND_BUFFER_BYTES,
@@ -61,8 +60,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             label=f"{self.room}/{self.identity.name}",
         )
         self.conn.start()
-        await join_room(
-            self.worker,
+        await self.runtime.membership.join(
             self.room,
             self.identity,
             self.conn,
@@ -72,9 +70,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         """Drop the socket only: answers keep running and are stored for everyone."""
-        if self.conn is None or self.worker is None:
+        if self.conn is None or self.runtime is None:
             return
-        await leave_room(self.worker, self.room, self.conn, conn_id=self.conn_id)
+        await self.runtime.membership.leave(self.room, self.conn, conn_id=self.conn_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.conn is None or self.conn.closing:
@@ -111,25 +109,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
             dumps(protocol.error_frame(err.code, err.message, retry_after=err.retry_after))
         )
 
-    def _member(self) -> tuple[Worker, identities.Identity]:
+    def _member(self) -> tuple[Runtime, identities.Identity]:
         # Frames are only received after connect() set these up.
-        if self.worker is None or self.identity is None:
+        if self.runtime is None or self.identity is None:
             raise RuntimeError("frame received before the connection was set up")
-        return self.worker, self.identity
+        return self.runtime, self.identity
 
     async def on_ask(self, command: protocol.Ask) -> None:
-        worker, identity = self._member()
-        wait = worker.ask_buckets.take(identity.id)
-        if wait:
-            raise ProtocolError(
-                "rate_limited", "You are asking too fast; try again shortly.", retry_after=wait
-            )
+        runtime, identity = self._member()
+        await runtime.admission.ask(self.room, identity, command)
         self.flood_strikes = 0
-        await worker.answers.ask(self.room, identity, command)
 
     async def on_cancel(self, command: protocol.Cancel) -> None:
-        worker, identity = self._member()
-        await worker.answers.cancel(self.room, identity, command.answer_id)
+        runtime, identity = self._member()
+        await runtime.runner.cancel(self.room, identity, command.answer_id)
 
     async def on_ping(self, command: protocol.Ping) -> None:
         if self.conn is not None:

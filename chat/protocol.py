@@ -63,7 +63,9 @@ def is_room_name(name: str) -> bool:
 
 
 class ProtocolError(ChatError):
-    """A client frame was refused; becomes an `error` frame and the connection stays open."""
+    """A client's frame or request was refused: the one error type of every transport. On a
+    socket it becomes an `error` frame and the connection stays open; over HTTP, a JSON error
+    body with the status `chat.api.errors.STATUS_BY_CODE` gives its code."""
 
     def __init__(self, code: str, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message, code=code)

@@ -1,13 +1,15 @@
 """Storage: every database read and write of the chat, as plain synchronous functions.
 
-Async callers wrap them with `channels.db.database_sync_to_async` (see `chat.services`), which
-runs them in Django's thread and closes stale connections.
+Async callers wrap them with `channels.db.database_sync_to_async`, which runs them in Django's
+thread and closes stale connections. Nothing else in `chat` touches the ORM (the admin and the
+migrations aside).
 """
 
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import Error, IntegrityError, connection, transaction
@@ -16,9 +18,8 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from chat.identity import Identity
-from chat.models import Message, Room
+from chat.models import ApiToken, Message, Room
 from chat.protocol import is_room_name
-from chat.realtime.log import RoomSeed
 
 
 def iso(moment: datetime) -> str:
@@ -38,17 +39,39 @@ def touch_room(name: str, seq: int | None = None) -> None:
     Room.objects.filter(name=name).update(**updates)
 
 
+@dataclass(frozen=True, slots=True)
+class StoredQuestion:
+    """A question as stored; `created` is False for a repeat of a `client_id` (then this is
+    the question first asked with it). `collection` is its room's own (blank: the server's)."""
+
+    id: str
+    text: str
+    created_at: datetime
+    created: bool
+    collection: str
+
+
 def create_question(
     room_name: str, *, message_id: str, identity: Identity, text: str, client_id: str | None
-) -> tuple[Message, bool]:
-    """Store a question; `(existing, False)` when this client_id was already asked here."""
+) -> StoredQuestion:
+    """Store a question, or find the one this client_id already asked here."""
     room = get_room(room_name)
+
+    def stored(message: Message, created: bool) -> StoredQuestion:
+        return StoredQuestion(
+            id=message.id,
+            text=message.text,
+            created_at=message.created,
+            created=created,
+            collection=room.collection,
+        )
+
     if client_id:
         existing = Message.objects.filter(
             room=room, user_id=identity.id, client_id=client_id
         ).first()
         if existing is not None:
-            return existing, False
+            return stored(existing, False)
     try:
         with transaction.atomic():
             message = Message.objects.create(
@@ -65,8 +88,8 @@ def create_question(
     except IntegrityError:
         # The same client_id raced in from a second connection: the first one wins.
         existing = Message.objects.get(room=room, user_id=identity.id, client_id=client_id)
-        return existing, False
-    return message, True
+        return stored(existing, False)
+    return stored(message, True)
 
 
 def set_seq(message_id: str, seq: int) -> None:
@@ -253,7 +276,16 @@ def to_history(message: Message) -> dict[str, Any]:
     return item
 
 
-def seed_room(room_name: str, limit: int, *, interrupt_orphans: bool) -> RoomSeed:
+@dataclass(frozen=True, slots=True)
+class StoredRoom:
+    """What the database knows of a room's log: the highest seq it saw, its latest messages
+    (as `history` items, oldest first)."""
+
+    last_seq: int
+    messages: list[dict[str, Any]]
+
+
+def seed_room(room_name: str, limit: int, *, interrupt_orphans: bool) -> StoredRoom:
     """How a room log that holds nothing for this room starts: from the database.
 
     With `interrupt_orphans` (one process: nothing else can be writing them) answers left
@@ -271,7 +303,7 @@ def seed_room(room_name: str, limit: int, *, interrupt_orphans: bool) -> RoomSee
         )
     rows = list(Message.objects.filter(room=room).order_by("-created", "-id")[:limit])
     rows.reverse()
-    return RoomSeed(last_seq=room.last_seq, messages=[to_history(m) for m in rows])
+    return StoredRoom(last_seq=room.last_seq, messages=[to_history(m) for m in rows])
 
 
 def context_messages(room_name: str, *, before_id: str, limit: int) -> list[Message]:
@@ -293,6 +325,18 @@ def recent_rooms(limit: int = 20) -> list[Room]:
     every room it lists, and one unlinkable name would fail the page for everyone."""
     rows = Room.objects.order_by("-last_activity")[: limit * 2]
     return [room for room in rows if is_room_name(room.name)][:limit]
+
+
+def api_token_user(key: str, *, touch_after: timedelta) -> Any | None:
+    """The active user an API key belongs to, or None. Its `last_used` is written at most every
+    `touch_after`, not on every request."""
+    token = ApiToken.objects.select_related("user").filter(key_hash=ApiToken.hash_key(key)).first()
+    if token is None or not token.user.is_active:
+        return None
+    now = timezone.now()
+    if token.last_used is None or now - token.last_used > touch_after:
+        ApiToken.objects.filter(pk=token.pk).update(last_used=now)
+    return token.user
 
 
 def iso_now() -> str:

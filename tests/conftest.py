@@ -11,18 +11,18 @@ from typing import Any
 import pytest
 from channels.testing import WebsocketCommunicator
 
-from chat.llm import reset_provider
-from chat.realtime.worker import reset_worker
+from chat.llm import aclose_provider, reset_provider
+from chat.runtime import reset_runtime
 
 
 @pytest.fixture(autouse=True)
-async def _fresh_worker() -> AsyncIterator[None]:
-    """The process-wide worker is bound to an event loop; each test gets its own."""
-    await reset_worker()
+async def _fresh_runtime() -> AsyncIterator[None]:
+    """The process-wide runtime is bound to an event loop; each test gets its own."""
+    await reset_runtime()
     reset_provider()
     yield
-    await reset_worker()
-    reset_provider()
+    await reset_runtime()
+    await aclose_provider()
 
 
 @pytest.fixture

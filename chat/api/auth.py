@@ -14,18 +14,17 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseForbidden
 from django.middleware.csrf import CsrfViewMiddleware
-from django.utils import timezone
 
-from chat.api.errors import ApiError
+from chat import storage
 from chat.identity import Identity, ensure_guest, from_user
-from chat.models import ApiToken
+from chat.protocol import ProtocolError
 
 # `last_used` is written at most this often per token, not on every request.
 LAST_USED_GRANULARITY = timedelta(minutes=1)
 
 
 async def authenticate(request: HttpRequest, *, write: bool) -> Identity:
-    """The caller's identity, or `ApiError` (`unauthenticated` 401, `forbidden` 403 for a
+    """The caller's identity, or `ProtocolError` (`unauthenticated` 401, `forbidden` 403 for a
     session POST that fails the CSRF check). `write` is True for requests that change state."""
     return await sync_to_async(_authenticate)(request, write)
 
@@ -36,13 +35,13 @@ def _authenticate(request: HttpRequest, write: bool) -> Identity:
         return _token_identity(header)
     identity = from_user(request.user)
     if identity is None and not settings.CHAT_ALLOW_GUESTS:
-        raise ApiError(
+        raise ProtocolError(
             "unauthenticated", "Log in, or send an API token: Authorization: Bearer <key>."
         )
     if write:
         reason = _csrf_failure(request)
         if reason is not None:
-            raise ApiError(
+            raise ProtocolError(
                 "forbidden",
                 f"CSRF check failed ({reason}). Send the csrftoken cookie's value in the "
                 "X-CSRFToken header, or use an API token.",
@@ -55,14 +54,11 @@ def _token_identity(header: str) -> Identity:
     scheme, _, key = header.partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
-        raise ApiError("unauthenticated", "Use Authorization: Bearer <key>.")
-    token = ApiToken.objects.select_related("user").filter(key_hash=ApiToken.hash_key(key)).first()
-    identity = from_user(token.user) if token is not None and token.user.is_active else None
-    if token is None or identity is None:
-        raise ApiError("unauthenticated", "This API token is not valid.")
-    now = timezone.now()
-    if token.last_used is None or now - token.last_used > LAST_USED_GRANULARITY:
-        ApiToken.objects.filter(pk=token.pk).update(last_used=now)
+        raise ProtocolError("unauthenticated", "Use Authorization: Bearer <key>.")
+    user = storage.api_token_user(key, touch_after=LAST_USED_GRANULARITY)
+    identity = from_user(user) if user is not None else None
+    if identity is None:
+        raise ProtocolError("unauthenticated", "This API token is not valid.")
     return identity
 
 

@@ -1,4 +1,5 @@
-"""API errors: the protocol's error codes as JSON bodies, each with one HTTP status.
+"""API errors: a refusal (`chat.protocol.ProtocolError`, the one error type every transport
+raises) as a JSON body, each code with one HTTP status.
 
 A body is always `{"error": {"code", "message"}}`, plus `retry_after` (seconds) and a
 `Retry-After` header with `rate_limited`. Clients switch on `code`; the status only groups them.
@@ -32,33 +33,16 @@ STATUS_BY_CODE: Final[dict[str, int]] = {
 }
 
 
-class ApiError(Exception):
-    """A refused request; the view boundary turns it into a JSON error response."""
-
-    def __init__(self, code: str, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after
-
-    @property
-    def status(self) -> int:
-        return STATUS_BY_CODE.get(self.code, 400)
-
-    @classmethod
-    def from_protocol(cls, err: ProtocolError) -> ApiError:
-        """The same refusal a WebSocket client would get as an `error` frame."""
-        return cls(err.code, err.message, retry_after=err.retry_after)
-
-    def response(self) -> JsonResponse:
-        """The JSON error response, with `Retry-After` or `WWW-Authenticate` where they apply."""
-        body: dict[str, object] = {"code": self.code, "message": self.message}
-        if self.retry_after is not None:
-            body["retry_after"] = round(self.retry_after, 3)
-        response = JsonResponse({"error": body}, status=self.status)
-        if self.retry_after is not None:
-            # The header takes whole seconds; round up so a client that waits it is served.
-            response["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
-        if self.code == "unauthenticated":
-            response["WWW-Authenticate"] = 'Bearer realm="api"'
-        return response
+def error_response(err: ProtocolError) -> JsonResponse:
+    """The JSON error response for a refusal, with `Retry-After` or `WWW-Authenticate` where
+    they apply: the same `ProtocolError` a WebSocket client gets as an `error` frame."""
+    body: dict[str, object] = {"code": err.code, "message": err.message}
+    if err.retry_after is not None:
+        body["retry_after"] = round(err.retry_after, 3)
+    response = JsonResponse({"error": body}, status=STATUS_BY_CODE.get(err.code, 400))
+    if err.retry_after is not None:
+        # The header takes whole seconds; round up so a client that waits it is served.
+        response["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
+    if err.code == "unauthenticated":
+        response["WWW-Authenticate"] = 'Bearer realm="api"'
+    return response

@@ -1,5 +1,5 @@
 """The API views: thin, like the consumer. They authenticate, parse through `chat.protocol`,
-and hand the command to the worker's services; the streams are async generators whose
+and hand the command to the runtime's services; the streams are async generators whose
 `finally` leaves the room (or stops a direct answer) when the client goes away."""
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from contextlib import aclosing
 from functools import wraps
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
@@ -18,23 +17,14 @@ from django.middleware.csrf import get_token
 from django.views.decorators.csrf import csrf_exempt
 
 from chat import protocol
-from chat.answers.runner import AnswerRunner, new_id
+from chat.answers.direct import DirectAnswer
 from chat.api import sse
 from chat.api.auth import authenticate
-from chat.api.direct import (
-    DIRECT_ROOM,
-    DIRECT_ROOM_LIMIT,
-    DirectAnswer,
-    answer_events,
-    default_assistant,
-)
-from chat.api.errors import ApiError
-from chat.api.member import RoomMember
+from chat.api.errors import error_response
 from chat.background import detached
-from chat.identity import Identity
-from chat.models import Message
 from chat.protocol import ProtocolError, dumps
-from chat.realtime.worker import Worker, get_worker
+from chat.realtime.member import RoomMember
+from chat.runtime import get_runtime
 
 logger = logging.getLogger(__name__)
 
@@ -42,25 +32,25 @@ AsyncView = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
 
 
 def api_view(*methods: str) -> Callable[[AsyncView], AsyncView]:
-    """Allow `methods` only (405 otherwise), turn `ApiError` and `ProtocolError` into JSON
+    """Allow `methods` only (405 otherwise), turn `ProtocolError` into JSON
     error responses, and leave CSRF to `chat.api.auth` (token requests are exempt)."""
 
     def decorate(view: AsyncView) -> AsyncView:
         @wraps(view)
         async def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if request.method not in methods:
-                response = ApiError("method_not_allowed", f"Use {' or '.join(methods)}.").response()
+                response = error_response(
+                    ProtocolError("method_not_allowed", f"Use {' or '.join(methods)}.")
+                )
                 response["Allow"] = ", ".join(methods)
                 return response
             try:
                 return await view(request, *args, **kwargs)
             except ProtocolError as err:
-                return ApiError.from_protocol(err).response()
-            except ApiError as err:
-                return err.response()
+                return error_response(err)
             except Exception:
                 logger.exception("API request %s %s failed", request.method, request.path)
-                return ApiError("internal", "Something went wrong.").response()
+                return error_response(ProtocolError("internal", "Something went wrong."))
 
         return csrf_exempt(wrapped)
 
@@ -69,7 +59,7 @@ def api_view(*methods: str) -> Callable[[AsyncView], AsyncView]:
 
 def _check_room(room: str) -> None:
     if not protocol.is_room_name(room):
-        raise ApiError("not_found", "A room name is 1 to 64 characters of A-Z a-z 0-9 _ -.")
+        raise ProtocolError("not_found", "A room name is 1 to 64 characters of A-Z a-z 0-9 _ -.")
 
 
 def _after(request: HttpRequest) -> int | None:
@@ -90,7 +80,9 @@ def _parse(
     parser, so the same error codes. `fields` (from the URL) win over the body's."""
     frame: dict[str, Any] = {}
     if fields is None:
-        too_long = ApiError("too_long", f"The body is over {settings.CHAT_MAX_FRAME_BYTES} bytes.")
+        too_long = ProtocolError(
+            "too_long", f"The body is over {settings.CHAT_MAX_FRAME_BYTES} bytes."
+        )
         try:
             body = request.body
         except RequestDataTooBig:  # Over Django's DATA_UPLOAD_MAX_MEMORY_SIZE.
@@ -109,40 +101,15 @@ def _parse_ask(request: HttpRequest) -> protocol.Ask:
     return command
 
 
-def _runner(worker: Worker) -> AnswerRunner:
-    if worker.runner is None:  # Set by Worker.start, before get_worker() returns it.
-        raise RuntimeError("The worker has no answer runner.")
-    return worker.runner
-
-
-def _take_ask_token(worker: Worker, identity: Identity) -> None:
-    """The WebSocket's ask rate limit: one bucket per person, shared with their sockets."""
-    wait = worker.ask_buckets.take(identity.id)
-    if wait:
-        raise ProtocolError(
-            "rate_limited", "You are asking too fast; try again shortly.", retry_after=wait
-        )
-
-
-@database_sync_to_async
-def _existing_question(room: str, identity: Identity, client_id: str | None) -> str | None:
-    row = (
-        Message.objects.filter(room__name=room, user_id=identity.id, client_id=client_id or "")
-        .values_list("id", flat=True)
-        .first()
-    )
-    return row
-
-
 @api_view("GET")
 async def room_events(request: HttpRequest, room: str) -> HttpResponseBase:
     """`GET /api/rooms/<room>/events`: the room as Server-Sent Events, from a `welcome` on."""
     _check_room(room)
     identity = await authenticate(request, write=False)
     get_token(request)  # Sets the csrftoken cookie: a browser reader can POST next.
-    worker = await detached(get_worker())
+    runtime = await detached(get_runtime())
     member = RoomMember(
-        worker,
+        runtime.membership,
         room,
         identity,
         after=_after(request),
@@ -172,13 +139,11 @@ async def post_question(request: HttpRequest, room: str) -> HttpResponseBase:
     _check_room(room)
     identity = await authenticate(request, write=True)
     command = _parse_ask(request)
-    worker = await detached(get_worker())
-    _take_ask_token(worker, identity)
-    question_id = await detached(_runner(worker).ask(room, identity, command))
-    if question_id is None:
-        existing = await _existing_question(room, identity, command.client_id)
-        return JsonResponse({"id": existing, "duplicate": True}, status=200)
-    return JsonResponse({"id": question_id}, status=202)
+    runtime = await detached(get_runtime())
+    admitted = await detached(runtime.admission.ask(room, identity, command))
+    if admitted.duplicate:
+        return JsonResponse({"id": admitted.question_id, "duplicate": True}, status=200)
+    return JsonResponse({"id": admitted.question_id}, status=202)
 
 
 @api_view("POST")
@@ -190,8 +155,8 @@ async def cancel_answer(request: HttpRequest, room: str, answer_id: str) -> Http
     command = _parse(request, "cancel", {"answer_id": answer_id})
     if not isinstance(command, protocol.Cancel):  # The parser maps "cancel" to Cancel.
         raise TypeError(f"parsed {command!r} for a cancel")
-    worker = await detached(get_worker())
-    await detached(_runner(worker).cancel(room, identity, command.answer_id))
+    runtime = await detached(get_runtime())
+    await detached(runtime.runner.cancel(room, identity, command.answer_id))
     return JsonResponse({"id": command.answer_id}, status=202)
 
 
@@ -201,27 +166,8 @@ async def ask(request: HttpRequest) -> HttpResponseBase:
     `data: [DONE]`. Rate-limited like `ask`; counts against the asker's running answers."""
     identity = await authenticate(request, write=True)
     command = _parse_ask(request)
-    worker = await detached(get_worker())
-    _take_ask_token(worker, identity)
-    answer_id = new_id("a")
-    events = answer_events(default_assistant(), command.text, answer_id=answer_id)
-    reserved = await worker.coordinator.reserve_answer(
-        DIRECT_ROOM,
-        identity.id,
-        answer_id,
-        max_per_user=settings.CHAT_MAX_ANSWERS_PER_USER,
-        max_per_room=DIRECT_ROOM_LIMIT,
-    )
-    if not reserved:
-        raise ProtocolError("busy", "Too many answers are being written; wait for one to finish.")
-    # Started now, not when the response is first read: its task owns the reservation.
-    answer = DirectAnswer(
-        events,
-        coordinator=worker.coordinator,
-        user_id=identity.id,
-        answer_id=answer_id,
-    )
-    answer.start()
+    runtime = await detached(get_runtime())
+    answer = await runtime.admission.ask_direct(identity, command)
     return sse.response(_direct_stream(answer))
 
 
@@ -238,4 +184,4 @@ async def _direct_stream(answer: DirectAnswer) -> AsyncIterator[bytes]:
 @api_view("GET", "POST")
 async def not_found(request: HttpRequest, path: str = "") -> HttpResponseBase:
     """Any other path under `/api/`: a JSON 404, not the site's HTML page."""
-    raise ApiError("not_found", "There is no such API endpoint (see docs/http-api.md).")
+    raise ProtocolError("not_found", "There is no such API endpoint (see docs/http-api.md).")

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     _PROVIDERS: tuple[type[LLMProvider], ...] = (OpenAIProvider, OfflineAnswerer, FakeLLM)
 
-__all__ = ["get_provider", "reset_provider"]
+__all__ = ["aclose_provider", "get_provider", "reset_provider"]
 
 _SETTINGS = frozenset(
     {
@@ -41,6 +41,7 @@ _SETTINGS = frozenset(
 )
 
 _provider: LLMProvider | None = None
+_retired: list[LLMProvider] = []
 _lock = threading.Lock()
 
 
@@ -57,10 +58,27 @@ def get_provider() -> LLMProvider:
 
 
 def reset_provider() -> None:
-    """Forget the cached provider; the next `get_provider()` reads the settings again."""
+    """Forget the cached provider; the next `get_provider()` reads the settings again. (It is
+    kept aside for `aclose_provider`: answers may still be using its HTTP client.)"""
     global _provider
     with _lock:
+        if _provider is not None:
+            _retired.append(_provider)
         _provider = None
+
+
+async def aclose_provider() -> None:
+    """Close the HTTP clients of the provider and of those reset before it (their pools belong
+    to the event loop that used them) and forget them; the next `get_provider()` builds anew."""
+    global _provider
+    with _lock:
+        providers = [*_retired, *([_provider] if _provider is not None else [])]
+        _retired.clear()
+        _provider = None
+    for provider in providers:
+        aclose = getattr(provider, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def _build_provider() -> LLMProvider:

@@ -22,6 +22,10 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
 
+    def to_wire(self) -> dict[str, int]:
+        """The `usage` of an `answer.end` frame (and of the stored answer)."""
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+
 
 @dataclass(frozen=True, slots=True)
 class LLMRequest:

@@ -25,12 +25,19 @@ class Coordinator(Protocol):
         ...
 
     async def reserve_answer(
-        self, room: str, user_id: str, answer_id: str, *, max_per_user: int, max_per_room: int
+        self,
+        room: str | None,
+        user_id: str,
+        answer_id: str,
+        *,
+        max_per_user: int,
+        max_per_room: int,
     ) -> bool:
-        """Count a new answer against the limits; False (nothing counted) when over one."""
+        """Count a new answer against the limits; False (nothing counted) when over one. An
+        answer in no room (`room` None: `POST /api/ask`) counts against its asker only."""
         ...
 
-    async def release_answer(self, room: str, user_id: str, answer_id: str) -> None: ...
+    async def release_answer(self, room: str | None, user_id: str, answer_id: str) -> None: ...
 
     async def claim(self, answer_id: str, *, control_channel: str, lease_seconds: float) -> None:
         """This worker owns the answer; its lease lasts `lease_seconds` unless refreshed."""
@@ -69,19 +76,30 @@ class MemoryCoordinator:
         return unique_members(self._presence.get(room, {}).values())
 
     async def reserve_answer(
-        self, room: str, user_id: str, answer_id: str, *, max_per_user: int, max_per_room: int
+        self,
+        room: str | None,
+        user_id: str,
+        answer_id: str,
+        *,
+        max_per_user: int,
+        max_per_room: int,
     ) -> bool:
         if len(self._by_user[user_id]) >= max_per_user:
             return False
-        if len(self._by_room[room]) >= max_per_room:
+        if room is not None and len(self._by_room[room]) >= max_per_room:
             return False
         self._by_user[user_id].add(answer_id)
-        self._by_room[room].add(answer_id)
+        if room is not None:
+            self._by_room[room].add(answer_id)
         return True
 
-    async def release_answer(self, room: str, user_id: str, answer_id: str) -> None:
-        self._by_user[user_id].discard(answer_id)
-        self._by_room[room].discard(answer_id)
+    async def release_answer(self, room: str | None, user_id: str, answer_id: str) -> None:
+        # Empty sets go, so the dictionaries hold only people and rooms with answers running.
+        for key, slots in ((user_id, self._by_user), (room, self._by_room)):
+            if key is not None and key in slots:
+                slots[key].discard(answer_id)
+                if not slots[key]:
+                    del slots[key]
 
     async def claim(self, answer_id: str, *, control_channel: str, lease_seconds: float) -> None:
         self._owners[answer_id] = control_channel

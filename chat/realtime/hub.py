@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chat.protocol import CLOSE_RESTART
-from chat.realtime.connection import Connection
 from chat.realtime.log import RoomLog
+from chat.realtime.outbox import Outbox
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ WelcomeBuilder = Callable[[int, bool, list[dict[str, Any]]], str]
 class _RoomState:
     cursor: int = 0
     ring: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=RING_SIZE))
-    members: set[Connection] = field(default_factory=set)
+    members: set[Outbox] = field(default_factory=set)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     # Joins in progress (awaiting the log): the room is not forgotten under their feet.
     joining: int = 0
@@ -46,7 +46,7 @@ class RoomHub:
     async def join(
         self,
         room: str,
-        conn: Connection,
+        conn: Outbox,
         *,
         after: int | None,
         history_limit: int,
@@ -65,7 +65,7 @@ class RoomHub:
         self,
         room: str,
         state: _RoomState,
-        conn: Connection,
+        conn: Outbox,
         after: int | None,
         history_limit: int,
         welcome: WelcomeBuilder,
@@ -109,7 +109,7 @@ class RoomHub:
         state.members.add(conn)
         return resumed
 
-    def leave(self, room: str, conn: Connection) -> None:
+    def leave(self, room: str, conn: Outbox) -> None:
         state = self._rooms.get(room)
         if state is None:
             return
@@ -133,7 +133,7 @@ class RoomHub:
     def rooms(self) -> list[str]:
         return list(self._rooms)
 
-    def connections(self, room: str) -> list[Connection]:
+    def connections(self, room: str) -> list[Outbox]:
         state = self._rooms.get(room)
         return list(state.members) if state else []
 

@@ -1,6 +1,6 @@
-"""Joining and leaving a room, for every kind of member (a WebSocket, an SSE reader, the `ask`
-command): presence, then the hub's `welcome`, backlog and live events; on leaving, only the
-member goes (answers keep running)."""
+"""Joining and leaving a room, the same for every kind of member (a WebSocket, an SSE reader,
+the `ask` command): presence, then the hub's `welcome`, backlog and live events; on leaving,
+only the member goes (answers keep running)."""
 
 from __future__ import annotations
 
@@ -13,62 +13,76 @@ from django.conf import settings
 from chat import protocol, storage
 from chat.identity import Identity
 from chat.protocol import dumps
-from chat.realtime.connection import Connection
-from chat.realtime.worker import Worker
+from chat.realtime.coordination import Coordinator
+from chat.realtime.hub import RoomHub
+from chat.realtime.outbox import Outbox
+from chat.realtime.presence import Presence
 
 logger = logging.getLogger(__name__)
 
 
-async def join_room(
-    worker: Worker,
-    room: str,
-    identity: Identity,
-    conn: Connection,
-    *,
-    conn_id: str,
-    after: int | None,
-) -> bool:
-    """Make `conn` a member of `room`: it gets a `welcome`, then every event after it; True
-    when it resumed from `after`. The room exists from its first join."""
-    await database_sync_to_async(storage.get_room)(room)
-    await worker.watch_room(room)
-    await worker.coordinator.presence_add(room, conn_id, identity.to_wire())
-    try:
-        members = await worker.coordinator.members(room)
+class Membership:
+    """Makes members join and leave the rooms this worker serves."""
+
+    def __init__(self, *, hub: RoomHub, coordinator: Coordinator, presence: Presence) -> None:
+        self._hub = hub
+        self._coordinator = coordinator
+        self._presence = presence
+
+    async def join(
+        self,
+        room: str,
+        identity: Identity,
+        outbox: Outbox,
+        *,
+        conn_id: str,
+        after: int | None,
+    ) -> bool:
+        """Make `outbox` a member of `room`: it gets a `welcome`, then every event after it;
+        True when it resumed from `after`. The room exists from its first join."""
+        await database_sync_to_async(storage.get_room)(room)
+        await self._presence.watch_room(room)
         user = identity.to_wire()
-
-        def welcome(seq: int, resumed: bool, history: list[dict[str, Any]]) -> str:
-            return dumps(
-                protocol.welcome_frame(
-                    room=room,
-                    user=user,
-                    seq=seq,
-                    resumed=resumed,
-                    history=history,
-                    members=members,
-                )
-            )
-
-        resumed = await worker.hub.join(
-            room, conn, after=after, history_limit=settings.CHAT_HISTORY_LENGTH, welcome=welcome
-        )
-        await worker.presence_changed(room)
-    except BaseException:
-        # A join that fails half way must not leave a ghost in the member list.
-        await leave_room(worker, room, conn, conn_id=conn_id)
-        raise
-    return resumed
-
-
-async def leave_room(worker: Worker, room: str, conn: Connection, *, conn_id: str) -> None:
-    """Drop the member only: closing a connection never cancels an answer. Presence is removed
-    whatever happened to the connection's writer (a failure there once left ghost members)."""
-    worker.hub.leave(room, conn)
-    try:
-        await conn.stop()
-    finally:
+        await self._coordinator.presence_add(room, conn_id, user)
         try:
-            await worker.coordinator.presence_remove(room, conn_id)
-            await worker.presence_changed(room)
-        except Exception:
-            logger.exception("Could not update presence of %s", conn.label)
+            members = await self._coordinator.members(room)
+
+            def welcome(seq: int, resumed: bool, history: list[dict[str, Any]]) -> str:
+                return dumps(
+                    protocol.welcome_frame(
+                        room=room,
+                        user=user,
+                        seq=seq,
+                        resumed=resumed,
+                        history=history,
+                        members=members,
+                    )
+                )
+
+            resumed = await self._hub.join(
+                room,
+                outbox,
+                after=after,
+                history_limit=settings.CHAT_HISTORY_LENGTH,
+                welcome=welcome,
+            )
+            await self._presence.changed(room)
+        except BaseException:
+            # A join that fails half way must not leave a ghost in the member list.
+            await self.leave(room, outbox, conn_id=conn_id)
+            raise
+        return resumed
+
+    async def leave(self, room: str, outbox: Outbox, *, conn_id: str) -> None:
+        """Drop the member only: closing a connection never cancels an answer. Presence is
+        removed whatever happened to the outbox's writer (a failure there once left ghost
+        members)."""
+        self._hub.leave(room, outbox)
+        try:
+            await outbox.stop()
+        finally:
+            try:
+                await self._coordinator.presence_remove(room, conn_id)
+                await self._presence.changed(room)
+            except Exception:
+                logger.exception("Could not update presence of %s", outbox.label)

@@ -27,7 +27,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from chat.realtime.coordination import unique_members
-from chat.realtime.redis_log import command_client
+from chat.realtime.redis_client import command_client
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +45,14 @@ redis.call('HDEL', KEYS[1], unpack(ARGV))
 if redis.call('HLEN', KEYS[1]) <= 1 then redis.call('DEL', KEYS[1]) end
 """
 
-# KEYS: user slots, room slots ; ARGV: answer id, now ms, expiry ms, max per user, max per
-# room, key ttl ms. Expired slots (of dead workers) are dropped before counting.
+# KEYS: user slots, and room slots unless the answer is in no room ; ARGV: answer id, now ms,
+# expiry ms, max per user, max per room, key ttl ms. Expired slots (of dead workers) are
+# dropped before counting.
 _RESERVE = """
-for i = 1, 2 do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[2]) end
+for i = 1, #KEYS do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[2]) end
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then return 0 end
-for i = 1, 2 do
+if #KEYS > 1 and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then return 0 end
+for i = 1, #KEYS do
   redis.call('ZADD', KEYS[i], ARGV[3], ARGV[1])
   redis.call('PEXPIRE', KEYS[i], ARGV[6])
 end
@@ -111,7 +112,7 @@ class RedisCoordinator:
         self._epoch = self._redis.register_script(_EPOCH)
         # What this worker published, to publish again if Redis loses it.
         self._presence: dict[tuple[str, str], str] = {}
-        self._slots: dict[str, tuple[str, str]] = {}  # answer id -> (room, user id)
+        self._slots: dict[str, tuple[str | None, str]] = {}  # answer id -> (room or None, user id)
         self._owned: dict[str, str] = {}  # answer id -> control channel
         self._heartbeat_seen = False
         # Called after we published our state again (Redis lost its data): the worker
@@ -161,23 +162,35 @@ class RedisCoordinator:
 
     # --- answer slots -------------------------------------------------------------------
 
+    def _slot_keys(self, room: str | None, user_id: str) -> list[str]:
+        keys = [self._k("slots", "user", user_id)]
+        if room is not None:
+            keys.append(self._k("slots", "room", room))
+        return keys
+
     async def reserve_answer(
-        self, room: str, user_id: str, answer_id: str, *, max_per_user: int, max_per_room: int
+        self,
+        room: str | None,
+        user_id: str,
+        answer_id: str,
+        *,
+        max_per_user: int,
+        max_per_room: int,
     ) -> bool:
         now = int(time.time() * 1000)
         reserved = await self._reserve(
-            keys=[self._k("slots", "user", user_id), self._k("slots", "room", room)],
+            keys=self._slot_keys(room, user_id),
             args=[answer_id, now, now + self._slot_ms, max_per_user, max_per_room, self._slot_ms],
         )
         if reserved:
             self._slots[answer_id] = (room, user_id)
         return bool(reserved)
 
-    async def release_answer(self, room: str, user_id: str, answer_id: str) -> None:
+    async def release_answer(self, room: str | None, user_id: str, answer_id: str) -> None:
         self._slots.pop(answer_id, None)
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zrem(self._k("slots", "user", user_id), answer_id)
-            pipe.zrem(self._k("slots", "room", room), answer_id)
+            for key in self._slot_keys(room, user_id):
+                pipe.zrem(key, answer_id)
             await pipe.execute()
 
     # --- owners and leases --------------------------------------------------------------
@@ -213,9 +226,11 @@ class RedisCoordinator:
                 await self.on_data_loss()
         self._heartbeat_seen = True
 
-    def _queue_slot(self, pipe: Any, answer_id: str, slot: tuple[str, str], expiry: int) -> None:
+    def _queue_slot(
+        self, pipe: Any, answer_id: str, slot: tuple[str | None, str], expiry: int
+    ) -> None:
         room, user_id = slot
-        for key in (self._k("slots", "user", user_id), self._k("slots", "room", room)):
+        for key in self._slot_keys(room, user_id):
             pipe.zadd(key, {answer_id: expiry})
             pipe.pexpire(key, self._slot_ms)
 

@@ -22,14 +22,15 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from chat.protocol import dumps
 from chat.realtime import redis_lua
 from chat.realtime.log import SEQ_RESTART_GAP, Listener, RoomSeeder, Snapshot
+from chat.realtime.redis_client import command_client
 from chat.realtime.view import apply_to_view, render_history
 
 logger = logging.getLogger(__name__)
@@ -49,24 +50,6 @@ IDLE_TTL_SECONDS = 86_400
 class _Subscription:
     listener: Listener
     last: int  # the last seq delivered (or the seq the subscription started after)
-
-
-def command_client(url: str, *, max_connections: int) -> Redis:
-    """A client for commands: a bounded pool that makes callers wait for a free connection
-    under a burst instead of failing (redis-py >= 6 raises MaxConnectionsError at its cap),
-    and a few quick retries so a blip does not fail an append."""
-    pool = BlockingConnectionPool.from_url(
-        url,
-        decode_responses=True,
-        max_connections=max_connections,
-        timeout=10,
-        socket_timeout=10,
-        socket_connect_timeout=5,
-        socket_keepalive=True,
-        health_check_interval=30,
-        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 4),
-    )
-    return Redis(connection_pool=pool)
 
 
 class RedisRoomLog:

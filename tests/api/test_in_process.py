@@ -17,15 +17,15 @@ from django.core.management import call_command
 from django.test import AsyncClient
 
 from chat import protocol
+from chat.answers.direct import DirectAnswer
 from chat.api import sse
-from chat.api.direct import DIRECT_ROOM, DirectAnswer
-from chat.api.errors import STATUS_BY_CODE, ApiError
-from chat.api.member import RoomMember
+from chat.api.errors import STATUS_BY_CODE, error_response
 from chat.api.views import _room_stream
 from chat.identity import new_guest
 from chat.models import ApiToken
 from chat.realtime.coordination import MemoryCoordinator
-from chat.realtime.worker import get_worker
+from chat.realtime.member import RoomMember
+from chat.runtime import get_runtime
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,12 +43,13 @@ def test_room_events_carry_their_seq_as_id_and_direct_frames_none() -> None:
 
 def test_every_protocol_error_code_has_one_http_status() -> None:
     assert set(protocol.ERROR_CODES) <= set(STATUS_BY_CODE)
-    response = ApiError("rate_limited", "slow down", retry_after=1.2).response()
+    response = error_response(protocol.ProtocolError("rate_limited", "slow down", retry_after=1.2))
     assert response.status_code == 429 and response["Retry-After"] == "2"
     assert json.loads(response.content) == {
         "error": {"code": "rate_limited", "message": "slow down", "retry_after": 1.2}
     }
-    assert ApiError("busy", "wait").response().has_header("Retry-After") is False
+    busy = error_response(protocol.ProtocolError("busy", "wait"))
+    assert busy.has_header("Retry-After") is False
 
 
 async def test_without_guests_anonymous_callers_are_401(settings: Any) -> None:
@@ -103,23 +104,25 @@ async def test_a_client_leaving_the_event_stream_leaves_the_room() -> None:
     reader = asyncio.create_task(read())
     await joined.wait()  # The reader now waits for the room's next event.
     assert chunks[0] == sse.retry() and chunks[1].startswith(b"event: welcome\n")
-    worker = await get_worker()
-    assert len(worker.hub.connections("leave")) == 1
-    assert await worker.coordinator.members("leave") == [{"id": f"u:{user.pk}", "name": "lea"}]
+    runtime = await get_runtime()
+    assert len(runtime.hub.connections("leave")) == 1
+    assert await runtime.coordinator.members("leave") == [{"id": f"u:{user.pk}", "name": "lea"}]
     reader.cancel()
     with pytest.raises(asyncio.CancelledError):
         await reader
-    assert worker.hub.connections("leave") == []
-    assert await worker.coordinator.members("leave") == []
+    assert runtime.hub.connections("leave") == []
+    assert await runtime.coordinator.members("leave") == []
 
 
 async def test_a_reader_too_slow_is_ended_with_4008_to_resume() -> None:
-    worker = await get_worker()
-    member = RoomMember(worker, "slow", new_guest(), after=None, transport_pending=lambda: 10**9)
+    runtime = await get_runtime()
+    member = RoomMember(
+        runtime.membership, "slow", new_guest(), after=None, transport_pending=lambda: 10**9
+    )
     chunks = [chunk async for chunk in _room_stream(member)]
     assert chunks == [sse.retry(), sse.comment("closed 4008: reconnect with Last-Event-ID")]
     assert member.close_code == protocol.CLOSE_TOO_SLOW
-    assert worker.hub.connections("slow") == []
+    assert runtime.hub.connections("slow") == []
 
 
 async def _events(
@@ -137,9 +140,7 @@ async def _events(
 
 async def test_a_direct_answer_never_read_still_releases_its_slot() -> None:
     coordinator = MemoryCoordinator()
-    assert await coordinator.reserve_answer(
-        DIRECT_ROOM, "u:1", "a_1", max_per_user=1, max_per_room=10
-    )
+    assert await coordinator.reserve_answer(None, "u:1", "a_1", max_per_user=1, max_per_room=10)
     finished: list[str] = []
     answer = DirectAnswer(
         _events(asyncio.Event(), finished), coordinator=coordinator, user_id="u:1", answer_id="a_1"
@@ -148,14 +149,12 @@ async def test_a_direct_answer_never_read_still_releases_its_slot() -> None:
     assert answer._task is not None
     await answer._task
     assert finished == ["closed"]
-    assert await coordinator.reserve_answer(
-        DIRECT_ROOM, "u:1", "a_2", max_per_user=1, max_per_room=10
-    )
+    assert await coordinator.reserve_answer(None, "u:1", "a_2", max_per_user=1, max_per_room=10)
 
 
 async def test_closing_a_direct_answer_early_stops_it_and_releases_its_slot() -> None:
     coordinator = MemoryCoordinator()
-    await coordinator.reserve_answer(DIRECT_ROOM, "u:1", "a_1", max_per_user=1, max_per_room=10)
+    await coordinator.reserve_answer(None, "u:1", "a_1", max_per_user=1, max_per_room=10)
     finished: list[str] = []
     started = asyncio.Event()
     answer = DirectAnswer(
@@ -171,9 +170,7 @@ async def test_closing_a_direct_answer_early_stops_it_and_releases_its_slot() ->
     await events.aclose()
     assert answer._task is not None and answer._task.done()
     assert finished == ["closed"]
-    assert await coordinator.reserve_answer(
-        DIRECT_ROOM, "u:1", "a_2", max_per_user=1, max_per_room=10
-    )
+    assert await coordinator.reserve_answer(None, "u:1", "a_2", max_per_user=1, max_per_room=10)
 
 
 async def test_tokens_are_stored_as_a_hash_and_shown_once() -> None:
@@ -210,7 +207,7 @@ async def test_an_unexpected_failure_is_a_json_500(monkeypatch: pytest.MonkeyPat
     async def broken() -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("chat.api.views.get_worker", broken)
+    monkeypatch.setattr("chat.api.views.get_runtime", broken)
     response = await AsyncClient().post(
         "/api/rooms/x/questions", {"text": "hi"}, "application/json", headers=await _token_header()
     )

@@ -179,12 +179,12 @@ async def test_welcome_history_holds_the_latest_messages_oldest_first(llm: Any) 
 
 
 async def test_history_survives_a_new_worker_from_the_database(llm: Any) -> None:
-    from chat.realtime.worker import reset_worker
+    from chat.runtime import reset_runtime
 
     alice = await connect("restart")
     end = (await alice.answer("remember me [[sim tokens=6]]"))[-1]
     await alice.close()
-    await reset_worker()  # a fresh process: its in-memory log starts from the database
+    await reset_runtime()  # a fresh process: its in-memory log starts from the database
     bob = await connect("restart")
     assert [m["text"] for m in bob.welcome["history"]][-1] == end["text"]
     assert bob.welcome["seq"] > end["seq"]

@@ -19,6 +19,7 @@ from channels.db import database_sync_to_async
 from django.db import OperationalError, connection, connections
 
 from chat import protocol, storage
+from chat.answers.admission import Admission
 from chat.answers.assistant import Assistant
 from chat.answers.runner import AnswerRunner
 from chat.background import detached
@@ -104,16 +105,14 @@ class OneSource:
         return [Source(id="s1", title="T", source="t.md", snippet="s", score=1.0, text="s")]
 
 
-def make_runner(log: MemoryRoomLog, llm: FakeLLM) -> AnswerRunner:
-    async def assistant_for_room(room: str) -> Assistant:
-        return Assistant(llm=llm, retriever=OneSource(), collection="c")
-
-    return AnswerRunner(
+def make_runner(log: MemoryRoomLog, llm: FakeLLM) -> tuple[AnswerRunner, Admission]:
+    coordinator = MemoryCoordinator()
+    runner = AnswerRunner(
         log=log,
-        coordinator=MemoryCoordinator(),
-        assistant_for_room=assistant_for_room,
-        control_channel="test",
+        coordinator=coordinator,
+        assistant_for=lambda collection: Assistant(llm=llm, retriever=OneSource(), collection="c"),
     )
+    return runner, Admission(runner=runner, coordinator=coordinator, log=log)
 
 
 def make_log() -> MemoryRoomLog:
@@ -164,11 +163,11 @@ async def test_the_end_reaches_the_room_at_once_and_the_database_when_it_is_back
 ) -> None:
     settings.CHAT_DB_RETRY_SECONDS = 60
     log = make_log()
-    runner = make_runner(log, FakeLLM(DELTAS, delay=0.2))
+    runner, admission = make_runner(log, FakeLLM(DELTAS, delay=0.2))
     frames: list[dict[str, Any]] = []
     await log.subscribe("away", lambda seq, frame: frames.append(json.loads(frame)))
     try:
-        await runner.ask("away", ASKER, protocol.Ask(text="Still there?"))
+        await admission.ask("away", ASKER, protocol.Ask(text="Still there?"))
         start = await wait_for(lambda: [f for f in frames if f["type"] == "answer.delta"])
         answer_id = start[0]["answer_id"]
         async with database_away(tmp_path):
@@ -176,10 +175,10 @@ async def test_the_end_reaches_the_room_at_once_and_the_database_when_it_is_back
             assert (end["status"], end["text"]) == ("complete", "".join(DELTAS))
             await asyncio.sleep(1.0)  # a few retries fail meanwhile
             assert stored(answer_id)[0] == "streaming"
-            assert answer_id in runner._storing
+            assert answer_id in runner.ends.storing
         await wait_for(lambda: stored(answer_id)[0] != "streaming", timeout=30)
         assert stored(answer_id) == ("complete", end["text"], end["seq"])
-        await wait_for(lambda: answer_id not in runner._storing)
+        await wait_for(lambda: answer_id not in runner.ends.storing)
     finally:
         await runner.shutdown()
     messages = [r.getMessage() for r in caplog.records if answer_id in r.getMessage()]
@@ -217,7 +216,7 @@ async def test_rows_left_streaming_are_repaired_from_the_end_the_log_holds(
     stored: Reader,
 ) -> None:
     log = make_log()
-    runner = make_runner(log, FakeLLM())
+    runner, _ = make_runner(log, FakeLLM())
     await post(log, "fix", "a-ended", text="what everyone saw")
     await post(log, "fix", "a-live", text=None)  # still being written: the reaper's business
     await post(log, "fix", "a-other", text="seen too")
@@ -229,5 +228,5 @@ async def test_rows_left_streaming_are_repaired_from_the_end_the_log_holds(
 
     # A cancel of an answer the log has ended (its worker gone) stores the log's end too.
     await post(log, "fix", "a-late", text="ended before the cancel")
-    assert await runner.interrupt_orphan("fix", "a-late", status="cancelled") is False
+    assert await runner.ends.interrupt_orphan("fix", "a-late", status="cancelled") is False
     assert stored("a-late")[:2] == ("complete", "ended before the cancel")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from chat.answers.publisher import DeltaPublisher
-from chat.realtime.connection import Connection
+from chat.realtime.outbox import Outbox
 
 
 async def test_deltas_merge_while_an_append_is_in_flight_and_keep_order() -> None:
@@ -54,7 +54,7 @@ async def test_a_connection_over_its_bound_closes_with_4008_and_queues_nothing_m
     async def close(code: int) -> None:
         closed.append(code)
 
-    conn = Connection(
+    conn = Outbox(
         send=send, close=close, max_bytes=100, transport_pending=lambda: transport_pending
     )
     conn.start()

@@ -1,9 +1,10 @@
 """`manage.py ask "question" [--room NAME] [--json]`: ask from the terminal (docs/http-api.md).
 
-Without `--room` the assistant answers in this process, outside any room, nothing stored
-(like `POST /api/ask`). With `--room` the question goes through this process's own worker and
-answer runner into the room: stored, and appended to the room log, so with REDIS_URL members on
-the servers see it live; without Redis the log is this process's own (see the docs).
+Both go through this process's own runtime and its admission, like every other transport.
+Without `--room` the assistant answers outside any room, nothing stored (like `POST /api/ask`).
+With `--room` the question goes into the room: stored, and appended to the room log, so with
+REDIS_URL members on the servers see it live; without Redis the log is this process's own
+(see the docs).
 """
 
 from __future__ import annotations
@@ -18,12 +19,11 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from chat import protocol
-from chat.answers.runner import new_id
-from chat.api.direct import answer_events, default_assistant
-from chat.api.member import RoomMember
+from chat.answers.direct import DirectAnswer
 from chat.identity import Identity, from_user, new_guest
 from chat.protocol import ProtocolError, dumps
-from chat.realtime.worker import get_worker, reset_worker
+from chat.realtime.member import RoomMember
+from chat.runtime import get_runtime, reset_runtime
 
 
 class Command(BaseCommand):
@@ -61,11 +61,8 @@ class Command(BaseCommand):
             raise CommandError("--user only applies with --room", returncode=2)
         if room is not None and not protocol.is_room_name(room):
             raise CommandError("a room name is 1 to 64 of A-Z a-z 0-9 _ -", returncode=2)
-        if room is None:
-            end = asyncio.run(self._direct(command.text))
-        else:
-            identity = self._identity(options["user"])
-            end = asyncio.run(self._in_room(room, identity, command))
+        identity = self._identity(options["user"]) if room is not None else new_guest()
+        end = asyncio.run(self._ask(room, identity, command))
         self._finish(end)
 
     def _identity(self, username: str | None) -> Identity:
@@ -81,62 +78,66 @@ class Command(BaseCommand):
             raise CommandError(f"user {username!r} cannot ask", returncode=2)
         return identity
 
-    async def _direct(self, question: str) -> dict[str, Any] | None:
-        """Outside any room: the assistant's events, printed as they come."""
-        assistant = default_assistant()
-        end = None
+    async def _ask(
+        self, room: str | None, identity: Identity, command: protocol.Ask
+    ) -> dict[str, Any] | None:
+        """Ask through this process's runtime, print the answer's events, stop the runtime
+        (its LLM client's HTTP pool belongs to this event loop, which ends here)."""
         try:
-            events = answer_events(assistant, question, answer_id=new_id("a"))
-            async with aclosing(events):
-                async for event in events:
-                    self._emit(event)
-                    if event["type"] == "answer.end":
-                        end = event
+            runtime = await get_runtime()
+            if room is None:
+                return await self._direct(await runtime.admission.ask_direct(identity, command))
+            return await self._in_room(room, identity, command)
+        except ProtocolError as err:
+            raise CommandError(f"{err.message} ({err.code})") from err
         finally:
-            aclose = getattr(assistant.llm, "aclose", None)
-            if aclose is not None:
-                await aclose()  # Its HTTP pool belongs to this event loop, which ends here.
+            await reset_runtime()
+
+    async def _direct(self, answer: DirectAnswer) -> dict[str, Any] | None:
+        """Outside any room: the assistant's events, printed as they come."""
+        end = None
+        async with aclosing(answer.events()) as events:
+            async for event in events:
+                if event is None:
+                    continue
+                self._emit(event)
+                if event["type"] == "answer.end":
+                    end = event
         return end
 
     async def _in_room(
         self, room: str, identity: Identity, command: protocol.Ask
     ) -> dict[str, Any] | None:
-        """Join the room as a member (so no event is missed), ask through the runner, print
-        this question's events until its answer ends, then leave and stop the worker."""
+        """Join the room as a member (so no event is missed), ask through the admission,
+        print this question's events until its answer ends, then leave."""
         if not settings.REDIS_URL:
             self.stderr.write(
                 "note: no REDIS_URL, so this process has its own room log: the answer is "
                 "stored, but members connected to a running server see it only after reload."
             )
-        worker = await get_worker()
-        try:
-            member = RoomMember(worker, room, identity, after=None, label=f"{room} (ask)")
-            question_id: str | None = None
-            answer_id: str | None = None
-            async with aclosing(member.frames()) as frames:
-                async for frame in frames:
-                    if frame is None:
-                        continue
-                    event = json.loads(frame)
-                    kind = event["type"]
-                    if kind == "welcome":
-                        if worker.runner is None:
-                            raise CommandError("the worker did not start")
-                        question_id = await worker.runner.ask(room, identity, command)
-                    elif kind == "question" and event["id"] == question_id:
-                        self._emit(event)
-                    elif kind == "answer.start" and event["question_id"] == question_id:
-                        answer_id = event["id"]
-                        self._emit(event)
-                    elif answer_id is not None and event.get("answer_id") == answer_id:
-                        self._emit(event)
-                        if kind == "answer.end":
-                            return dict(event)
-            return None  # The hub closed us (e.g. the log restarted) before the end.
-        except ProtocolError as err:
-            raise CommandError(f"{err.message} ({err.code})") from err
-        finally:
-            await reset_worker()
+        runtime = await get_runtime()
+        member = RoomMember(runtime.membership, room, identity, after=None, label=f"{room} (ask)")
+        question_id: str | None = None
+        answer_id: str | None = None
+        async with aclosing(member.frames()) as frames:
+            async for frame in frames:
+                if frame is None:
+                    continue
+                event = json.loads(frame)
+                kind = event["type"]
+                if kind == "welcome":
+                    admitted = await runtime.admission.ask(room, identity, command)
+                    question_id, answer_id = admitted.question_id, admitted.answer_id
+                elif kind in ("question", "answer.start") and event["id"] in (
+                    question_id,
+                    answer_id,
+                ):
+                    self._emit(event)
+                elif answer_id is not None and event.get("answer_id") == answer_id:
+                    self._emit(event)
+                    if kind == "answer.end":
+                        return dict(event)
+        return None  # The hub closed us (e.g. the log restarted) before the end.
 
     def _emit(self, event: dict[str, Any]) -> None:
         """Print one event: a JSON line, or the answer's text as it streams."""

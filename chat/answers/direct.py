@@ -8,35 +8,15 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from typing import Any, Final
-
-from django.conf import settings
+from typing import Any
 
 from chat import protocol
 from chat.answers.assistant import Assistant
 from chat.answers.events import AnswerDelta, AnswerEnd, AnswerError, RetrievalFinished
 from chat.background import start_detached
-from chat.llm import get_provider
 from chat.realtime.coordination import Coordinator
-from chat.retrieval import get_retriever
 
 logger = logging.getLogger(__name__)
-
-# The coordinator's answer counters need a room: this name can never be a real room's
-# (room names are [A-Za-z0-9_-]), so direct answers count against the asker's own limit only.
-DIRECT_ROOM: Final = "@direct"
-DIRECT_ROOM_LIMIT: Final = 1_000_000
-
-
-def default_assistant() -> Assistant:
-    """The assistant of a room with no collection of its own (settings.CHAT_COLLECTION)."""
-    return Assistant(
-        llm=get_provider(),
-        retriever=get_retriever(),
-        collection=settings.CHAT_COLLECTION,
-        k=settings.CHAT_RETRIEVAL_K,
-        system_prompt=settings.CHAT_SYSTEM_PROMPT,
-    )
 
 
 async def answer_events(
@@ -55,12 +35,7 @@ async def answer_events(
                 parts.append(event.text)
                 yield protocol.answer_delta_event(answer_id=answer_id, text=event.text)
             elif isinstance(event, AnswerEnd):
-                usage = None
-                if event.usage is not None:
-                    usage = {
-                        "prompt_tokens": event.usage.prompt_tokens,
-                        "completion_tokens": event.usage.completion_tokens,
-                    }
+                usage = event.usage.to_wire() if event.usage is not None else None
                 yield protocol.answer_end_event(
                     answer_id=answer_id, status="complete", text=event.text, usage=usage
                 )
@@ -103,7 +78,7 @@ class DirectAnswer:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        # Detached: the task outlives the view that starts it (chat.api.context).
+        # Detached: the task outlives the view that starts it (chat.background).
         self._task = start_detached(self._run(), name=f"direct answer {self._answer_id}")
         self._tasks.add(self._task)
         self._task.add_done_callback(self._tasks.discard)
@@ -152,4 +127,4 @@ class DirectAnswer:
             )
         finally:
             self._queue.put_nowait(None)
-            await self._coordinator.release_answer(DIRECT_ROOM, self._user_id, self._answer_id)
+            await self._coordinator.release_answer(None, self._user_id, self._answer_id)

@@ -1,10 +1,10 @@
 """A room member that is not a WebSocket: an SSE reader, or the `ask` command with `--room`.
 
-It joins through the worker's hub exactly as `chat.consumers.ChatConsumer` does (presence,
-`welcome`, resume with `after`), behind the same bounded `Connection`. The connection's writer
-hands each frame to a one-slot queue that the member's reader drains, so frames wait (and are
-counted against the send-buffer bound) in the `Connection`, and a reader too slow to keep up
-is ended with 4008 like a socket, to resume from its last seq.
+It joins through `Membership` exactly as `chat.consumers.ChatConsumer` does (presence,
+`welcome`, resume with `after`), behind the same bounded `Outbox`. The outbox's writer hands
+each frame to a one-slot queue that the member's reader drains, so frames wait (and are counted
+against the send-buffer bound) in the `Outbox`, and a reader too slow to keep up is ended with
+4008 like a socket, to resume from its last seq.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ from django.conf import settings
 
 from chat.background import detached
 from chat.identity import Identity
-from chat.realtime.connection import Connection, PendingBytes
-from chat.realtime.membership import join_room, leave_room
-from chat.realtime.worker import Worker
+from chat.realtime.membership import Membership
+from chat.realtime.outbox import Outbox, PendingBytes
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +37,7 @@ class RoomMember:
 
     def __init__(
         self,
-        worker: Worker,
+        membership: Membership,
         room: str,
         identity: Identity,
         *,
@@ -46,7 +45,7 @@ class RoomMember:
         transport_pending: PendingBytes | None = None,
         label: str = "",
     ) -> None:
-        self.worker = worker
+        self._membership = membership
         self.room = room
         self.identity = identity
         self.after = after
@@ -54,7 +53,7 @@ class RoomMember:
         # The close code the hub asked for (4008 too slow, 1012 restart), once it did.
         self.close_code: int | None = None
         self._frames: asyncio.Queue[str | _Closed] = asyncio.Queue(maxsize=1)
-        self.conn = Connection(
+        self.conn = Outbox(
             send=self._frames.put,
             close=self._close,
             max_bytes=settings.CHAT_SEND_BUFFER_BYTES,
@@ -68,7 +67,7 @@ class RoomMember:
         happens in `finally`, so closing or cancelling the iterator leaves the room."""
         try:
             # Joining may start long-lived tasks (a room log reader): not in the request's
-            # context (chat.api.context).
+            # context (chat.background).
             await detached(self._join())
             while True:
                 try:
@@ -87,8 +86,7 @@ class RoomMember:
     async def _join(self) -> None:
         """The consumer's `connect`, after its checks."""
         self.conn.start()
-        await join_room(
-            self.worker,
+        await self._membership.join(
             self.room,
             self.identity,
             self.conn,
@@ -98,10 +96,10 @@ class RoomMember:
 
     async def _leave(self) -> None:
         """The consumer's `disconnect`: drop the reader only; answers keep running."""
-        await leave_room(self.worker, self.room, self.conn, conn_id=self.conn_id)
+        await self._membership.leave(self.room, self.conn, conn_id=self.conn_id)
 
     async def _close(self, code: int) -> None:
-        """`Connection.close_soon`: end the stream. The frame waiting in the slot (if any) is
+        """`Outbox.close_soon`: end the stream. The frame waiting in the slot (if any) is
         dropped; the reader resumes after the last id it got, so nothing is lost."""
         self.close_code = code
         while not self._frames.empty():

@@ -1,4 +1,4 @@
-"""One WebSocket's outgoing side: a bounded send buffer in front of the socket.
+"""A member's outbox: the bounded send buffer in front of one socket (or SSE stream).
 
 Frames are queued and written by one writer task, in order. The bound covers what waits in our
 queue plus what the server's transport still holds unsent (daphne exposes it; see
@@ -23,8 +23,9 @@ CloseSocket = Callable[[int], Coroutine[Any, Any, None]]
 PendingBytes = Callable[[], int]
 
 
-class Connection:
-    """Outgoing frames of one connection. `cursor` is the last room seq queued to it."""
+class Outbox:
+    """Outgoing frames of one member's connection, written in order by one writer task.
+    `cursor` is the last room seq queued to it."""
 
     def __init__(
         self,

@@ -1,0 +1,211 @@
+"""The runtime: what one worker process (one daphne) shares between its connections, built from
+settings, and its life: start, the periodic work of its services, stop.
+
+It wires the parts and owns their background loops; the work itself is theirs: presence
+(`chat.realtime.presence`), members (`chat.realtime.membership`), answers
+(`chat.answers.admission`, `chat.answers.runner`). Every transport reaches them through
+`get_runtime()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import secrets
+import socket
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import Error as DatabaseError
+
+from chat.answers.admission import Admission
+from chat.answers.assistants import assistant_for
+from chat.answers.runner import AnswerRunner
+from chat.background import start_detached
+from chat.llm import aclose_provider
+from chat.realtime.backends import build_backends
+from chat.realtime.hub import RoomHub
+from chat.realtime.membership import Membership
+from chat.realtime.presence import Presence
+from chat.retrieval import get_retriever
+
+logger = logging.getLogger(__name__)
+
+REAP_SECONDS = 1.0
+# Slower than the reaper: each pass asks the database, and what it repairs is rare (an end the
+# room saw while the database was away, left unstored by a worker that died or gave up).
+REPAIR_SECONDS = 10.0
+
+
+def new_worker_id() -> str:
+    """Host and pid first, so that operators (and tests) can tell which process a worker id,
+    an answer's owner or a control channel belongs to; a random tail keeps it unique."""
+    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:24] or "host"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class Runtime:
+    """This worker's services. Built complete (nothing is None once constructed); `start()`
+    gives it its control channel and starts its loops, `stop()` ends them."""
+
+    def __init__(self) -> None:
+        self.worker_id = new_worker_id()
+        self.log, self.coordinator = build_backends(self.worker_id)
+        self.layer: Any = get_channel_layer()
+        self.hub = RoomHub(self.log)
+        self.presence = Presence(coordinator=self.coordinator, hub=self.hub, layer=self.layer)
+        self.membership = Membership(
+            hub=self.hub, coordinator=self.coordinator, presence=self.presence
+        )
+        self.runner = AnswerRunner(
+            log=self.log,
+            coordinator=self.coordinator,
+            assistant_for=assistant_for,
+            channel_layer=self.layer,
+        )
+        self.admission = Admission(runner=self.runner, coordinator=self.coordinator, log=self.log)
+        if hasattr(self.coordinator, "on_data_loss"):
+            # Redis lost its data (restarted): our channel-layer groups went with it.
+            self.coordinator.on_data_loss = self.presence.rejoin_groups
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        channel = await self.layer.new_channel(prefix=f"worker.{self.worker_id}")
+        self.presence.control_channel = self.runner.control_channel = channel
+        loops: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = [
+            ("control channel", self._control_loop),
+            ("answer leases", self._every(settings.CHAT_LEASE_SECONDS / 3, self._refresh_leases)),
+            ("orphan reaper", self._every(REAP_SECONDS, self._reap)),
+            ("repair of stored ends", self._every(REPAIR_SECONDS, self._repair)),
+            ("room groups", self.presence.run_group_refresh),
+            ("warm-up", self._warm_up),
+        ]
+        for name, loop in loops:
+            self._tasks.append(start_detached(loop(), name=name))
+
+    async def stop(self) -> None:
+        await self.runner.shutdown()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.presence.stop()
+        # The LLM client's HTTP pool belongs to this event loop.
+        await aclose_provider()
+        await self.log.close()
+        await self.coordinator.close()
+
+    async def _warm_up(self) -> None:
+        """Open Chroma and load the embedding model now, in the background, so the first
+        question does not pay for it."""
+        try:
+            await get_retriever().retrieve("warm up", collection=settings.CHAT_COLLECTION, k=1)
+        except Exception as err:
+            logger.warning("Knowledge base warm-up failed (answers will retry): %s", err)
+
+    async def _control_loop(self) -> None:
+        """Messages to this worker: cancel an answer it runs; a room's presence changed."""
+        failing = False
+        while True:
+            try:
+                message = await self.layer.receive(self.runner.control_channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                failing = _log_failure("Control channel receive", err, failing)
+                await asyncio.sleep(1.0)
+                continue
+            if failing:
+                logger.warning("Control channel receiving again")
+                failing = False
+            kind = message.get("type")
+            try:
+                if kind == "answer.cancel":
+                    self.runner.cancel_local(str(message.get("answer_id")))
+                elif kind == "presence.changed":
+                    self.presence.schedule_push(str(message.get("room")))
+            except Exception:
+                logger.exception("Control message %r failed", kind)
+
+    def _every(
+        self, seconds: float, step: Callable[[], Awaitable[object]]
+    ) -> Callable[[], Coroutine[Any, Any, None]]:
+        """A loop running `step` every `seconds`, logging one line per outage, not one a
+        pass (a traceback only for what is not Redis or the database being away)."""
+
+        async def loop() -> None:
+            failing = False
+            what = step.__name__.strip("_").replace("_", " ")
+            while True:
+                await asyncio.sleep(seconds)
+                try:
+                    await step()
+                except Exception as err:
+                    failing = _log_failure(what.capitalize(), err, failing)
+                    continue
+                if failing:
+                    logger.warning("%s working again", what.capitalize())
+                    failing = False
+
+        return loop
+
+    async def _refresh_leases(self) -> None:
+        await self.coordinator.refresh(
+            self.runner.running_ids(), lease_seconds=settings.CHAT_LEASE_SECONDS
+        )
+
+    async def _reap(self) -> None:
+        await self.runner.reap_orphans(self.hub.rooms())
+
+    async def _repair(self) -> None:
+        rooms = self.hub.rooms()
+        if rooms:
+            await self.runner.repair_ended(rooms)
+
+
+def _log_failure(what: str, err: Exception, failing: bool) -> bool:
+    """Log the first failure of an outage (a traceback unless the database or Redis is just
+    away), the rest at DEBUG; returns True (now failing)."""
+    from redis.exceptions import RedisError
+
+    if failing:
+        logger.debug("%s still failing: %r", what, err)
+    elif isinstance(err, DatabaseError | RedisError | OSError):
+        first_line = (str(err).strip() or type(err).__name__).splitlines()[0]
+        logger.warning("%s failed (%s); retrying", what, first_line)
+    else:
+        logger.exception("%s failed; retrying", what)
+    return True
+
+
+_runtime: Runtime | None = None
+_runtime_loop: asyncio.AbstractEventLoop | None = None
+_lock: asyncio.Lock | None = None
+
+
+async def get_runtime() -> Runtime:
+    """This process's runtime, started on first use in the running event loop."""
+    global _runtime, _runtime_loop, _lock
+    loop = asyncio.get_running_loop()
+    if _runtime is not None and _runtime_loop is loop:
+        return _runtime
+    if _lock is None or _runtime_loop is not loop:
+        _lock = asyncio.Lock()
+        _runtime, _runtime_loop = None, loop
+    async with _lock:
+        if _runtime is None:
+            runtime = Runtime()
+            await runtime.start()
+            _runtime = runtime
+    return _runtime
+
+
+async def reset_runtime() -> None:
+    """Stop and forget the runtime (tests: each test has its own event loop)."""
+    global _runtime, _runtime_loop, _lock
+    runtime, _runtime, _runtime_loop, _lock = _runtime, None, None, None
+    if runtime is not None:
+        await runtime.stop()
