@@ -1,6 +1,6 @@
 """Running work that outlives a request in a clean `contextvars` context.
 
-The answer runner and the worker start every long-lived task through `start_detached`, so no
+The answer runner and the runtime start every long-lived task through `start_detached`, so no
 caller's context (a request's, a test's) can leak into them; HTTP views use `detached` too.
 
 Every HTTP request of this project reaches its async view through asgiref's `AsyncToSync`
@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -46,3 +49,16 @@ async def detached(coro: Coroutine[Any, Any, T]) -> T:
 def start_detached(coro: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:
     """Start `coro` as a task in a fresh context; the caller keeps a reference to it."""
     return asyncio.create_task(coro, name=name, context=_fresh_context())
+
+
+def keep_until_done(tasks: set[asyncio.Task[Any]], task: asyncio.Task[Any], *, what: str) -> None:
+    """Hold a reference to `task` in `tasks` until it ends (the event loop keeps only a weak
+    one), then log its failure, if any, as `what` failed."""
+    tasks.add(task)
+
+    def done(finished: asyncio.Task[Any]) -> None:
+        tasks.discard(finished)
+        if not finished.cancelled() and finished.exception() is not None:
+            logger.warning("%s failed: %r", what, finished.exception())
+
+    task.add_done_callback(done)

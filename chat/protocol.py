@@ -195,19 +195,17 @@ def dumps(frame: dict[str, Any]) -> str:
 # --- Room events (every member; `seq` is added by the room log) -----------------------------
 
 
+def _frame(kind: str, /, **fields: Any) -> dict[str, Any]:
+    """A frame of type `kind`; optional fields that are None are left out, not sent as null."""
+    return {"type": kind, **{name: value for name, value in fields.items() if value is not None}}
+
+
 def question_event(
     *, id: str, user: dict[str, str], text: str, created: str, client_id: str | None
 ) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "type": "question",
-        "id": id,
-        "user": user,
-        "text": text,
-        "created": created,
-    }
-    if client_id:
-        event["client_id"] = client_id
-    return event
+    return _frame(
+        "question", id=id, user=user, text=text, created=created, client_id=client_id or None
+    )
 
 
 def answer_start_event(*, id: str, question_id: str, created: str) -> dict[str, Any]:
@@ -231,17 +229,9 @@ def answer_end_event(
     error: dict[str, str] | None = None,
     usage: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "type": "answer.end",
-        "answer_id": answer_id,
-        "status": status,
-        "text": text,
-    }
-    if error is not None:
-        event["error"] = error
-    if usage is not None:
-        event["usage"] = usage
-    return event
+    return _frame(
+        "answer.end", answer_id=answer_id, status=status, text=text, error=error, usage=usage
+    )
 
 
 # --- Frames to one connection (no seq) -------------------------------------------------------
@@ -277,7 +267,5 @@ def pong_frame() -> dict[str, Any]:
 
 
 def error_frame(code: str, message: str, *, retry_after: float | None = None) -> dict[str, Any]:
-    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
-    if retry_after is not None:
-        frame["retry_after"] = round(retry_after, 3)
-    return frame
+    rounded = round(retry_after, 3) if retry_after is not None else None
+    return _frame("error", code=code, message=message, retry_after=rounded)

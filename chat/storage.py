@@ -122,29 +122,33 @@ def checkpoint_answer(answer_id: str, text: str) -> None:
     Message.objects.filter(id=answer_id, status=Message.Status.STREAMING).update(text=text)
 
 
-def finish_answer(
-    answer_id: str,
-    *,
-    status: str,
-    text: str,
-    sources: list[dict[str, Any]] | None = None,
-    usage: dict[str, int] | None = None,
-    error: dict[str, str] | None = None,
-    seq: int | None = None,
-) -> bool:
-    """Store an answer's end, once: False when it had already ended. `seq` is its start's
-    seq, recorded here rather than in a round trip of its own on the way to the first token."""
+@dataclass(frozen=True, slots=True)
+class EndRow:
+    """What the database stores of an answer's end."""
+
+    status: str
+    text: str
+    sources: list[dict[str, Any]] | None = None  # None: the row keeps its own
+    usage: dict[str, int] | None = None
+    error: dict[str, str] | None = None
+    # The seq of its `answer.start`, recorded with the end rather than in a round trip of its
+    # own on the way to the first token.
+    seq: int | None = None
+
+
+def finish_answer(answer_id: str, end: EndRow) -> bool:
+    """Store an answer's end, once: False when it had already ended."""
     updates: dict[str, Any] = {
-        "status": status,
-        "text": text,
-        "usage": usage,
-        "error": error,
+        "status": end.status,
+        "text": end.text,
+        "usage": end.usage,
+        "error": end.error,
         "finished": timezone.now(),
     }
-    if sources is not None:
-        updates["sources"] = sources
-    if seq is not None:
-        updates["seq"] = seq
+    if end.sources is not None:
+        updates["sources"] = end.sources
+    if end.seq is not None:
+        updates["seq"] = end.seq
     count = Message.objects.filter(id=answer_id, status=Message.Status.STREAMING).update(**updates)
     return count == 1
 
@@ -154,38 +158,18 @@ def set_end_seq(answer_id: str, seq: int, room_name: str) -> None:
     touch_room(room_name, seq)
 
 
-def store_logged_end(
-    answer_id: str,
-    *,
-    room_name: str,
-    end_seq: int,
-    status: str,
-    text: str,
-    sources: list[dict[str, Any]] | None = None,
-    usage: dict[str, int] | None = None,
-    error: dict[str, str] | None = None,
-    seq: int | None = None,
-) -> bool:
+def store_logged_end(answer_id: str, end: EndRow, *, room_name: str, end_seq: int) -> bool:
     """Store an end the room log already holds at `end_seq` (it was appended while the
     database was away), with its seq; safe to repeat, for retries. False when the row holds a
     different end, which is left as it is."""
     try:
         with transaction.atomic():
-            ended = finish_answer(
-                answer_id,
-                status=status,
-                text=text,
-                sources=sources,
-                usage=usage,
-                error=error,
-                seq=seq,
-            )
-            if not ended:
+            if not finish_answer(answer_id, end):
                 # Already stored: by an earlier try whose reply the outage swallowed, or by
                 # another worker's repair from the same end in the log. Anything else is not
                 # this end, and not ours to overwrite.
                 row = Message.objects.filter(id=answer_id).values_list("status", "text").first()
-                if row != (status, text):
+                if row != (end.status, end.text):
                     return False
             set_end_seq(answer_id, end_seq, room_name)
     except Error:
@@ -212,23 +196,11 @@ def streaming_answers(room_names: list[str], *, since: datetime) -> dict[str, li
     return found
 
 
-def repair_end(
-    answer_id: str,
-    *,
-    room_name: str,
-    log_seq: int,
-    status: str,
-    text: str,
-    sources: list[dict[str, Any]] | None,
-    usage: dict[str, int] | None,
-    error: dict[str, str] | None,
-) -> bool:
+def repair_end(answer_id: str, end: EndRow, *, room_name: str, log_seq: int) -> bool:
     """Store the end the room log holds for an answer still `streaming` here (its worker
     appended it while the database was away, and died or gave up before storing it), and the
     seq the log has reached. False when the answer is no longer streaming."""
-    stored = finish_answer(
-        answer_id, status=status, text=text, sources=sources, usage=usage, error=error
-    )
+    stored = finish_answer(answer_id, end)
     if stored:
         touch_room(room_name, log_seq)
     return stored

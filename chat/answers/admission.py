@@ -20,7 +20,7 @@ from chat.answers.runner import AnswerRunner, QuestionToAnswer, new_id
 from chat.identity import Identity
 from chat.protocol import ProtocolError
 from chat.ratelimit import BucketRegistry
-from chat.realtime.coordination import Coordinator
+from chat.realtime.coordination import AnswerSlot, Coordinator
 from chat.realtime.log import RoomLog
 
 db = database_sync_to_async
@@ -55,11 +55,9 @@ class Admission:
                 "rate_limited", "You are asking too fast; try again shortly.", retry_after=wait
             )
 
-    async def _reserve(self, room: str | None, identity: Identity, answer_id: str) -> None:
+    async def _reserve(self, slot: AnswerSlot) -> None:
         reserved = await self._coordinator.reserve_answer(
-            room,
-            identity.id,
-            answer_id,
+            slot,
             max_per_user=settings.CHAT_MAX_ANSWERS_PER_USER,
             max_per_room=settings.CHAT_MAX_ANSWERS_PER_ROOM,
         )
@@ -71,8 +69,8 @@ class Admission:
     async def ask(self, room: str, identity: Identity, ask: protocol.Ask) -> Admitted:
         """Post a question to `room` and start its answer (see the module docstring)."""
         self._take_ask_token(identity)
-        answer_id = new_id("a")
-        await self._reserve(room, identity, answer_id)
+        slot = AnswerSlot(room=room, user_id=identity.id, answer_id=new_id("a"))
+        await self._reserve(slot)
         started = False
         try:
             stored = await db(storage.create_question)(
@@ -98,32 +96,29 @@ class Admission:
                 await db(storage.question_posted)(stored.id, room, seq)
             self._runner.start(
                 QuestionToAnswer(
-                    answer_id=answer_id,
-                    room=room,
-                    asker_id=identity.id,
+                    slot=slot,
                     question_id=stored.id,
                     question=stored.text,
                     collection=stored.collection,
                 )
             )
             started = True
-            return Admitted(question_id=stored.id, answer_id=answer_id)
+            return Admitted(question_id=stored.id, answer_id=slot.answer_id)
         finally:
             if not started:
-                await self._coordinator.release_answer(room, identity.id, answer_id)
+                await self._coordinator.release_answer(slot)
 
     async def ask_direct(self, identity: Identity, ask: protocol.Ask) -> DirectAnswer:
         """One question in no room: nothing stored, the answer streamed to the asker only; it
         counts against the asker's running answers, not a room's. Started at once: its task
         owns the slot and gives it back however the caller reads it."""
         self._take_ask_token(identity)
-        answer_id = new_id("a")
-        await self._reserve(None, identity, answer_id)
+        slot = AnswerSlot(room=None, user_id=identity.id, answer_id=new_id("a"))
+        await self._reserve(slot)
         answer = DirectAnswer(
-            answer_events(assistant_for(), ask.text, answer_id=answer_id),
+            answer_events(assistant_for(), ask.text, answer_id=slot.answer_id),
             coordinator=self._coordinator,
-            user_id=identity.id,
-            answer_id=answer_id,
+            slot=slot,
         )
         answer.start()
         return answer

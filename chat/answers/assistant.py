@@ -73,7 +73,7 @@ class Assistant:
                 if isinstance(item, TextDelta):
                     if item.text:
                         parts.append(item.text)
-                        yield AnswerDelta(text=item.text)
+                        yield item  # an AnswerDelta
                 elif isinstance(item, StreamEnd):
                     yield AnswerEnd(
                         text="".join(parts), usage=item.usage, finish_reason=item.finish_reason

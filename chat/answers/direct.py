@@ -14,7 +14,8 @@ from chat import protocol
 from chat.answers.assistant import Assistant
 from chat.answers.events import AnswerDelta, AnswerEnd, AnswerError, RetrievalFinished
 from chat.background import start_detached
-from chat.realtime.coordination import Coordinator
+from chat.queues import items_or_idle
+from chat.realtime.coordination import AnswerSlot, Coordinator
 
 logger = logging.getLogger(__name__)
 
@@ -66,13 +67,12 @@ class DirectAnswer:
         events: AsyncGenerator[dict[str, Any], None],
         *,
         coordinator: Coordinator,
-        user_id: str,
-        answer_id: str,
+        slot: AnswerSlot,
     ) -> None:
         self._events = events
         self._coordinator = coordinator
-        self._user_id = user_id
-        self._answer_id = answer_id
+        self._slot = slot
+        self._answer_id = slot.answer_id
         # Unbounded, but it holds at most one answer (CHAT_LLM_MAX_TOKENS of deltas).
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -88,16 +88,9 @@ class DirectAnswer:
     ) -> AsyncGenerator[dict[str, Any] | None, None]:
         """The answer's events; None after `idle` seconds without one (keep-alive time)."""
         try:
-            while True:
-                try:
-                    async with asyncio.timeout(idle):
-                        item = await self._queue.get()
-                except TimeoutError:
-                    yield None
-                    continue
-                if item is None:
-                    return
-                yield item
+            async with aclosing(items_or_idle(self._queue, end=None, idle=idle)) as items:
+                async for item in items:
+                    yield item
         finally:
             if self._task is not None and not self._task.done():
                 # The reader left: stop the answer, which closes the upstream LLM request.
@@ -127,4 +120,4 @@ class DirectAnswer:
             )
         finally:
             self._queue.put_nowait(None)
-            await self._coordinator.release_answer(None, self._user_id, self._answer_id)
+            await self._coordinator.release_answer(self._slot)

@@ -56,15 +56,15 @@ class FinalEnd:
     sources: list[dict[str, Any]] | None = None  # None: the row keeps its own
     start_seq: int | None = None  # the seq of its `answer.start`, stored with the end
 
-    def row(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "text": self.text,
-            "sources": self.sources,
-            "usage": self.usage,
-            "error": self.error,
-            "seq": self.start_seq,
-        }
+    def row(self) -> storage.EndRow:
+        return storage.EndRow(
+            status=self.status,
+            text=self.text,
+            sources=self.sources,
+            usage=self.usage,
+            error=self.error,
+            seq=self.start_seq,
+        )
 
     def event(self, answer_id: str) -> dict[str, Any]:
         return protocol.answer_end_event(
@@ -88,7 +88,7 @@ class AnswerEnds:
         """Store `end`, then append it. Returns `(stored, seq)`: `stored` is False when the
         answer had already ended (someone else stored theirs first; nothing is appended) and
         None when the database could not say; `seq` is the appended end's, or None."""
-        store = asyncio.ensure_future(db(storage.finish_answer)(answer_id, **end.row()))
+        store = asyncio.ensure_future(db(storage.finish_answer)(answer_id, end.row()))
         stored: bool | None
         try:
             # Shielded: on a timeout the store goes on, and its outcome is awaited later.
@@ -143,7 +143,7 @@ class AnswerEnds:
         with contextlib.suppress(DatabaseError):
             await first
         write = functools.partial(
-            storage.store_logged_end, answer_id, room_name=room, end_seq=seq, **end.row()
+            storage.store_logged_end, answer_id, end.row(), room_name=room, end_seq=seq
         )
         done, same = await retry_write(
             write,
@@ -180,7 +180,7 @@ class AnswerEnds:
                 return False
             info = await db(storage.answer_info)(answer_id)
             text = info["text"] if info else ""
-            await db(storage.finish_answer)(answer_id, status=status, text=text, error=error)
+            await db(storage.finish_answer)(answer_id, storage.EndRow(status, text, error=error))
             return False
         ending = FinalEnd(status, live.get("text", ""), error)
         stored, seq = await self.end(room, answer_id, ending)
@@ -237,15 +237,15 @@ class AnswerEnds:
             status = message.get("status")
             if message["id"] not in wanted or status in (None, "streaming"):
                 continue
-            stored = await db(storage.repair_end)(
-                message["id"],
-                room_name=room,
-                log_seq=snapshot.seq,
+            logged = storage.EndRow(
                 status=status,
                 text=message.get("text", ""),
                 sources=message.get("sources"),
                 usage=message.get("usage"),
                 error=message.get("error"),
+            )
+            stored = await db(storage.repair_end)(
+                message["id"], logged, room_name=room, log_seq=snapshot.seq
             )
             if stored:
                 logger.warning(

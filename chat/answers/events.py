@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from chat.errors import ChatError
-from chat.llm.base import Usage
+from chat.llm.base import TextDelta, Usage
 from chat.retrieval.base import Source
 
 
@@ -27,11 +27,8 @@ class RetrievalFinished:
     sources: list[Source]
 
 
-@dataclass(frozen=True, slots=True)
-class AnswerDelta:
-    """A non-empty piece of the answer, in order."""
-
-    text: str
+# A non-empty piece of the answer, in order: the provider's own delta, passed on as it is.
+AnswerDelta = TextDelta
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,11 +20,11 @@ from chat.answers.assistant import Assistant
 from chat.answers.ends import AnswerEnds, FinalEnd
 from chat.answers.events import AnswerDelta, AnswerEnd, AnswerError, RetrievalFinished
 from chat.answers.publisher import DeltaPublisher
-from chat.background import start_detached
+from chat.background import keep_until_done, start_detached
 from chat.identity import Identity
 from chat.llm.base import ChatMessage
 from chat.protocol import AnswerStatus, ProtocolError
-from chat.realtime.coordination import Coordinator
+from chat.realtime.coordination import AnswerSlot, Coordinator
 from chat.realtime.log import RoomLog
 
 logger = logging.getLogger(__name__)
@@ -45,12 +45,20 @@ def new_id(prefix: str) -> str:
 class QuestionToAnswer:
     """A stored, posted question whose answer admission has reserved a slot for."""
 
-    answer_id: str
-    room: str
-    asker_id: str
+    slot: AnswerSlot  # in a room (never None here), its asker, the answer's id
     question_id: str
     question: str
     collection: str = ""  # the room's own collection; blank: the server's
+
+    @property
+    def answer_id(self) -> str:
+        return self.slot.answer_id
+
+    @property
+    def room(self) -> str:
+        if self.slot.room is None:  # admission only starts room answers here
+            raise ValueError("a room answer needs a room")
+        return self.slot.room
 
 
 @dataclass(slots=True)
@@ -254,17 +262,11 @@ class AnswerRunner:
         finally:
             self._running.pop(answer_id, None)
             await self._coordinator.disown(answer_id)
-            await self._coordinator.release_answer(room, running.asked.asker_id, answer_id)
+            await self._coordinator.release_answer(running.asked.slot)
 
     def _checkpoint(self, answer_id: str, text: str) -> None:
         task = asyncio.create_task(db(storage.checkpoint_answer)(answer_id, text))
-        self._background.add(task)
-        task.add_done_callback(self._checkpoint_done)
-
-    def _checkpoint_done(self, task: asyncio.Task[None]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.warning("Could not checkpoint an answer: %r", task.exception())
+        keep_until_done(self._background, task, what=f"Checkpoint of answer {answer_id}")
 
     async def _append_delta(self, room: str, answer_id: str, text: str) -> None:
         await self._log.append(room, protocol.answer_delta_event(answer_id=answer_id, text=text))

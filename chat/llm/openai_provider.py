@@ -37,6 +37,10 @@ class _OpenFailure:
     retryable: bool
     headers: Mapping[str, str] | None = None
 
+    @classmethod
+    def of(cls, code: str, message: str, *, retryable: bool) -> _OpenFailure:
+        return cls(LLMError(message, code=code), retryable)
+
 
 class OpenAIProvider:
     """Streams answers from any OpenAI-compatible `/v1/chat/completions` server. Chosen when
@@ -203,38 +207,30 @@ class OpenAIProvider:
     def _classify(self, err: openai.OpenAIError) -> _OpenFailure:
         if isinstance(err, openai.APITimeoutError):
             if _is_connect_timeout(err):
-                return _OpenFailure(
-                    LLMError(
-                        f"Could not connect to the language model at {self.where} within "
-                        f"{self.connect_timeout:g} seconds.",
-                        code="llm_unavailable",
-                    ),
+                return _OpenFailure.of(
+                    "llm_unavailable",
+                    f"Could not connect to the language model at {self.where} within "
+                    f"{self.connect_timeout:g} seconds.",
                     retryable=True,
                 )
             # The server accepted the connection but sent no response in time: a retry would
             # make the person wait the whole read timeout again.
-            return _OpenFailure(
-                LLMError(
-                    f"The language model did not respond within {self.read_timeout:g} seconds.",
-                    code="llm_timeout",
-                ),
+            return _OpenFailure.of(
+                "llm_timeout",
+                f"The language model did not respond within {self.read_timeout:g} seconds.",
                 retryable=False,
             )
         if isinstance(err, openai.APIConnectionError):
-            return _OpenFailure(
-                LLMError(
-                    f"Could not connect to the language model at {self.where}.",
-                    code="llm_unavailable",
-                ),
+            return _OpenFailure.of(
+                "llm_unavailable",
+                f"Could not connect to the language model at {self.where}.",
                 retryable=True,
             )
         if isinstance(err, openai.APIStatusError):
             return self._classify_status(err)
-        return _OpenFailure(
-            LLMError(
-                f"The language model could not be used: {err}",
-                code="llm_bad_response" if isinstance(err, openai.APIError) else "llm_rejected",
-            ),
+        return _OpenFailure.of(
+            "llm_bad_response" if isinstance(err, openai.APIError) else "llm_rejected",
+            f"The language model could not be used: {err}",
             retryable=False,
         )
 

@@ -8,7 +8,18 @@ serves several workers through Redis.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerSlot:
+    """One answer counted against its asker's limit and its room's (`room` None: an answer in
+    no room, `POST /api/ask`, counts against its asker only)."""
+
+    room: str | None
+    user_id: str
+    answer_id: str
 
 
 class Coordinator(Protocol):
@@ -25,19 +36,12 @@ class Coordinator(Protocol):
         ...
 
     async def reserve_answer(
-        self,
-        room: str | None,
-        user_id: str,
-        answer_id: str,
-        *,
-        max_per_user: int,
-        max_per_room: int,
+        self, slot: AnswerSlot, *, max_per_user: int, max_per_room: int
     ) -> bool:
-        """Count a new answer against the limits; False (nothing counted) when over one. An
-        answer in no room (`room` None: `POST /api/ask`) counts against its asker only."""
+        """Count a new answer against the limits; False (nothing counted) when over one."""
         ...
 
-    async def release_answer(self, room: str | None, user_id: str, answer_id: str) -> None: ...
+    async def release_answer(self, slot: AnswerSlot) -> None: ...
 
     async def claim(self, answer_id: str, *, control_channel: str, lease_seconds: float) -> None:
         """This worker owns the answer; its lease lasts `lease_seconds` unless refreshed."""
@@ -76,28 +80,22 @@ class MemoryCoordinator:
         return unique_members(self._presence.get(room, {}).values())
 
     async def reserve_answer(
-        self,
-        room: str | None,
-        user_id: str,
-        answer_id: str,
-        *,
-        max_per_user: int,
-        max_per_room: int,
+        self, slot: AnswerSlot, *, max_per_user: int, max_per_room: int
     ) -> bool:
-        if len(self._by_user[user_id]) >= max_per_user:
+        if len(self._by_user[slot.user_id]) >= max_per_user:
             return False
-        if room is not None and len(self._by_room[room]) >= max_per_room:
+        if slot.room is not None and len(self._by_room[slot.room]) >= max_per_room:
             return False
-        self._by_user[user_id].add(answer_id)
-        if room is not None:
-            self._by_room[room].add(answer_id)
+        self._by_user[slot.user_id].add(slot.answer_id)
+        if slot.room is not None:
+            self._by_room[slot.room].add(slot.answer_id)
         return True
 
-    async def release_answer(self, room: str | None, user_id: str, answer_id: str) -> None:
+    async def release_answer(self, slot: AnswerSlot) -> None:
         # Empty sets go, so the dictionaries hold only people and rooms with answers running.
-        for key, slots in ((user_id, self._by_user), (room, self._by_room)):
+        for key, slots in ((slot.user_id, self._by_user), (slot.room, self._by_room)):
             if key is not None and key in slots:
-                slots[key].discard(answer_id)
+                slots[key].discard(slot.answer_id)
                 if not slots[key]:
                     del slots[key]
 

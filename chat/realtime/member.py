@@ -13,12 +13,14 @@ import asyncio
 import logging
 import secrets
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Final
 
 from django.conf import settings
 
 from chat.background import detached
 from chat.identity import Identity
+from chat.queues import items_or_idle
 from chat.realtime.membership import Membership
 from chat.realtime.outbox import Outbox, PendingBytes
 
@@ -69,16 +71,9 @@ class RoomMember:
             # Joining may start long-lived tasks (a room log reader): not in the request's
             # context (chat.background).
             await detached(self._join())
-            while True:
-                try:
-                    async with asyncio.timeout(idle):
-                        item = await self._frames.get()
-                except TimeoutError:
-                    yield None
-                    continue
-                if isinstance(item, _Closed):
-                    return
-                yield item
+            async with aclosing(items_or_idle(self._frames, end=_CLOSED, idle=idle)) as frames:
+                async for frame in frames:
+                    yield frame
         finally:
             # Runs on cancellation too (the client went away): each step is cheap and local.
             await self._leave()

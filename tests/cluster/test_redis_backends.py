@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from chat import protocol
+from chat.realtime.coordination import AnswerSlot
 from chat.realtime.log import SEQ_RESTART_GAP, RoomSeed
 from chat.realtime.memory import MemoryRoomLog
 from chat.realtime.redis_coordination import RedisCoordinator
@@ -210,15 +211,17 @@ async def test_coordinator_presence_slots_and_leases(own_redis: RedisServer) -> 
     await b.presence_add("p", "c3", {"id": "u1", "name": "Ann"})  # a second tab
     assert await a.members("p") == [{"id": "u1", "name": "Ann"}, {"id": "u2", "name": "Bob"}]
     limits = {"max_per_user": 1, "max_per_room": 2}
-    assert await a.reserve_answer("p", "u1", "x1", **limits)
-    assert not await b.reserve_answer("p", "u1", "x2", **limits)  # per user, across workers
-    assert await b.reserve_answer("p", "u2", "x3", **limits)
-    assert not await b.reserve_answer("p", "u3", "x4", **limits)  # per room
+    assert await a.reserve_answer(AnswerSlot("p", "u1", "x1"), **limits)
+    assert not await b.reserve_answer(
+        AnswerSlot("p", "u1", "x2"), **limits
+    )  # per user, across workers
+    assert await b.reserve_answer(AnswerSlot("p", "u2", "x3"), **limits)
+    assert not await b.reserve_answer(AnswerSlot("p", "u3", "x4"), **limits)  # per room
     await a.claim("x1", control_channel="chan-a", lease_seconds=1)
     assert await b.owner_channel("x1") == "chan-a"
     await a.refresh(["x1"], lease_seconds=1)
-    await b.release_answer("p", "u2", "x3")
-    assert await b.reserve_answer("p", "u3", "x4", **limits)
+    await b.release_answer(AnswerSlot("p", "u2", "x3"))
+    assert await b.reserve_answer(AnswerSlot("p", "u3", "x4"), **limits)
     # Worker b dies: no more refreshes. Its lease, heartbeat and slots run out.
     await b.close()
     await a.presence_add("p", "c4", {"id": "u5", "name": "Eve"})  # a is alive
@@ -235,7 +238,7 @@ async def test_coordinator_publishes_its_state_again_after_redis_lost_it(
     a = RedisCoordinator(own_redis.url, worker_id="wa", lease_seconds=2)
     b = RedisCoordinator(own_redis.url, worker_id="wb", lease_seconds=2)
     await a.presence_add("p", "c1", {"id": "u1", "name": "Ann"})
-    await a.reserve_answer("p", "u1", "x1", max_per_user=1, max_per_room=5)
+    await a.reserve_answer(AnswerSlot("p", "u1", "x1"), max_per_user=1, max_per_room=5)
     await a.claim("x1", control_channel="chan-a", lease_seconds=2)
     await a.refresh(["x1"], lease_seconds=2)
     await asyncio.to_thread(own_redis.restart)
@@ -249,6 +252,6 @@ async def test_coordinator_publishes_its_state_again_after_redis_lost_it(
     await a.refresh(["x1"], lease_seconds=2)
     assert await pending == "chan-a"
     assert await b.members("p") == [{"id": "u1", "name": "Ann"}]
-    assert not await b.reserve_answer("p", "u1", "x2", max_per_user=1, max_per_room=5)
+    assert not await b.reserve_answer(AnswerSlot("p", "u1", "x2"), max_per_user=1, max_per_room=5)
     await a.close()
     await b.close()
