@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import Server
+from tests.conftest import Server
 
 CHROMIUM = Path("/usr/bin/chromium")
 

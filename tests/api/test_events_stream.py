@@ -11,8 +11,8 @@ import httpx
 import pytest
 import websockets
 
-from tests.api.conftest import Server, sse
-from tests.api.sse_client import Comment, Event, is_end
+from tests.conftest import Server, sse
+from tests.sse_client import Comment, Event, is_end
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.conftest import ASK_BURST, PASSWORD, Server, sse
-from tests.api.sse_client import Comment, Event, is_end
-from tests.conftest import wait_for
+from tests.conftest import ASK_BURST, PASSWORD, Server, sse, wait_for
+from tests.sse_client import Comment, Event, is_end
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import subprocess
 import httpx
 import pytest
 
-from tests.api.conftest import Server, sse
+from tests.conftest import Server, sse
 from tests.servers import BIN, ROOT
 
 pytestmark = pytest.mark.slow
