@@ -2,6 +2,10 @@
 
 Each runs as its own OS process (so none shares an event loop or a core with the clients), logs
 to a file in the run's work directory, and is stopped when the benchmark's `ExitStack` closes.
+
+`free_port`, `wait_for_port` and `stop_process` are also the tests' (tests/servers.py,
+tests/cluster/harness.py, ...): the tests import them from here, this package never imports the
+tests. They need nothing but the standard library.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -37,9 +42,44 @@ LOAD_LIMITS = {
 
 
 def free_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on (as of now)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_for_port(
+    port: int,
+    process: subprocess.Popen[Any] | None = None,
+    timeout: float = 30.0,
+    *,
+    name: str = "server",
+    log: Path | None = None,
+) -> None:
+    """Wait until something accepts TCP connections on 127.0.0.1:`port`. Raises RuntimeError
+    if `process` exits first, TimeoutError after `timeout` seconds (naming `log` if given)."""
+    see = f"; see {log}" if log else ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}{see}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{name} did not listen on port {port} in {timeout:g} s{see}")
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """Stop a process we started: SIGTERM, up to `timeout` seconds to exit, then SIGKILL."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @dataclass
@@ -67,13 +107,7 @@ class Proc:
         return self.popen.poll() is None
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(15)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        stop_process(self.popen, 15)
 
     def __enter__(self) -> Proc:
         return self
@@ -102,17 +136,12 @@ def start(
             stderr=subprocess.STDOUT,
         )
     proc = Proc(name=name, popen=popen, port=port, log=log)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if popen.poll() is not None:
-            raise RuntimeError(f"{name} exited with {popen.returncode}; see {log}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.stop()
-    raise TimeoutError(f"{name} did not listen on port {port} in {timeout:g} s; see {log}")
+    try:
+        wait_for_port(port, popen, timeout, name=name, log=log)
+    except TimeoutError:
+        proc.stop()
+        raise
+    return proc
 
 
 def start_simulator(workdir: Path, *, tps: float, first_token_delay: float) -> Proc:

@@ -1,37 +1,20 @@
-"""Real server processes for tests: daphne running `config.asgi:application`."""
+"""Real server processes for tests: daphne running `config.asgi:application`. Ports and
+stopping processes: `bench.procs` (free_port, wait_for_port, stop_process), shared with the
+benchmarks."""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.procs import free_port, stop_process, wait_for_port
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes] | None, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on port {port}")
 
 
 def server_env(tmp: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -75,14 +58,9 @@ def daphne(
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_for_port(port, process)
+        wait_for_port(port, process, name="daphne", log=log)
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         if log:
             out.close()  # type: ignore[union-attr]

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, Literal, TypeVar
 
-from tests.servers import free_port
+from bench.procs import free_port
 
 T = TypeVar("T")
 Mode = Literal["open", "refuse", "hold"]

@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from bench.procs import free_port, stop_process
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -99,12 +101,7 @@ def simulator_process(port: int, env: dict[str, str], log: Path) -> Iterator[str
             _wait_for_http(f"http://127.0.0.1:{port}/v1/models", proc, log, 30)
             yield f"http://127.0.0.1:{port}/v1"
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+            stop_process(proc)
 
 
 @dataclass
@@ -120,7 +117,7 @@ def roomchat_server(
 ) -> Iterator[RoomchatServer]:
     """daphne serving config.asgi:application, with the LLM simulator as its OpenAI endpoint,
     a fresh SQLite database (migrated, with a test user) and the sample knowledge base."""
-    from tests.servers import daphne, free_port, migrate, server_env
+    from tests.servers import daphne, migrate, server_env
 
     tmp = tmp_path_factory.mktemp("roomchat")
     sim_port = free_port()

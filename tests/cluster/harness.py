@@ -23,7 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.servers import BIN, ROOT, free_port, migrate, server_env, wait_for_port
+from bench.procs import free_port, stop_process, wait_for_port
+from tests.servers import BIN, ROOT, migrate, server_env
 
 
 def postgres_bin() -> Path:
@@ -317,13 +318,8 @@ class Cluster:
 
     def stop_worker(self, index: int) -> None:
         worker = self.workers[index]
-        if worker.process is not None and worker.process.poll() is None:
-            worker.process.terminate()
-            try:
-                worker.process.wait(15)
-            except subprocess.TimeoutExpired:
-                worker.process.kill()
-                worker.process.wait()
+        if worker.process is not None:
+            stop_process(worker.process, 15)
 
     def restart_redis(self) -> None:
         self.redis.restart()
@@ -376,8 +372,7 @@ class Cluster:
 
     def stop(self) -> None:
         if self._balancer is not None:
-            self._balancer.terminate()
-            self._balancer.wait(10)
+            stop_process(self._balancer)
         for worker in self.workers:
             self.stop_worker(worker.index)
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from bench.procs import free_port
 from chat.errors import LLMError
 from chat.llm.base import ChatMessage, LLMRequest, StreamEnd, StreamItem, TextDelta
 from chat.llm.openai_provider import OpenAIProvider
@@ -207,13 +207,6 @@ async def test_a_first_token_slower_than_the_read_timeout_is_a_timeout_not_retri
     await expect_error(make_provider(read_timeout=0.3).stream(ask()), "llm_timeout")
 
     assert len(sim.stats()) == 1
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 async def test_connection_refused_is_unavailable(make_provider: MakeProvider) -> None:

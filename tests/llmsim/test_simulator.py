@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bench.procs import stop_process
 from llmsim import SimulatorServer, SimulatorThread, simulated_text, simulated_tokens
 from llmsim.config import ConfigError, SimConfig, parse_directives
 
@@ -217,8 +218,7 @@ def test_the_command_line_server_prints_its_url_and_answers() -> None:
         with urllib.request.urlopen(request, timeout=5) as response:
             data = json.load(response)
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_process(process)
         if process.stdout is not None:
             process.stdout.close()
 

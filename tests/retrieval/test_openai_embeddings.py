@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench.procs import free_port, stop_process
 from chat.errors import RetrievalError
 from chat.retrieval import get_retriever, reset_retriever
 from chat.retrieval.embeddings import OpenAICompatibleEmbeddingFunction, get_embedding_function
 from chat.retrieval.ingest import ingest_paths
-from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -47,8 +47,7 @@ def embeddings_url() -> Iterator[str]:
                 time.sleep(0.1)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_process(process)
 
 
 def test_vectors_come_back_in_input_order_across_batches(embeddings_url: str) -> None:

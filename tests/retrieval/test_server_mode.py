@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
+from bench.procs import free_port, stop_process
 from chat.errors import RetrievalError
 from chat.retrieval import get_retriever, reset_retriever
 from chat.retrieval.chroma import HTTP_TIMEOUT, get_client
 from chat.retrieval.ingest import ingest_paths
-from tests.servers import BIN, free_port
+from tests.servers import BIN
 
 CHROMA = BIN / "chroma"
 
@@ -60,12 +61,7 @@ def chroma_server(tmp_path: Path) -> Iterator[str]:
         wait_for_heartbeat(url, process)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()
 
 
