@@ -214,6 +214,12 @@ def _int(value: object) -> int:
     return value if isinstance(value, int) and value > 0 else 0
 
 
+def document_name(stored: str) -> str:
+    """The name of a document stored as `stored` (a path, relative or absolute, on any OS, or
+    a URL): its last part, without the folders that would show the server's layout."""
+    return stored.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+
+
 def _sources(result: Any, space: str) -> list[Source]:
     # Chroma answers per query embedding; we sent exactly one.
     ids: list[str] = result["ids"][0]
@@ -221,14 +227,18 @@ def _sources(result: Any, space: str) -> list[Source]:
     metadatas: list[dict[str, Any] | None] = (result.get("metadatas") or [[]])[0]
     distances: list[float] = (result.get("distances") or [[]])[0]
     sources = []
-    for index, chunk_id in enumerate(ids):
+    for index in range(len(ids)):
         text = documents[index] or ""
         meta = metadatas[index] or {}
+        # What the server stored the document as (a path on its disk) stays on the server:
+        # people, the prompt and the logs see the document's name and title only.
+        name = document_name(str(meta.get("source") or ""))
+        number = meta.get("chunk")
         sources.append(
             Source(
-                id=chunk_id,
-                title=str(meta.get("title") or meta.get("source") or chunk_id),
-                source=str(meta.get("source") or ""),
+                id=f"{name}#{number}" if isinstance(number, int) else name or f"passage-{index}",
+                title=str(meta.get("title") or name or "untitled"),
+                source=name,
                 snippet=make_snippet(text, skip=_int(meta.get("overlap"))),
                 score=similarity(float(distances[index]), space),
                 text=text,

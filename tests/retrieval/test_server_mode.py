@@ -93,9 +93,9 @@ async def test_ingest_and_retrieve_through_a_chroma_server(
 
     retriever = get_retriever()
     (top, _) = await retriever.retrieve("아메리카노 가격", collection="served", k=2)
-    assert (top.id, top.source, top.title) == ("docs/menu.md#0", "docs/menu.md", "음료")
+    assert (top.id, top.source, top.title) == ("menu.md#0", "menu.md", "음료")
     (top, _) = await retriever.retrieve("When do you open on Sunday?", collection="served", k=2)
-    assert top.source == "docs/hours.md"
+    assert top.source == "hours.md"
 
     # Re-ingest through the server replaces the chunk; a missing collection is still [].
     (docs / "hours.md").write_text("# Hours\n\nWe now open at 7 every day.", "utf-8")

@@ -72,13 +72,12 @@ async def test_prompt_holds_context_and_follow_up_history(llm: Any) -> None:
     assert len(requests) == 2
     messages = requests[-1].messages
     assert messages[0]["role"] == "system"
-    assert "Context passages" in messages[0]["content"]
-    assert "[1]" in messages[0]["content"]
-    # The earlier question and its answer come before the new question.
-    assert [m["role"] for m in messages[1:]] == ["user", "assistant", "user"]
+    # The earlier question and its answer come before the passages and the new question.
+    assert [m["role"] for m in messages[1:]] == ["user", "assistant", "user", "user"]
     assert messages[1]["content"] == "What desserts do you have?"
     assert messages[2]["content"] == first["text"]
-    assert messages[3]["content"] == "And which of them has no nuts?"
+    assert messages[3]["content"].startswith("<documents>\n[1] ")
+    assert messages[4]["content"] == "And which of them has no nuts?"
     await alice.close()
 
 
