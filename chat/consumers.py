@@ -47,6 +47,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=protocol.CLOSE_BAD_ROOM)
             return
         self.conn_id = secrets.token_hex(8)
+        # The client's address (the proxy's X-Forwarded-For under `daphne --proxy-headers`).
+        client = self.scope.get("client")
+        self.address: str | None = str(client[0]) if client else None
         self.flood_strikes = 0
         self.frames = TokenBucket(
             settings.CHAT_FRAME_RATE_PER_SECOND, settings.CHAT_FRAME_RATE_PER_SECOND * 2
@@ -117,7 +120,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def on_ask(self, command: protocol.Ask) -> None:
         runtime, identity = self._member()
-        await runtime.admission.ask(self.room, identity, command)
+        await runtime.admission.ask(self.room, identity, command, address=self.address)
         self.flood_strikes = 0
 
     async def on_cancel(self, command: protocol.Cancel) -> None:

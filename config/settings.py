@@ -164,6 +164,14 @@ CHAT_FLOOD_LIMIT: int = env.int("CHAT_FLOOD_LIMIT", default=10)
 CHAT_FRAME_RATE_PER_SECOND: float = env.float("CHAT_FRAME_RATE_PER_SECOND", default=20.0)
 CHAT_MAX_ANSWERS_PER_USER: int = env.int("CHAT_MAX_ANSWERS_PER_USER", default=2)
 CHAT_MAX_ANSWERS_PER_ROOM: int = env.int("CHAT_MAX_ANSWERS_PER_ROOM", default=4)
+# What an open server needs against LLM cost: answers running at once on the whole server
+# (all workers), and, for guests, per client address (a guest is a new identity at will).
+CHAT_MAX_ANSWERS_RUNNING: int = env.int("CHAT_MAX_ANSWERS_RUNNING", default=32)
+CHAT_MAX_ANSWERS_PER_ADDRESS: int = env.int("CHAT_MAX_ANSWERS_PER_ADDRESS", default=4)
+CHAT_ADDRESS_ASK_RATE_PER_MINUTE: float = env.float(
+    "CHAT_ADDRESS_ASK_RATE_PER_MINUTE", default=30.0
+)
+CHAT_ADDRESS_ASK_BURST: int = env.int("CHAT_ADDRESS_ASK_BURST", default=10)
 CHAT_SEND_BUFFER_BYTES: int = env.int("CHAT_SEND_BUFFER_BYTES", default=1048576)
 CHAT_LOG_RETENTION_EVENTS: int = env.int("CHAT_LOG_RETENTION_EVENTS", default=20000)
 CHAT_LOG_RETENTION_SECONDS: int = env.int("CHAT_LOG_RETENTION_SECONDS", default=3600)

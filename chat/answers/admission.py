@@ -1,9 +1,15 @@
 """Admission: the one path by which a question becomes an answer, whatever the transport
 (WebSocket `ask`, `POST /api/rooms/<room>/questions`, `POST /api/ask`, `manage.py ask`).
 
-In order: the asker's rate limit, an answer slot (per person, per room), the stored question,
-its `question` event in the room log, and the answer's task started. Whatever fails on the way
-gives the slot back; a refusal is a `ProtocolError` the transport shows as it shows any other.
+In order: the asker's rate limit, an answer slot (per person, per room, per guest address, and
+for the whole server), the stored question, its `question` event in the room log, and the
+answer's task started. Whatever fails on the way gives the slot back; a refusal is a
+`ProtocolError` the transport shows as it shows any other. The limits hold across workers: the
+coordinator keeps them (in Redis, with several workers).
+
+Guests are counted by their client address too (the transport's, which is the proxy's
+`X-Forwarded-For` when daphne runs with `--proxy-headers`): a guest can make a new identity at
+will, an address cannot.
 """
 
 from __future__ import annotations
@@ -19,11 +25,18 @@ from chat.answers.direct import DirectAnswer, answer_events
 from chat.answers.runner import AnswerRunner, QuestionToAnswer, new_id
 from chat.identity import Identity
 from chat.protocol import ProtocolError
-from chat.ratelimit import BucketRegistry
-from chat.realtime.coordination import AnswerSlot, Coordinator
+from chat.realtime.coordination import AnswerSlot, Coordinator, SlotLimits
 from chat.realtime.log import RoomLog
 
 db = database_sync_to_async
+
+
+BUSY_MESSAGES = {
+    "user": "You have too many answers being written; wait for one to finish.",
+    "room": "Too many answers are being written in this room; wait for one to finish.",
+    "address": "Too many answers are being written for guests at your address; wait, or log in.",
+    "total": "The server is writing as many answers as it can; try again shortly.",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,33 +56,59 @@ class Admission:
         self._runner = runner
         self._coordinator = coordinator
         self._log = log
-        # Asks per person per minute, shared by all of a person's connections to this worker.
-        self._asks = BucketRegistry(
-            settings.CHAT_ASK_RATE_PER_MINUTE / 60.0, settings.CHAT_ASK_BURST
-        )
 
-    def _take_ask_token(self, identity: Identity) -> None:
-        wait = self._asks.take(identity.id)
+    async def _take_ask_tokens(self, identity: Identity, address: str | None) -> None:
+        """The ask rate limits: per person, and per address for guests."""
+        wait = await self._coordinator.take_token(
+            f"ask:user:{identity.id}",
+            rate=settings.CHAT_ASK_RATE_PER_MINUTE / 60.0,
+            burst=settings.CHAT_ASK_BURST,
+        )
         if wait:
             raise ProtocolError(
                 "rate_limited", "You are asking too fast; try again shortly.", retry_after=wait
             )
+        if identity.is_guest and address:
+            wait = await self._coordinator.take_token(
+                f"ask:address:{address}",
+                rate=settings.CHAT_ADDRESS_ASK_RATE_PER_MINUTE / 60.0,
+                burst=settings.CHAT_ADDRESS_ASK_BURST,
+            )
+            if wait:
+                raise ProtocolError(
+                    "rate_limited",
+                    "Guests at your address are asking too fast; try again shortly, or log in.",
+                    retry_after=wait,
+                )
 
     async def _reserve(self, slot: AnswerSlot) -> None:
-        reserved = await self._coordinator.reserve_answer(
+        reservation = await self._coordinator.reserve_answer(
             slot,
-            max_per_user=settings.CHAT_MAX_ANSWERS_PER_USER,
-            max_per_room=settings.CHAT_MAX_ANSWERS_PER_ROOM,
+            SlotLimits(
+                per_user=settings.CHAT_MAX_ANSWERS_PER_USER,
+                per_room=settings.CHAT_MAX_ANSWERS_PER_ROOM,
+                per_address=settings.CHAT_MAX_ANSWERS_PER_ADDRESS,
+                total=settings.CHAT_MAX_ANSWERS_RUNNING,
+            ),
         )
-        if not reserved:
-            raise ProtocolError(
-                "busy", "Too many answers are being written; wait for one to finish."
-            )
+        if reservation.limit is not None:
+            raise ProtocolError("busy", BUSY_MESSAGES[reservation.limit])
 
-    async def ask(self, room: str, identity: Identity, ask: protocol.Ask) -> Admitted:
-        """Post a question to `room` and start its answer (see the module docstring)."""
-        self._take_ask_token(identity)
-        slot = AnswerSlot(room=room, user_id=identity.id, answer_id=new_id("a"))
+    def _slot(self, room: str | None, identity: Identity, address: str | None) -> AnswerSlot:
+        return AnswerSlot(
+            room=room,
+            user_id=identity.id,
+            answer_id=new_id("a"),
+            address=address if identity.is_guest and address else None,
+        )
+
+    async def ask(
+        self, room: str, identity: Identity, ask: protocol.Ask, *, address: str | None = None
+    ) -> Admitted:
+        """Post a question to `room` and start its answer (see the module docstring).
+        `address`: the asker's client address, if the transport knows it."""
+        await self._take_ask_tokens(identity, address)
+        slot = self._slot(room, identity, address)
         await self._reserve(slot)
         started = False
         try:
@@ -108,12 +147,14 @@ class Admission:
             if not started:
                 await self._coordinator.release_answer(slot)
 
-    async def ask_direct(self, identity: Identity, ask: protocol.Ask) -> DirectAnswer:
+    async def ask_direct(
+        self, identity: Identity, ask: protocol.Ask, *, address: str | None = None
+    ) -> DirectAnswer:
         """One question in no room: nothing stored, the answer streamed to the asker only; it
         counts against the asker's running answers, not a room's. Started at once: its task
         owns the slot and gives it back however the caller reads it."""
-        self._take_ask_token(identity)
-        slot = AnswerSlot(room=None, user_id=identity.id, answer_id=new_id("a"))
+        await self._take_ask_tokens(identity, address)
+        slot = self._slot(None, identity, address)
         await self._reserve(slot)
         answer = DirectAnswer(
             answer_events(assistant_for(), ask.text, answer_id=slot.answer_id),

@@ -140,7 +140,8 @@ async def post_question(request: HttpRequest, room: str) -> HttpResponseBase:
     identity = await authenticate(request, write=True)
     command = _parse_ask(request)
     runtime = await detached(get_runtime())
-    admitted = await detached(runtime.admission.ask(room, identity, command))
+    address = request.META.get("REMOTE_ADDR") or None
+    admitted = await detached(runtime.admission.ask(room, identity, command, address=address))
     if admitted.duplicate:
         return JsonResponse({"id": admitted.question_id, "duplicate": True}, status=200)
     return JsonResponse({"id": admitted.question_id}, status=202)
@@ -167,7 +168,8 @@ async def ask(request: HttpRequest) -> HttpResponseBase:
     identity = await authenticate(request, write=True)
     command = _parse_ask(request)
     runtime = await detached(get_runtime())
-    answer = await runtime.admission.ask_direct(identity, command)
+    address = request.META.get("REMOTE_ADDR") or None
+    answer = await runtime.admission.ask_direct(identity, command, address=address)
     return sse.response(_direct_stream(answer))
 
 

@@ -11,15 +11,58 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Protocol
 
+from chat.ratelimit import BucketRegistry
+
 
 @dataclass(frozen=True, slots=True)
 class AnswerSlot:
-    """One answer counted against its asker's limit and its room's (`room` None: an answer in
-    no room, `POST /api/ask`, counts against its asker only)."""
+    """One running answer, counted against its asker's limit, its room's (`room` None: an
+    answer in no room, `POST /api/ask`), its client address's (`address`: set for guests, who
+    can make themselves a new identity at will) and the whole server's."""
 
     room: str | None
     user_id: str
     answer_id: str
+    address: str | None = None
+
+    def counters(self) -> list[tuple[str, str]]:
+        """(limit name, counter name) of every counter this slot takes a place in."""
+        found = [("user", f"user:{self.user_id}")]
+        if self.room is not None:
+            found.append(("room", f"room:{self.room}"))
+        if self.address is not None:
+            found.append(("address", f"address:{self.address}"))
+        found.append(("total", "total"))
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class SlotLimits:
+    """How many answers may run at once: per person, per room, per guest address, in all."""
+
+    per_user: int
+    per_room: int
+    per_address: int
+    total: int
+
+    def of(self, limit: str) -> int:
+        return {
+            "user": self.per_user,
+            "room": self.per_room,
+            "address": self.per_address,
+            "total": self.total,
+        }[limit]
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """What `reserve_answer` did: true when the slot was taken; else `limit` names the limit
+    that refused it ("user", "room", "address" or "total")."""
+
+    limit: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.limit is None
 
 
 class Coordinator(Protocol):
@@ -35,13 +78,17 @@ class Coordinator(Protocol):
         """Members now in the room, one entry per person, in order of arrival."""
         ...
 
-    async def reserve_answer(
-        self, slot: AnswerSlot, *, max_per_user: int, max_per_room: int
-    ) -> bool:
-        """Count a new answer against the limits; False (nothing counted) when over one."""
+    async def reserve_answer(self, slot: AnswerSlot, limits: SlotLimits) -> Reservation:
+        """Count a new answer against the limits, all or none: refused (nothing counted) when
+        one of its counters is full."""
         ...
 
     async def release_answer(self, slot: AnswerSlot) -> None: ...
+
+    async def take_token(self, key: str, *, rate: float, burst: int) -> float:
+        """Take a token of the bucket `key` (`rate` per second, at most `burst` saved up),
+        shared by every worker: 0 when taken, else the seconds until one is there."""
+        ...
 
     async def claim(self, answer_id: str, *, control_channel: str, lease_seconds: float) -> None:
         """This worker owns the answer; its lease lasts `lease_seconds` unless refreshed."""
@@ -64,8 +111,8 @@ class MemoryCoordinator:
     def __init__(self, worker_id: str = "local") -> None:
         self.worker_id = worker_id
         self._presence: dict[str, dict[str, dict[str, str]]] = defaultdict(dict)
-        self._by_user: dict[str, set[str]] = defaultdict(set)
-        self._by_room: dict[str, set[str]] = defaultdict(set)
+        self._slots: dict[str, set[str]] = defaultdict(set)  # counter -> answer ids
+        self._buckets: dict[tuple[float, int], BucketRegistry] = {}
         self._owners: dict[str, str] = {}
 
     async def presence_add(self, room: str, conn_id: str, member: dict[str, str]) -> None:
@@ -79,25 +126,28 @@ class MemoryCoordinator:
     async def members(self, room: str) -> list[dict[str, str]]:
         return unique_members(self._presence.get(room, {}).values())
 
-    async def reserve_answer(
-        self, slot: AnswerSlot, *, max_per_user: int, max_per_room: int
-    ) -> bool:
-        if len(self._by_user[slot.user_id]) >= max_per_user:
-            return False
-        if slot.room is not None and len(self._by_room[slot.room]) >= max_per_room:
-            return False
-        self._by_user[slot.user_id].add(slot.answer_id)
-        if slot.room is not None:
-            self._by_room[slot.room].add(slot.answer_id)
-        return True
+    async def reserve_answer(self, slot: AnswerSlot, limits: SlotLimits) -> Reservation:
+        counters = slot.counters()
+        for limit, counter in counters:
+            if len(self._slots.get(counter, ())) >= limits.of(limit):
+                return Reservation(limit)
+        for _, counter in counters:
+            self._slots[counter].add(slot.answer_id)
+        return Reservation()
 
     async def release_answer(self, slot: AnswerSlot) -> None:
-        # Empty sets go, so the dictionaries hold only people and rooms with answers running.
-        for key, slots in ((slot.user_id, self._by_user), (slot.room, self._by_room)):
-            if key is not None and key in slots:
-                slots[key].discard(slot.answer_id)
-                if not slots[key]:
-                    del slots[key]
+        # Empty sets go, so the dictionary holds only counters with answers running.
+        for _, counter in slot.counters():
+            if counter in self._slots:
+                self._slots[counter].discard(slot.answer_id)
+                if not self._slots[counter]:
+                    del self._slots[counter]
+
+    async def take_token(self, key: str, *, rate: float, burst: int) -> float:
+        buckets = self._buckets.get((rate, burst))
+        if buckets is None:
+            buckets = self._buckets[(rate, burst)] = BucketRegistry(rate, burst)
+        return buckets.take(key)
 
     async def claim(self, answer_id: str, *, control_channel: str, lease_seconds: float) -> None:
         self._owners[answer_id] = control_channel

@@ -1,10 +1,14 @@
-"""What workers agree on through Redis: presence, answer slots, and answer owners with leases.
+"""What workers agree on through Redis: presence, answer slots, rate limits, and answer owners
+with leases.
 
 - Presence: a hash per room, connection id -> member JSON tagged with its worker id and an
   arrival number. Each worker keeps a heartbeat key with a TTL; members of a worker whose
   heartbeat expired (it died) are left out of `members` and removed.
-- Answer slots: a sorted set per user and per room (answer id -> expiry time), counted and
-  added in one script; entries of a dead worker expire, since only their owner extends them.
+- Answer slots: a sorted set per counter (a user, a room, a guest address, the whole server;
+  answer id -> expiry time), counted and added in one script; entries of a dead worker
+  expire, since only their owner extends them.
+- Rate limits: a token bucket per key as one number (GCRA), on Redis' clock, so N workers
+  allow what one would, not N times it.
 - Owners: `owner:<answer>` holds the owner's control channel with a TTL (`SET ... PX`), the
   lease; the owner refreshes it (pipelined, with the slots and the heartbeat). Once it
   expired, `owner_channel` returns None and the orphan reaper ends the answer `interrupted`.
@@ -26,7 +30,7 @@ from typing import Any
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from chat.realtime.coordination import AnswerSlot, unique_members
+from chat.realtime.coordination import AnswerSlot, Reservation, SlotLimits, unique_members
 from chat.realtime.redis_client import command_client
 
 logger = logging.getLogger(__name__)
@@ -45,18 +49,34 @@ redis.call('HDEL', KEYS[1], unpack(ARGV))
 if redis.call('HLEN', KEYS[1]) <= 1 then redis.call('DEL', KEYS[1]) end
 """
 
-# KEYS: user slots, and room slots unless the answer is in no room ; ARGV: answer id, now ms,
-# expiry ms, max per user, max per room, key ttl ms. Expired slots (of dead workers) are
-# dropped before counting.
+# KEYS: the slot's counters (sorted sets) ; ARGV: answer id, now ms, expiry ms, key ttl ms,
+# then each counter's limit. All or none: returns 0 when taken, else the (1-based) index of the
+# counter that is full. Expired slots (of dead workers) are dropped before counting.
 _RESERVE = """
-for i = 1, #KEYS do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[2]) end
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
-if #KEYS > 1 and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then return 0 end
+for i = 1, #KEYS do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[2])
+  if redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[4 + i]) then return i end
+end
 for i = 1, #KEYS do
   redis.call('ZADD', KEYS[i], ARGV[3], ARGV[1])
-  redis.call('PEXPIRE', KEYS[i], ARGV[6])
+  redis.call('PEXPIRE', KEYS[i], ARGV[4])
 end
-return 1
+return 0
+"""
+
+# KEYS: the bucket ; ARGV: ms between tokens, tokens that may be saved up. A token bucket as
+# GCRA (one "theoretical arrival time" per key), on Redis' clock so every worker agrees.
+# Returns 0 when a token was taken, else the ms until one is there.
+_TAKE_TOKEN = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local wait = tat - (tonumber(ARGV[2]) - 1) * interval - now
+if wait > 0 then return wait end
+redis.call('SET', KEYS[1], tat + interval, 'PX', math.ceil(tat + interval - now) + 1000)
+return 0
 """
 
 # KEYS: owner key, data-epoch key ; ARGV: grace ms.
@@ -108,6 +128,7 @@ class RedisCoordinator:
         self._presence_add = self._redis.register_script(_PRESENCE_ADD)
         self._presence_remove = self._redis.register_script(_PRESENCE_REMOVE)
         self._reserve = self._redis.register_script(_RESERVE)
+        self._take_token = self._redis.register_script(_TAKE_TOKEN)
         self._owner = self._redis.register_script(_OWNER)
         self._epoch = self._redis.register_script(_EPOCH)
         # What this worker published, to publish again if Redis loses it.
@@ -163,29 +184,25 @@ class RedisCoordinator:
     # --- answer slots -------------------------------------------------------------------
 
     def _slot_keys(self, slot: AnswerSlot) -> list[str]:
-        keys = [self._k("slots", "user", slot.user_id)]
-        if slot.room is not None:
-            keys.append(self._k("slots", "room", slot.room))
-        return keys
+        return [self._k("slots", counter) for _, counter in slot.counters()]
 
-    async def reserve_answer(
-        self, slot: AnswerSlot, *, max_per_user: int, max_per_room: int
-    ) -> bool:
+    async def reserve_answer(self, slot: AnswerSlot, limits: SlotLimits) -> Reservation:
         now = int(time.time() * 1000)
-        reserved = await self._reserve(
+        counters = slot.counters()
+        full = await self._reserve(
             keys=self._slot_keys(slot),
             args=[
                 slot.answer_id,
                 now,
                 now + self._slot_ms,
-                max_per_user,
-                max_per_room,
                 self._slot_ms,
+                *(limits.of(limit) for limit, _ in counters),
             ],
         )
-        if reserved:
-            self._slots[slot.answer_id] = slot
-        return bool(reserved)
+        if full:
+            return Reservation(counters[int(full) - 1][0])
+        self._slots[slot.answer_id] = slot
+        return Reservation()
 
     async def release_answer(self, slot: AnswerSlot) -> None:
         self._slots.pop(slot.answer_id, None)
@@ -193,6 +210,16 @@ class RedisCoordinator:
             for key in self._slot_keys(slot):
                 pipe.zrem(key, slot.answer_id)
             await pipe.execute()
+
+    # --- rate limits --------------------------------------------------------------------
+
+    async def take_token(self, key: str, *, rate: float, burst: int) -> float:
+        if rate <= 0:
+            return float("inf")
+        wait_ms = await self._take_token(
+            keys=[self._k("bucket", key)], args=[1000.0 / rate, max(burst, 1)]
+        )
+        return float(wait_ms) / 1000.0
 
     # --- owners and leases --------------------------------------------------------------
 

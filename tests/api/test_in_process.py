@@ -23,7 +23,7 @@ from chat.api.errors import STATUS_BY_CODE, error_response
 from chat.api.views import _room_stream
 from chat.identity import new_guest
 from chat.models import ApiToken
-from chat.realtime.coordination import AnswerSlot, MemoryCoordinator
+from chat.realtime.coordination import AnswerSlot, MemoryCoordinator, SlotLimits
 from chat.realtime.member import RoomMember
 from chat.runtime import get_runtime
 
@@ -139,25 +139,24 @@ async def _events(
 
 
 SLOT_1 = AnswerSlot(room=None, user_id="u:1", answer_id="a_1")
+ONE_EACH = SlotLimits(per_user=1, per_room=10, per_address=10, total=10)
 
 
 async def test_a_direct_answer_never_read_still_releases_its_slot() -> None:
     coordinator = MemoryCoordinator()
-    assert await coordinator.reserve_answer(SLOT_1, max_per_user=1, max_per_room=10)
+    assert await coordinator.reserve_answer(SLOT_1, ONE_EACH)
     finished: list[str] = []
     answer = DirectAnswer(_events(asyncio.Event(), finished), coordinator=coordinator, slot=SLOT_1)
     answer.start()
     assert answer._task is not None
     await answer._task
     assert finished == ["closed"]
-    assert await coordinator.reserve_answer(
-        AnswerSlot(None, "u:1", "a_2"), max_per_user=1, max_per_room=10
-    )
+    assert await coordinator.reserve_answer(AnswerSlot(None, "u:1", "a_2"), ONE_EACH)
 
 
 async def test_closing_a_direct_answer_early_stops_it_and_releases_its_slot() -> None:
     coordinator = MemoryCoordinator()
-    await coordinator.reserve_answer(SLOT_1, max_per_user=1, max_per_room=10)
+    await coordinator.reserve_answer(SLOT_1, ONE_EACH)
     finished: list[str] = []
     started = asyncio.Event()
     answer = DirectAnswer(
@@ -172,9 +171,7 @@ async def test_closing_a_direct_answer_early_stops_it_and_releases_its_slot() ->
     await events.aclose()
     assert answer._task is not None and answer._task.done()
     assert finished == ["closed"]
-    assert await coordinator.reserve_answer(
-        AnswerSlot(None, "u:1", "a_2"), max_per_user=1, max_per_room=10
-    )
+    assert await coordinator.reserve_answer(AnswerSlot(None, "u:1", "a_2"), ONE_EACH)
 
 
 async def test_tokens_are_stored_as_a_hash_and_shown_once() -> None:

@@ -131,6 +131,9 @@ def roomchat_server(
             # The tests ask quickly from a few guests: keep the limits out of their way.
             "CHAT_ASK_RATE_PER_MINUTE": "600",
             "CHAT_ASK_BURST": "50",
+            # Every browser here is a guest from 127.0.0.1.
+            "CHAT_ADDRESS_ASK_RATE_PER_MINUTE": "600",
+            "CHAT_ADDRESS_ASK_BURST": "50",
             "DJANGO_SUPERUSER_USERNAME": TEST_USER[0],
             "DJANGO_SUPERUSER_PASSWORD": TEST_USER[1],
             "DJANGO_SUPERUSER_EMAIL": "alice@example.com",

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from chat import protocol
-from chat.realtime.coordination import AnswerSlot
+from chat.realtime.coordination import AnswerSlot, SlotLimits
 from chat.realtime.log import SEQ_RESTART_GAP, RoomSeed
 from chat.realtime.memory import MemoryRoomLog
 from chat.realtime.redis_coordination import RedisCoordinator
@@ -210,18 +210,17 @@ async def test_coordinator_presence_slots_and_leases(own_redis: RedisServer) -> 
     await b.presence_add("p", "c2", {"id": "u2", "name": "Bob"})
     await b.presence_add("p", "c3", {"id": "u1", "name": "Ann"})  # a second tab
     assert await a.members("p") == [{"id": "u1", "name": "Ann"}, {"id": "u2", "name": "Bob"}]
-    limits = {"max_per_user": 1, "max_per_room": 2}
-    assert await a.reserve_answer(AnswerSlot("p", "u1", "x1"), **limits)
-    assert not await b.reserve_answer(
-        AnswerSlot("p", "u1", "x2"), **limits
-    )  # per user, across workers
-    assert await b.reserve_answer(AnswerSlot("p", "u2", "x3"), **limits)
-    assert not await b.reserve_answer(AnswerSlot("p", "u3", "x4"), **limits)  # per room
+    limits = SlotLimits(per_user=1, per_room=2, per_address=1, total=3)
+    assert await a.reserve_answer(AnswerSlot("p", "u1", "x1"), limits)
+    # Per user, across workers:
+    assert (await b.reserve_answer(AnswerSlot("p", "u1", "x2"), limits)).limit == "user"
+    assert await b.reserve_answer(AnswerSlot("p", "u2", "x3"), limits)
+    assert (await b.reserve_answer(AnswerSlot("p", "u3", "x4"), limits)).limit == "room"
     await a.claim("x1", control_channel="chan-a", lease_seconds=1)
     assert await b.owner_channel("x1") == "chan-a"
     await a.refresh(["x1"], lease_seconds=1)
     await b.release_answer(AnswerSlot("p", "u2", "x3"))
-    assert await b.reserve_answer(AnswerSlot("p", "u3", "x4"), **limits)
+    assert await b.reserve_answer(AnswerSlot("p", "u3", "x4"), limits)
     # Worker b dies: no more refreshes. Its lease, heartbeat and slots run out.
     await b.close()
     await a.presence_add("p", "c4", {"id": "u5", "name": "Eve"})  # a is alive
@@ -232,13 +231,42 @@ async def test_coordinator_presence_slots_and_leases(own_redis: RedisServer) -> 
     await a.close()
 
 
+ONE_PER_USER = SlotLimits(per_user=1, per_room=5, per_address=5, total=100)
+
+
+async def test_limits_hold_across_workers_for_the_server_and_guest_addresses(
+    own_redis: RedisServer,
+) -> None:
+    """What one worker would allow, N workers allow too, not N times it (the hardening issue,
+    "LLM cost")."""
+    a = RedisCoordinator(own_redis.url, worker_id="wa", lease_seconds=2)
+    b = RedisCoordinator(own_redis.url, worker_id="wb", lease_seconds=2)
+    limits = SlotLimits(per_user=5, per_room=50, per_address=2, total=3)
+    # Guests from one address, each a new identity: two run, the third is refused there.
+    assert await a.reserve_answer(AnswerSlot("r1", "g:1", "x1", address="10.0.0.9"), limits)
+    assert await b.reserve_answer(AnswerSlot("r2", "g:2", "x2", address="10.0.0.9"), limits)
+    third = AnswerSlot("r3", "g:3", "x3", address="10.0.0.9")
+    assert (await a.reserve_answer(third, limits)).limit == "address"
+    # The whole server: three at once, whichever worker asks.
+    assert await b.reserve_answer(AnswerSlot("r4", "u:1", "x4"), limits)
+    assert (await a.reserve_answer(AnswerSlot("r5", "u:2", "x5"), limits)).limit == "total"
+    await a.release_answer(AnswerSlot("r1", "g:1", "x1", address="10.0.0.9"))
+    assert await b.reserve_answer(third, limits)
+    # One token bucket for everyone: a burst of 3 over two workers, then a wait.
+    taken = [await c.take_token("ask:user:u:1", rate=0.5, burst=3) for c in (a, b, a, b)]
+    assert taken[:3] == [0.0, 0.0, 0.0] and 1.0 < taken[3] <= 2.0
+    assert await b.take_token("ask:user:u:2", rate=0.5, burst=3) == 0.0
+    await a.close()
+    await b.close()
+
+
 async def test_coordinator_publishes_its_state_again_after_redis_lost_it(
     own_redis: RedisServer,
 ) -> None:
     a = RedisCoordinator(own_redis.url, worker_id="wa", lease_seconds=2)
     b = RedisCoordinator(own_redis.url, worker_id="wb", lease_seconds=2)
     await a.presence_add("p", "c1", {"id": "u1", "name": "Ann"})
-    await a.reserve_answer(AnswerSlot("p", "u1", "x1"), max_per_user=1, max_per_room=5)
+    await a.reserve_answer(AnswerSlot("p", "u1", "x1"), ONE_PER_USER)
     await a.claim("x1", control_channel="chan-a", lease_seconds=2)
     await a.refresh(["x1"], lease_seconds=2)
     await asyncio.to_thread(own_redis.restart)
@@ -252,6 +280,6 @@ async def test_coordinator_publishes_its_state_again_after_redis_lost_it(
     await a.refresh(["x1"], lease_seconds=2)
     assert await pending == "chan-a"
     assert await b.members("p") == [{"id": "u1", "name": "Ann"}]
-    assert not await b.reserve_answer(AnswerSlot("p", "u1", "x2"), max_per_user=1, max_per_room=5)
+    assert not await b.reserve_answer(AnswerSlot("p", "u1", "x2"), ONE_PER_USER)
     await a.close()
     await b.close()

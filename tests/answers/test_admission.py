@@ -1,0 +1,90 @@
+"""Admission's limits for an open server, through the real ASGI application: guests counted by
+their client address, a cap on answers running on the whole server, the same refusals over
+WebSocket and HTTP (the hardening issue, "LLM cost")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.test import AsyncClient
+
+from chat.runtime import get_runtime
+from config.asgi import application
+from tests.conftest import Client, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+LONG = "Talk a while [[sim tokens=400 tps=20]]"
+
+
+async def guest_from(address: str, room: str) -> Client:
+    """A new guest (no session: a fresh identity), connecting from `address`."""
+    communicator = WebsocketCommunicator(application, f"/ws/rooms/{room}/")
+    # The scope is handed to the application when it first runs, at connect.
+    communicator.scope["client"] = (address, 50000)
+    connected, _ = await communicator.connect(timeout=10)
+    assert connected
+    client = Client(communicator)
+    client.welcome = (await client.recv_until(lambda f: f["type"] == "welcome"))[-1]
+    return client
+
+
+async def outcome(client: Client, text: str = LONG) -> dict[str, Any]:
+    """What the server answered an ask with: the `answer.start`, or an `error`."""
+    await client.send({"type": "ask", "text": text})
+    frames = await client.recv_until(lambda f: f["type"] in ("answer.start", "error"))
+    return frames[-1]
+
+
+async def test_new_guests_from_one_address_share_its_limit(settings: Any, llm: Any) -> None:
+    """Sixty guests without cookies once each got a fresh per-person limit; now the address
+    counts: only CHAT_MAX_ANSWERS_PER_ADDRESS of their answers run at once."""
+    settings.CHAT_MAX_ANSWERS_PER_ADDRESS = 2
+    settings.CHAT_ADDRESS_ASK_BURST = 100
+    guests = [await guest_from("203.0.113.7", f"addr{i}") for i in range(6)]
+    results = [await outcome(guest) for guest in guests]
+    started = [r for r in results if r["type"] == "answer.start"]
+    refused = [r for r in results if r["type"] == "error"]
+    assert len(started) == 2 and len(refused) == 4
+    assert {r["code"] for r in refused} == {"busy"}
+    assert "address" in refused[0]["message"]
+    # Another address is not held back by this one.
+    other = await guest_from("198.51.100.1", "addr-other")
+    assert (await outcome(other))["type"] == "answer.start"
+    for client in [*guests, other]:
+        await client.close()
+
+
+async def test_guests_from_one_address_share_an_ask_rate(settings: Any, llm: Any) -> None:
+    settings.CHAT_ADDRESS_ASK_RATE_PER_MINUTE = 1
+    settings.CHAT_ADDRESS_ASK_BURST = 3
+    settings.CHAT_MAX_ANSWERS_PER_ADDRESS = 100
+    guests = [await guest_from("203.0.113.8", f"rate{i}") for i in range(4)]
+    results = [await outcome(guest, "Hello [[sim tokens=2 tps=0]]") for guest in guests]
+    assert [r["type"] for r in results] == ["answer.start"] * 3 + ["error"]
+    assert results[3]["code"] == "rate_limited" and results[3]["retry_after"] > 0
+    for guest in guests:
+        await guest.close()
+
+
+async def test_the_server_caps_the_answers_running_at_once(settings: Any, llm: Any) -> None:
+    settings.CHAT_MAX_ANSWERS_RUNNING = 2
+    people = [await guest_from(f"192.0.2.{i}", f"cap{i}") for i in range(3)]
+    results = [await outcome(person) for person in people]
+    assert [r["type"] for r in results] == ["answer.start", "answer.start", "error"]
+    assert results[2]["code"] == "busy" and "server" in results[2]["message"]
+    # Over HTTP the same limit, the same code: 429 busy.
+    response = await AsyncClient().post(
+        "/api/rooms/cap-http/questions", {"text": LONG}, "application/json"
+    )
+    assert response.status_code == 429 and response.json()["error"]["code"] == "busy"
+    # When one ends, the next is admitted.
+    await people[0].send({"type": "cancel", "answer_id": results[0]["id"]})
+    await people[0].recv_until(lambda f: f["type"] == "answer.end")
+    runtime = await get_runtime()
+    await wait_for(lambda: len(runtime.runner.running_ids()) == 1)  # its slot is given back
+    assert (await outcome(people[2]))["type"] == "answer.start"
+    for person in people:
+        await person.close()
