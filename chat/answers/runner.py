@@ -72,6 +72,8 @@ class RunningAnswer:
     start_seq: int | None = None
     cancel_requested: bool = False
     shutdown: bool = False
+    # Ending now: a cancel landing in `_finish` would cut the end short (nothing appended).
+    finishing: bool = False
     sources: list[dict[str, Any]] = field(default_factory=list)
     status: AnswerStatus = "complete"
     error: dict[str, str] | None = None
@@ -158,11 +160,15 @@ class AnswerRunner:
         await self.ends.interrupt_orphan(room, answer_id, status="cancelled")
 
     def cancel_local(self, answer_id: str) -> bool:
+        """Cancel an answer running here; True if it runs here. A second cancel (a double
+        click, two workers' messages) or one that comes while the answer is ending does
+        nothing more: the end under way is the answer's one end."""
         running = self._running.get(answer_id)
         if running is None or running.task is None:
             return False
-        running.cancel_requested = True
-        running.task.cancel()
+        if not (running.cancel_requested or running.finishing):
+            running.cancel_requested = True
+            running.task.cancel()
         return True
 
     async def _run(self, running: RunningAnswer) -> None:
@@ -250,6 +256,7 @@ class AnswerRunner:
         """Append the last deltas, then end the answer once with the text the room saw, and
         give its slot back."""
         answer_id, room = running.answer_id, running.room
+        running.finishing = True
         try:
             try:
                 await running.publisher.drain()
@@ -303,7 +310,8 @@ class AnswerRunner:
         for running in self._running.values():
             running.shutdown = True
             if running.task is not None:
-                running.task.cancel()
+                if not running.finishing:  # an answer ending already is let finish
+                    running.task.cancel()
                 tasks.append(running.task)
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.ends.shutdown()

@@ -151,6 +151,10 @@ class RoomHub:
             state.ready.set()
         else:
             await state.ready.wait()
+            if self._rooms.get(room) is not state:
+                # Its subscription failed (the joiner that started it got the error): try
+                # again, rather than join a room state nobody delivers to.
+                return await self._ensure_room(room)
         return state
 
     def _listener(self, room: str, state: _RoomState) -> Callable[[int, str], None]:

@@ -4,6 +4,7 @@ and stores, cancel, failure, shutdown, its slot, and the conversation the LLM is
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
@@ -229,6 +230,20 @@ async def test_cancel_local_ends_the_answer_cancelled_once_and_closes_the_llm_st
     await assert_cancelled(worker, answer_id)
     assert worker.runner.cancel_local(answer_id) is False  # no longer running here
     assert worker.runner.cancel_local("a_unknown") is False
+
+
+async def test_cancels_repeated_while_the_answer_ends_still_end_it_once(
+    new_worker: NewWorker,
+) -> None:
+    """A double click on Stop: a second cancel landing while the first one ends the answer
+    once cut that end short (stored, never appended)."""
+    worker = await new_worker(slow_llm())
+    answer_id = await worker.ask()
+    await worker.deltas(answer_id, 3)
+    while answer_id in worker.runner.running_ids():
+        assert worker.runner.cancel_local(answer_id) is True
+        await asyncio.sleep(0)
+    await assert_cancelled(worker, answer_id)
 
 
 @pytest.mark.parametrize("who", [ASKER, STAFF], ids=["asker", "staff"])

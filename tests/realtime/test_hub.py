@@ -588,6 +588,41 @@ async def test_the_room_stays_subscribed_while_a_member_is_still_joining(
     joiner.assert_gapless(3)
 
 
+async def test_a_joiner_waiting_on_a_subscription_that_fails_subscribes_again(
+    new_member: Callable[..., Member],
+) -> None:
+    """Two members join an unsubscribed room at once and the first subscription fails (Redis
+    away): the first joiner gets the error, the second subscribes again and is served; it
+    was once left in a room state nobody delivered to, never closed."""
+
+    class FailingOnce(SteppedLog):
+        failed = False
+
+        async def subscribe(self, room_name: str, listener: Listener) -> int:
+            if not self.failed:
+                self.failed = True
+                await self._pause("subscribe")
+                raise ConnectionError("the log is away")
+            return await super().subscribe(room_name, listener)
+
+    log = FailingOnce()
+    hub = RoomHub(log)
+    first, second = new_member(), new_member()
+    held = log.hold("subscribe")
+    failing = asyncio.create_task(join(hub, first))
+    await asyncio.sleep(0.01)
+    waiting = asyncio.create_task(join(hub, second))
+    await asyncio.sleep(0.01)
+    held.release()
+    with pytest.raises(ConnectionError):
+        await failing
+    await waiting
+    assert log.subscribed == [ROOM]
+    await post(log, 2)
+    await second.received_up_to(2)
+    second.assert_gapless(2)
+
+
 # --- a log that jumps -----------------------------------------------------------------------
 
 
