@@ -4,6 +4,7 @@ Every variable is listed in `.env.example` and documented in docs/configuration.
 fails when one is missing there. App code reads `django.conf.settings` lazily, never at import.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -40,6 +41,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "chat",
+    # Failed logins, counted in the database (shared by every worker); see "Logins" below.
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -52,7 +55,27 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns a locked-out login into its 429 response; last, as django-axes asks.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# --- Logins: throttled with django-axes, a well-kept library (jazzband) that counts failures
+# in the database, so the limit holds across workers, on the admin and the site's login alike.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+CHAT_LOGIN_FAILURE_LIMIT: int = env.int("CHAT_LOGIN_FAILURE_LIMIT", default=5)
+CHAT_LOGIN_COOLOFF_MINUTES: float = env.float("CHAT_LOGIN_COOLOFF_MINUTES", default=15.0)
+AXES_FAILURE_LIMIT = CHAT_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=CHAT_LOGIN_COOLOFF_MINUTES)
+# Per account and client address: one attacker cannot lock a person out from everywhere, and
+# a team behind one address is not locked out by one person's typos.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The address daphne gives (the client's own behind nginx with --proxy-headers); never a header
+# a client could set.
+AXES_CLIENT_IP_CALLABLE = "config.logins.client_address"
 
 ROOT_URLCONF = "config.urls"
 ASGI_APPLICATION = "config.asgi.application"
