@@ -39,6 +39,8 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         # The connections' tasks, so that stopping waits for them to end.
         self._handlers: set[asyncio.Task[Any]] = set()
+        self._drop_reply = threading.Event()
+        self._dropped = 0
 
     # --- control, from any thread -------------------------------------------------------
 
@@ -61,6 +63,15 @@ class TcpProxy:
     def restore(self) -> None:
         """Forward again (held connections go through now)."""
         self._call(self._restore())
+
+    def drop_next_reply(self) -> None:
+        """The next bytes the server sends back are dropped, and that connection is broken:
+        the request reached the server and ran, the client never hears of it (and retries)."""
+        self._drop_reply.set()
+
+    @property
+    def replies_dropped(self) -> int:
+        return self._dropped
 
     @property
     def url_host(self) -> str:
@@ -135,17 +146,23 @@ class TcpProxy:
         self._writers.add(upstream_writer)
         await asyncio.gather(
             self._pipe(reader, upstream_writer),
-            self._pipe(upstream_reader, writer),
+            self._pipe(upstream_reader, writer, replies=True),
         )
         for side in (writer, upstream_writer):
             self._writers.discard(side)
             side.transport.abort()
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, replies: bool = False
+    ) -> None:
         with contextlib.suppress(OSError, ConnectionError):
             while data := await reader.read(CHUNK):
                 if writer.transport.is_closing():
                     return
+                if replies and self._drop_reply.is_set():
+                    self._drop_reply.clear()
+                    self._dropped += 1
+                    break  # the reply is lost with the connection
                 writer.write(data)
                 await writer.drain()
         # One side hung up (or was cut): end the other side too.

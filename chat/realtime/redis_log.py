@@ -121,11 +121,19 @@ class RedisRoomLog:
             raise ValueError(f"Not a room event: {kind!r}")
         room_keys = self._append_keys.get(room)
         if room_keys is None:  # the hot path: build a room's key names once
-            room_keys = self._keys(room, "seq", "log", "order", "msgs", "live", "times", "text:")
+            room_keys = self._keys(
+                room, "seq", "log", "order", "msgs", "live", "times", "text:", "appended", "tokens"
+            )
             if len(self._append_keys) >= 10_000:
                 self._append_keys.clear()
             self._append_keys[room] = room_keys
-        keys = [*room_keys[:6], room_keys[6] + (target if kind != "question" else "")]
+        keys = [
+            *room_keys[:6],
+            room_keys[6] + (target if kind != "question" else ""),
+            *room_keys[7:],
+        ]
+        # The same token on every retry of this append (redis-py retries a command whose
+        # connection broke, and the reply may be what was lost): it is appended once.
         args = [
             kind,
             dumps(event)[1:],
@@ -135,6 +143,8 @@ class RedisRoomLog:
             self._view_size,
             self._retention_seconds,
             self._ttl,
+            secrets.token_hex(8),
+            redis_lua.RECENT_APPENDS,
         ]
         seq = await self._call(room, self._append, keys, args)
         return int(seq) or None

@@ -9,7 +9,10 @@ Keys of a room (all share the hash tag `{room}`, so they live in one slot of a c
   `msgs[id:end]` are JSON patches folded over it when rendering (Lua never decodes JSON);
 - `live`: a set of the ids of answers still being written, and `text:<id>` their text so far;
 - `times`: a sorted set mapping each second (score) to the first seq appended in it, so the
-  log can be trimmed by age although its entry ids are seqs, not times.
+  log can be trimmed by age although its entry ids are seqs, not times;
+- `appended` (hash: append token -> seq) and `tokens` (list, oldest first): the last
+  `RECENT_APPENDS` appends, so an append retried after its reply was lost (the connection
+  broke on the way back) returns the seq it got the first time instead of appending twice.
 
 Every script that needs the room returns -1 when `seq` is missing: the caller seeds the room
 from the database and calls again.
@@ -17,15 +20,22 @@ from the database and calls again.
 
 from __future__ import annotations
 
-# KEYS: seq, log, order, msgs, live, times, text (this answer's text; unused for questions)
+# Appends remembered per room for retries: far more than can be in flight at once.
+RECENT_APPENDS = 256
+
+# KEYS: seq, log, order, msgs, live, times, text (this answer's text; unused for questions),
+#       appended, tokens
 # ARGV: kind, frame body (the event's JSON without its leading "{"), id (message or answer),
 #       payload (delta text | message JSON | sources JSON | end patch JSON), max events,
-#       view size, retention seconds, ttl seconds
-# Returns the new seq; 0 when the event belongs to an answer that is not live (nothing is
-# appended: an answer ends exactly once and nothing of it follows its end); -1 (not seeded).
+#       view size, retention seconds, ttl seconds, append token, recent appends kept
+# Returns the new seq (or the first try's, for a token already appended); 0 when the event
+# belongs to an answer that is not live (nothing is appended: an answer ends exactly once and
+# nothing of it follows its end); -1 (not seeded).
 APPEND = """
 local kind, id = ARGV[1], ARGV[3]
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local first = redis.call('HGET', KEYS[8], ARGV[9])
+if first then return tonumber(first) end
 local part_of_answer = kind == 'answer.delta' or kind == 'answer.sources' or kind == 'answer.end'
 if part_of_answer and redis.call('SISMEMBER', KEYS[5], id) == 0 then return 0 end
 local seq = redis.call('INCR', KEYS[1])
@@ -62,6 +72,10 @@ elseif kind == 'answer.end' then
     redis.call('HSET', KEYS[4], id .. ':end', ARGV[4])
   end
 end
+redis.call('HSET', KEYS[8], ARGV[9], seq)
+if redis.call('RPUSH', KEYS[9], ARGV[9]) > tonumber(ARGV[10]) then
+  redis.call('HDEL', KEYS[8], redis.call('LPOP', KEYS[9]))
+end
 -- Once per second per room: note the first seq of this second, trim events older than the
 -- retention, and push back the expiry of an idle room's keys.
 local now = tonumber(redis.call('TIME')[1])
@@ -72,7 +86,7 @@ if #last == 0 or tonumber(last[2]) < now then
   local oldest = redis.call('ZRANGEBYSCORE', KEYS[6], cutoff, '+inf', 'LIMIT', 0, 1)
   redis.call('XTRIM', KEYS[2], 'MINID', oldest[1] .. '-0')
   redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. cutoff)
-  for i = 1, 6 do redis.call('EXPIRE', KEYS[i], ARGV[8]) end
+  for _, i in ipairs({1, 2, 3, 4, 5, 6, 8, 9}) do redis.call('EXPIRE', KEYS[i], ARGV[8]) end
 end
 return seq
 """

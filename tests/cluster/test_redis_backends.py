@@ -5,6 +5,7 @@ backlogs), trimming, seeding after data loss, and a reader that survives a Redis
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from chat.realtime.redis_coordination import RedisCoordinator
 from chat.realtime.redis_log import RedisRoomLog
 from tests.cluster.harness import RedisServer, redis_server
 from tests.conftest import wait_for
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.cluster
 
@@ -283,3 +285,37 @@ async def test_coordinator_publishes_its_state_again_after_redis_lost_it(
     assert not await b.reserve_answer(AnswerSlot("p", "u1", "x2"), ONE_PER_USER)
     await a.close()
     await b.close()
+
+
+async def test_an_append_whose_reply_is_lost_is_retried_without_appending_twice(
+    own_redis: RedisServer,
+) -> None:
+    """The append ran in Redis, the reply was lost with the connection, redis-py retried it:
+    the retry gets the first try's seq, and the room has the event once (the hardening
+    issue, item 12). Through a proxy that drops the reply."""
+    with TcpProxy("127.0.0.1", own_redis.port) as proxy:
+        log = RedisRoomLog(
+            f"redis://{proxy.url_host}/0",
+            seeder=Seeder(),
+            retention_events=1000,
+            retention_seconds=3600,
+            view_size=50,
+        )
+        try:
+            user = {"id": "u", "name": "U"}
+            seqs = []
+            for n in range(6):
+                if n in (2, 4):
+                    proxy.drop_next_reply()
+                event = protocol.question_event(
+                    id=f"q{n}", user=user, text=f"question {n}", created="t", client_id=None
+                )
+                seqs.append(await log.append("lossy", event))
+            assert proxy.replies_dropped == 2
+            assert seqs == [1, 2, 3, 4, 5, 6]
+            events = await log.read_after("lossy", 0)
+            assert events is not None
+            assert [seq for seq, _ in events] == [1, 2, 3, 4, 5, 6]
+            assert [json.loads(frame)["id"] for _, frame in events] == [f"q{n}" for n in range(6)]
+        finally:
+            await log.close()
