@@ -34,6 +34,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     conn: Outbox | None = None
     identity: identities.Identity | None = None
     runtime: Runtime | None = None
+    counted_address: str | None = None
 
     async def connect(self) -> None:
         """Refuse (before accept) when login is required; 4004 for a bad room name."""
@@ -50,11 +51,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # The client's address (the proxy's X-Forwarded-For under `daphne --proxy-headers`).
         client = self.scope.get("client")
         self.address: str | None = str(client[0]) if client else None
+        self.runtime = await get_runtime()
+        # A guest is a new identity at will: their connections are counted by address.
+        self.counted_address = self.address if self.identity.is_guest else None
+        if self.counted_address is not None and not self.runtime.guest_connections.acquire(
+            self.counted_address
+        ):
+            self.counted_address = None
+            await self.close(code=protocol.CLOSE_TOO_MANY)
+            return
         self.flood_strikes = 0
         self.frames = TokenBucket(
             settings.CHAT_FRAME_RATE_PER_SECOND, settings.CHAT_FRAME_RATE_PER_SECOND * 2
         )
-        self.runtime = await get_runtime()
         self.conn = Outbox(
             send=self._send_text,
             close=self._close_with,
@@ -73,6 +82,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         """Drop the socket only: answers keep running and are stored for everyone."""
+        if self.runtime is not None and self.counted_address is not None:
+            self.runtime.guest_connections.release(self.counted_address)
+            self.counted_address = None
         if self.conn is None or self.runtime is None:
             return
         await self.runtime.membership.leave(self.room, self.conn, conn_id=self.conn_id)

@@ -30,6 +30,7 @@ CLOSE_INTERNAL: Final = 1011
 CLOSE_RESTART: Final = 1012
 CLOSE_BAD_ROOM: Final = 4004
 CLOSE_TOO_SLOW: Final = 4008
+CLOSE_TOO_MANY: Final = 4029
 
 # Types the client may send, and every type the server sends (docs are tested against these).
 COMMAND_TYPES: Final = ("ask", "cancel", "ping")

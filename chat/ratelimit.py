@@ -1,4 +1,6 @@
-"""Token buckets: asks per person, frames per connection."""
+"""Limits on how fast and how much one client may use: token buckets (frames per connection,
+asks where no coordinator keeps them) and counts of what is open (guest connections per
+address)."""
 
 from __future__ import annotations
 
@@ -45,3 +47,29 @@ class BucketRegistry:
         for key, bucket in list(self._buckets.items()):
             if bucket._tokens + (now - bucket._stamp) * bucket.rate >= bucket.burst:
                 del self._buckets[key]
+
+
+class OpenPerKey:
+    """At most `limit` things open at once per key (a guest's connections per client address,
+    in this process); a key's count is forgotten when it drops to zero."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: dict[str, int] = {}
+
+    def acquire(self, key: str) -> bool:
+        count = self._open.get(key, 0)
+        if count >= self.limit:
+            return False
+        self._open[key] = count + 1
+        return True
+
+    def release(self, key: str) -> None:
+        count = self._open.get(key, 0) - 1
+        if count > 0:
+            self._open[key] = count
+        else:
+            self._open.pop(key, None)
+
+    def count(self, key: str) -> int:
+        return self._open.get(key, 0)

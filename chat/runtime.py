@@ -27,6 +27,7 @@ from chat.answers.assistants import assistant_for
 from chat.answers.runner import AnswerRunner
 from chat.background import start_detached
 from chat.llm import aclose_provider
+from chat.ratelimit import OpenPerKey
 from chat.realtime.backends import build_backends
 from chat.realtime.hub import RoomHub
 from chat.realtime.membership import Membership
@@ -68,6 +69,8 @@ class Runtime:
             channel_layer=self.layer,
         )
         self.admission = Admission(runner=self.runner, coordinator=self.coordinator, log=self.log)
+        # Guests' open WebSockets per client address, on this worker.
+        self.guest_connections = OpenPerKey(settings.CHAT_MAX_CONNECTIONS_PER_ADDRESS)
         if hasattr(self.coordinator, "on_data_loss"):
             # Redis lost its data (restarted): our channel-layer groups went with it.
             self.coordinator.on_data_loss = self.presence.rejoin_groups

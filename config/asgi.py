@@ -13,9 +13,13 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from chat.routing import websocket_urlpatterns  # noqa: E402
+from config.idle import limit_idle_connections  # noqa: E402
 from config.origin import OriginCheck  # noqa: E402
+
+limit_idle_connections(settings.CHAT_IDLE_CONNECTION_SECONDS)
 
 
 def transport_probe(app: Any) -> Any:

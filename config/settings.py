@@ -195,6 +195,11 @@ CHAT_ADDRESS_ASK_RATE_PER_MINUTE: float = env.float(
     "CHAT_ADDRESS_ASK_RATE_PER_MINUTE", default=30.0
 )
 CHAT_ADDRESS_ASK_BURST: int = env.int("CHAT_ADDRESS_ASK_BURST", default=10)
+# Connections: a guest's WebSockets per client address on one worker (nginx limits per address
+# at the edge too), and how long a TCP connection may stay silent before it has sent a whole
+# request (never-finished handshakes, idle sockets).
+CHAT_MAX_CONNECTIONS_PER_ADDRESS: int = env.int("CHAT_MAX_CONNECTIONS_PER_ADDRESS", default=50)
+CHAT_IDLE_CONNECTION_SECONDS: float = env.float("CHAT_IDLE_CONNECTION_SECONDS", default=15.0)
 CHAT_SEND_BUFFER_BYTES: int = env.int("CHAT_SEND_BUFFER_BYTES", default=1048576)
 CHAT_LOG_RETENTION_EVENTS: int = env.int("CHAT_LOG_RETENTION_EVENTS", default=20000)
 CHAT_LOG_RETENTION_SECONDS: int = env.int("CHAT_LOG_RETENTION_SECONDS", default=3600)

@@ -5,8 +5,11 @@ refused on the wire as they are in-process."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,3 +104,66 @@ async def test_a_real_server_refuses_bad_names_and_other_ports(server: str) -> N
         f"{base}/ws/rooms/lobby/", origin=f"http://127.0.0.1:{port}"
     ) as ws:
         assert (await _frames_until(ws, lambda f: f["type"] == "welcome"))["room"] == "lobby"
+
+
+@pytest.fixture
+def strict_server(tmp_path: Path, simulator: Any, knowledge_base: str) -> Iterator[str]:
+    """A real daphne with short connection limits."""
+    env = server_env(
+        tmp_path,
+        {
+            "OPENAI_BASE_URL": simulator.base_url,
+            "OPENAI_API_KEY": "k",
+            "CHAT_IDLE_CONNECTION_SECONDS": "2",
+            "CHAT_MAX_CONNECTIONS_PER_ADDRESS": "3",
+        },
+    )
+    migrate(env)
+    with daphne(env, log=tmp_path / "daphne.log") as url:
+        yield url
+
+
+def _held_for(port: int, first_bytes: bytes) -> float:
+    """Seconds until the server hangs up on a socket that sends `first_bytes`, then nothing."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        began = time.monotonic()
+        if first_bytes:
+            sock.sendall(first_bytes)
+        with contextlib.suppress(ConnectionResetError):
+            while sock.recv(4096):
+                pass
+        return time.monotonic() - began
+
+
+async def test_silent_sockets_and_unfinished_handshakes_are_closed(strict_server: str) -> None:
+    """Daphne kept them for Twisted's 12 hours; now CHAT_IDLE_CONNECTION_SECONDS (2 here)."""
+    port = int(strict_server.rsplit(":", 1)[1])
+    unfinished = b"GET /ws/rooms/lobby/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+    held = await asyncio.gather(
+        *(asyncio.to_thread(_held_for, port, first) for first in (b"", unfinished, b"GE"))
+    )
+    assert all(seconds < 10 for seconds in held), held
+    # A WebSocket quieter than that is not touched: it is a request being handled.
+    async with websockets.connect(strict_server.replace("http", "ws") + "/ws/rooms/q/") as ws:
+        await _frames_until(ws, lambda f: f["type"] == "welcome")
+        await asyncio.sleep(4)
+        await ws.send(json.dumps({"type": "ping"}))
+        assert await _frames_until(ws, lambda f: f["type"] == "pong") == {"type": "pong"}
+
+
+async def test_a_guests_connections_from_one_address_are_limited(strict_server: str) -> None:
+    url = strict_server.replace("http", "ws") + "/ws/rooms/many/"
+    sockets = [await websockets.connect(url) for _ in range(3)]
+    for ws in sockets:
+        await _frames_until(ws, lambda f: f["type"] == "welcome")
+    async with websockets.connect(url) as extra:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await extra.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4029
+    # One leaves: the next one is let in.
+    await sockets.pop().close()
+    await asyncio.sleep(0.3)
+    async with websockets.connect(url) as again:
+        assert (await _frames_until(again, lambda f: f["type"] == "welcome"))["room"] == "many"
+    for ws in sockets:
+        await ws.close()
