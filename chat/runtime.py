@@ -40,6 +40,7 @@ REAP_SECONDS = 1.0
 # Slower than the reaper: each pass asks the database, and what it repairs is rare (an end the
 # room saw while the database was away, left unstored by a worker that died or gave up).
 REPAIR_SECONDS = 10.0
+IDLE_SWEEP_SECONDS = 10.0
 
 
 def new_worker_id() -> str:
@@ -85,6 +86,7 @@ class Runtime:
             ("orphan reaper", self._every(REAP_SECONDS, self._reap)),
             ("repair of stored ends", self._every(REPAIR_SECONDS, self._repair)),
             ("room groups", self.presence.run_group_refresh),
+            ("idle rooms", self._every(IDLE_SWEEP_SECONDS, self._forget_idle_rooms)),
             ("warm-up", self._warm_up),
         ]
         for name, loop in loops:
@@ -162,6 +164,13 @@ class Runtime:
 
     async def _reap(self) -> None:
         await self.runner.reap_orphans(self.hub.rooms())
+
+    async def _forget_idle_rooms(self) -> None:
+        """What this worker holds of rooms nobody here has used for a while goes: the log's
+        state and the presence groups (the hub forgets a room when its last member leaves)."""
+        grace = settings.CHAT_ROOM_STATE_GRACE_SECONDS
+        self.log.forget_idle(grace)
+        await self.presence.leave_idle_groups(grace)
 
     async def _repair(self) -> None:
         rooms = self.hub.rooms()

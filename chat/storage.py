@@ -27,6 +27,8 @@ def iso(moment: datetime) -> str:
 
 
 def get_room(name: str) -> Room:
+    """The room's row, made now if this is the first thing written in it: a room nobody wrote
+    anything in has no row (joining, reading, a resume leave nothing in the database)."""
     room, _ = Room.objects.get_or_create(name=name)
     return room
 
@@ -257,15 +259,21 @@ class StoredRoom:
     messages: list[dict[str, Any]]
 
 
-def seed_room(room_name: str, limit: int, *, interrupt_orphans: bool) -> StoredRoom:
+def seed_room(room_name: str, limit: int, *, orphans_before: datetime | None) -> StoredRoom:
     """How a room log that holds nothing for this room starts: from the database.
 
-    With `interrupt_orphans` (one process: nothing else can be writing them) answers left
-    `streaming` by a previous run are marked `interrupted`, keeping their saved text.
+    With `orphans_before` (one process: nothing else can be writing them) answers left
+    `streaming` by a previous run, started before this one, are marked `interrupted`, keeping
+    their saved text. (Not this run's own: a room seeded again after its state was evicted may
+    have an end still being stored.)
     """
-    room = get_room(room_name)
-    if interrupt_orphans:
-        Message.objects.filter(room=room, status=Message.Status.STREAMING).update(
+    room = Room.objects.filter(name=room_name).first()
+    if room is None:
+        return StoredRoom(last_seq=0, messages=[])  # nothing was ever written here
+    if orphans_before is not None:
+        Message.objects.filter(
+            room=room, status=Message.Status.STREAMING, created__lt=orphans_before
+        ).update(
             status=Message.Status.INTERRUPTED,
             error={
                 "code": "interrupted",

@@ -200,6 +200,9 @@ CHAT_ADDRESS_ASK_BURST: int = env.int("CHAT_ADDRESS_ASK_BURST", default=10)
 # request (never-finished handshakes, idle sockets).
 CHAT_MAX_CONNECTIONS_PER_ADDRESS: int = env.int("CHAT_MAX_CONNECTIONS_PER_ADDRESS", default=50)
 CHAT_IDLE_CONNECTION_SECONDS: float = env.float("CHAT_IDLE_CONNECTION_SECONDS", default=15.0)
+# A room's state in a worker (its log in memory, its presence group) goes this long after
+# nobody here uses it and no answer is being written in it.
+CHAT_ROOM_STATE_GRACE_SECONDS: float = env.float("CHAT_ROOM_STATE_GRACE_SECONDS", default=30.0)
 CHAT_SEND_BUFFER_BYTES: int = env.int("CHAT_SEND_BUFFER_BYTES", default=1048576)
 CHAT_LOG_RETENTION_EVENTS: int = env.int("CHAT_LOG_RETENTION_EVENTS", default=20000)
 CHAT_LOG_RETENTION_SECONDS: int = env.int("CHAT_LOG_RETENTION_SECONDS", default=3600)

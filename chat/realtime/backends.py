@@ -3,8 +3,11 @@ is set (several workers), else in this process (one worker)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.utils import timezone
 
 from chat import storage
 from chat.realtime.coordination import Coordinator, MemoryCoordinator
@@ -21,7 +24,7 @@ def build_backends(worker_id: str) -> tuple[RoomLog, Coordinator]:
         return (
             RedisRoomLog(
                 settings.REDIS_URL,
-                seeder=_seeder(interrupt_orphans=False),
+                seeder=_seeder(orphans_before=None),
                 retention_events=settings.CHAT_LOG_RETENTION_EVENTS,
                 retention_seconds=settings.CHAT_LOG_RETENTION_SECONDS,
                 view_size=view_size,
@@ -30,7 +33,7 @@ def build_backends(worker_id: str) -> tuple[RoomLog, Coordinator]:
         )
     return (
         MemoryRoomLog(
-            seeder=_seeder(interrupt_orphans=True),
+            seeder=_seeder(orphans_before=timezone.now()),
             retention_events=settings.CHAT_LOG_RETENTION_EVENTS,
             retention_seconds=settings.CHAT_LOG_RETENTION_SECONDS,
             view_size=view_size,
@@ -44,13 +47,14 @@ def _view_size() -> int:
     return max(settings.CHAT_HISTORY_LENGTH * 2, 100)
 
 
-def _seeder(*, interrupt_orphans: bool) -> RoomSeeder:
+def _seeder(*, orphans_before: datetime | None) -> RoomSeeder:
     """A room log that holds nothing for a room starts from what the database stored. With
-    one process, answers left `streaming` there can only be a previous run's: interrupted."""
+    one process, answers left `streaming` from before it started can only be a previous
+    run's: interrupted."""
 
     async def seed(room: str) -> RoomSeed:
         stored = await database_sync_to_async(storage.seed_room)(
-            room, _view_size(), interrupt_orphans=interrupt_orphans
+            room, _view_size(), orphans_before=orphans_before
         )
         return RoomSeed(last_seq=stored.last_seq, messages=stored.messages)
 

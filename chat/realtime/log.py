@@ -79,4 +79,9 @@ class RoomLog(Protocol):
 
     async def unsubscribe(self, room: str) -> None: ...
 
+    def forget_idle(self, idle_seconds: float) -> int:
+        """Drop what this process holds of rooms nobody here reads, with no answer being
+        written, unused for `idle_seconds` (the shared store keeps what it keeps); how many."""
+        ...
+
     async def close(self) -> None: ...

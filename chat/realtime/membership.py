@@ -7,10 +7,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
-from chat import protocol, storage
+from chat import protocol
 from chat.identity import Identity
 from chat.protocol import dumps
 from chat.realtime.coordination import Coordinator
@@ -39,8 +38,8 @@ class Membership:
         after: int | None,
     ) -> bool:
         """Make `outbox` a member of `room`: it gets a `welcome`, then every event after it;
-        True when it resumed from `after`. The room exists from its first join."""
-        await database_sync_to_async(storage.get_room)(room)
+        True when it resumed from `after`. Nothing is written for a join: a room gets its
+        database row with the first thing said in it."""
         await self._presence.watch_room(room)
         user = identity.to_wire()
         await self._coordinator.presence_add(room, conn_id, user)

@@ -24,6 +24,7 @@ class _Room:
     view: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
     live: dict[str, list[str]] = field(default_factory=dict)
     listener: Listener | None = None
+    used: float = field(default_factory=time.monotonic)  # last append, read or subscription
 
 
 class MemoryRoomLog:
@@ -46,7 +47,9 @@ class MemoryRoomLog:
 
     async def _room(self, name: str) -> _Room:
         room = self._rooms.get(name)
-        if room is None:
+        if room is not None:
+            room.used = time.monotonic()
+        else:
             seed = await self._seeder(name)
             # Another task may have seeded the room while we awaited the database.
             room = self._rooms.get(name)
@@ -117,6 +120,21 @@ class MemoryRoomLog:
         room = self._rooms.get(room_name)
         if room is not None:
             room.listener = None
+            room.used = time.monotonic()
+
+    def forget_idle(self, idle_seconds: float) -> int:
+        """Drop the state of rooms nobody here reads, with no answer being written, unused for
+        `idle_seconds`; how many were dropped. A room used again is seeded from the database
+        (its seq restarts above it: a client resuming from before gets a full welcome)."""
+        before = time.monotonic() - idle_seconds
+        idle = [
+            name
+            for name, room in self._rooms.items()
+            if room.listener is None and not room.live and room.used < before
+        ]
+        for name in idle:
+            del self._rooms[name]
+        return len(idle)
 
     async def close(self) -> None:
         self._rooms.clear()

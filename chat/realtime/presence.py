@@ -100,6 +100,21 @@ class Presence:
             except Exception:
                 logger.exception("Could not refresh group of room %s", room)
 
+    async def leave_idle_groups(self, idle_seconds: float) -> int:
+        """Leave the groups of rooms nobody here has been in for `idle_seconds` (not waiting
+        for the next refresh, up to an hour away); how many."""
+        before = time.monotonic() - idle_seconds
+        served = set(self._hub.rooms())
+        idle = [
+            room
+            for room, watched in self._groups.items()
+            if room not in served and watched < before
+        ]
+        for room in idle:
+            del self._groups[room]
+            await self._layer.group_discard(room_group(room), self.control_channel)
+        return len(idle)
+
     async def rejoin_groups(self) -> None:
         """After Redis lost its data: join our rooms' groups again at once (not at the next
         refresh, up to an hour away), and have every worker push fresh presence lists."""

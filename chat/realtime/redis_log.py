@@ -255,6 +255,13 @@ class RedisRoomLog:
         # Synchronous before any await: the hub relies on it (see RoomHub.leave).
         self._subs.pop(room, None)
 
+    def forget_idle(self, idle_seconds: float) -> int:
+        """Only the key names of rooms not read here are held (bounded anyway): drop them."""
+        idle = [room for room in self._append_keys if room not in self._subs]
+        for room in idle:
+            del self._append_keys[room]
+        return len(idle)
+
     async def _read_loop(self) -> None:
         """The worker's one reader: XREAD over every subscribed room, forever."""
         client = Redis.from_url(
