@@ -40,6 +40,10 @@ LOAD_LIMITS = {
     "CHAT_MAX_ANSWERS_PER_ADDRESS": "100000",
     "CHAT_ADDRESS_ASK_RATE_PER_MINUTE": "1000000",
     "CHAT_ADDRESS_ASK_BURST": "1000000",
+    "CHAT_MAX_CONNECTIONS_PER_ADDRESS": "1000000",
+    # Idle rooms are forgotten 2 s after their last use (30 s by default): the idle benchmark
+    # reads the RSS once that has happened.
+    "CHAT_ROOM_STATE_GRACE_SECONDS": "2",
     "CHAT_FRAME_RATE_PER_SECOND": "1000000",
     "CHAT_LLM_READ_TIMEOUT": "120",
     "CHAT_LLM_CONNECT_TIMEOUT": "30",

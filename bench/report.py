@@ -392,6 +392,7 @@ def _idle_table(runs: list[Run]) -> list[str]:
             _spread(group, "rss_warm_mib"),
             _spread(group, "rss_full_mib"),
             _spread(group, "rss_closed_mib"),
+            _spread(group, "rss_after_grace_mib"),
             _spread(group, "connect_per_s"),
             _spread(group, "idle_cpu_ms_per_s"),
         ]
@@ -406,6 +407,7 @@ def _idle_table(runs: list[Run]) -> list[str]:
             "RSS warm MiB",
             "RSS full MiB",
             "RSS after close MiB",
+            "RSS after the rooms' grace MiB",
             "connects / s",
             "idle CPU ms / s",
         ],

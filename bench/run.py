@@ -64,6 +64,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="experiments: wait between the members' joins and the ask (5; quick 0.2)",
     )
     parser.add_argument(
+        "--idle-room-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="idle: members per room (25; 5 puts 5,000 connections in 1,000 rooms)",
+    )
+    parser.add_argument(
         "--server-env",
         action="append",
         default=[],
@@ -126,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK if args.quick else FULL
     if args.fanout_settle is not None:
         sizes = replace(sizes, fanout_settle=args.fanout_settle)
+    if args.idle_room_size is not None:
+        sizes = replace(sizes, idle_room_size=args.idle_room_size)
     repeat = args.repeat or (1 if args.quick else 3)
     names = list(dict.fromkeys(args.only or NAMES))
     raise_open_files_limit()

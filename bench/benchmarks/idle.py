@@ -5,7 +5,9 @@ A fresh process (a daphne worker, or the baseline relay) gets `idle_warm` connec
 `idle_room_size` members per room; after `idle_hold` seconds of idleness the RSS is read again.
 Memory per connection = RSS growth / connections added. Every socket then sends a ping and must
 get its pong (the connection is still served), and all close; the RSS after closing shows what
-the process keeps.
+the process keeps, and the RSS once the server's room-state grace has passed (the worker forgets
+rooms nobody uses: `CHAT_ROOM_STATE_GRACE_SECONDS`, set short for the benchmark in
+bench/procs.py) shows what it keeps for good.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from bench.servers import single_worker
 
 VARIANTS = ("server", "relay")
 _SETTLE = 1.0
+# The server's grace for idle rooms (bench/procs.py) plus its sweep interval (chat/runtime.py,
+# IDLE_SWEEP_SECONDS) and a settle: after this, the rooms of the closed connections are gone.
+_AFTER_GRACE = 2.0 + 10.0 + 2.0
 _MIB = 1024 * 1024
 
 
@@ -86,6 +91,9 @@ def idle_run(ctx: Context, variant: str, proc: Proc) -> dict[str, Any]:
     barrier.release(2)
     results = [future.result(timeout=300) for future in futures]
     time.sleep(_SETTLE)
+    rss_closed = rss_bytes(proc.pid)
+    time.sleep(_AFTER_GRACE)
+    rss_after_grace = rss_bytes(proc.pid)
     added = connected - warm_count
     errors = [error for result in results for error in result.errors]
     return {
@@ -99,7 +107,9 @@ def idle_run(ctx: Context, variant: str, proc: Proc) -> dict[str, Any]:
         "connect_per_s": added / connect_seconds if connect_seconds else 0.0,
         "rss_warm_mib": rss_warm / _MIB,
         "rss_full_mib": rss_full / _MIB,
-        "rss_closed_mib": rss_bytes(proc.pid) / _MIB,
+        "rooms": -(-sizes.idle_connections // sizes.idle_room_size),
+        "rss_closed_mib": rss_closed / _MIB,
+        "rss_after_grace_mib": rss_after_grace / _MIB,
         "kib_per_connection": (rss_full - rss_warm) / added / 1024 if added else None,
         "idle_cpu_ms_per_s": idle_cpu / sizes.idle_hold * 1000,
         "client_cpu_s": sum(result.cpu_seconds for result in results),

@@ -134,6 +134,7 @@ def roomchat_server(
             # Every browser here is a guest from 127.0.0.1.
             "CHAT_ADDRESS_ASK_RATE_PER_MINUTE": "600",
             "CHAT_ADDRESS_ASK_BURST": "50",
+            "CHAT_MAX_CONNECTIONS_PER_ADDRESS": "1000",
             "DJANGO_SUPERUSER_USERNAME": TEST_USER[0],
             "DJANGO_SUPERUSER_PASSWORD": TEST_USER[1],
             "DJANGO_SUPERUSER_EMAIL": "alice@example.com",

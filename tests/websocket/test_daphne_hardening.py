@@ -30,6 +30,7 @@ def server(tmp_path: Path, simulator: Any, knowledge_base: str) -> Iterator[str]
             "OPENAI_BASE_URL": simulator.base_url,
             "OPENAI_API_KEY": "k",
             "CHAT_ASK_BURST": "100",
+            "CHAT_MAX_CONNECTIONS_PER_ADDRESS": "1000",
             # 100 joins from one address in a burst: not what the per-address limit is about.
             "DJANGO_LOG_LEVEL": "INFO",
         },
