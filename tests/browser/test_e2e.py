@@ -171,11 +171,18 @@ async def test_home_enter_room_guest_login_and_logout(
     # Continue as guest.
     await page.get_by_role("button", name="Continue as guest").click()
     await expect(page.locator(".account .identity")).to_contain_text("Guest ·")
-    # A good name enters the room; the room is then listed as recent.
+    # A good name enters the room. A visit alone stores nothing; once something is said
+    # there, the room is listed as recent.
     await page.fill("#room-name", room)
     await page.keyboard.press("Enter")
     await page.wait_for_url(f"**/rooms/{room}/")
     await expect(page.locator("#conn-status")).to_have_attribute("data-state", "live")
+    await page.goto(roomchat_server.url + "/")
+    await expect(page.locator("body")).not_to_contain_text(room)
+    await page.goto(f"{roomchat_server.url}/rooms/{room}/")
+    await expect(page.locator("#conn-status")).to_have_attribute("data-state", "live")
+    await ask(page, "Hello [[sim tokens=3 tps=0]]")
+    await expect(last_answer(page)).to_have_attribute("data-status", "complete", timeout=30000)
     await page.goto(roomchat_server.url + "/")
     await expect(page.locator(".room-list")).to_contain_text(room)
     # Log in (Django's LoginView), then out again (POST).
