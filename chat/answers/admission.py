@@ -59,27 +59,27 @@ class Admission:
 
     async def _take_ask_tokens(self, identity: Identity, address: str | None) -> None:
         """The ask rate limits: per person, and per address for guests."""
-        wait = await self._coordinator.take_token(
-            f"ask:user:{identity.id}",
-            rate=settings.CHAT_ASK_RATE_PER_MINUTE / 60.0,
-            burst=settings.CHAT_ASK_BURST,
-        )
-        if wait:
-            raise ProtocolError(
-                "rate_limited", "You are asking too fast; try again shortly.", retry_after=wait
+        buckets = [
+            (
+                f"ask:user:{identity.id}",
+                settings.CHAT_ASK_RATE_PER_MINUTE,
+                settings.CHAT_ASK_BURST,
+                "You are asking too fast; try again shortly.",
             )
+        ]
         if identity.is_guest and address:
-            wait = await self._coordinator.take_token(
-                f"ask:address:{address}",
-                rate=settings.CHAT_ADDRESS_ASK_RATE_PER_MINUTE / 60.0,
-                burst=settings.CHAT_ADDRESS_ASK_BURST,
-            )
-            if wait:
-                raise ProtocolError(
-                    "rate_limited",
+            buckets.append(
+                (
+                    f"ask:address:{address}",
+                    settings.CHAT_ADDRESS_ASK_RATE_PER_MINUTE,
+                    settings.CHAT_ADDRESS_ASK_BURST,
                     "Guests at your address are asking too fast; try again shortly, or log in.",
-                    retry_after=wait,
                 )
+            )
+        for key, per_minute, burst, message in buckets:
+            wait = await self._coordinator.take_token(key, rate=per_minute / 60.0, burst=burst)
+            if wait:
+                raise ProtocolError("rate_limited", message, retry_after=wait)
 
     async def _reserve(self, slot: AnswerSlot) -> None:
         reservation = await self._coordinator.reserve_answer(

@@ -22,22 +22,28 @@ from tests.servers import daphne, migrate, server_env
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def server(tmp_path: Path, simulator: Any, knowledge_base: str) -> Iterator[str]:
+def _serve(tmp_path: Path, simulator: Any, settings: dict[str, str]) -> Iterator[str]:
+    """A real daphne against the simulator, with these chat settings."""
     env = server_env(
-        tmp_path,
-        {
-            "OPENAI_BASE_URL": simulator.base_url,
-            "OPENAI_API_KEY": "k",
-            "CHAT_ASK_BURST": "100",
-            "CHAT_MAX_CONNECTIONS_PER_ADDRESS": "1000",
-            # 100 joins from one address in a burst: not what the per-address limit is about.
-            "DJANGO_LOG_LEVEL": "INFO",
-        },
+        tmp_path, {"OPENAI_BASE_URL": simulator.base_url, "OPENAI_API_KEY": "k", **settings}
     )
     migrate(env)
     with daphne(env, log=tmp_path / "daphne.log") as url:
         yield url
+
+
+@pytest.fixture
+def server(tmp_path: Path, simulator: Any, knowledge_base: str) -> Iterator[str]:
+    # 100 joins from one address in a burst: not what the per-address limits are about.
+    yield from _serve(
+        tmp_path,
+        simulator,
+        {
+            "CHAT_ASK_BURST": "100",
+            "CHAT_MAX_CONNECTIONS_PER_ADDRESS": "1000",
+            "DJANGO_LOG_LEVEL": "INFO",
+        },
+    )
 
 
 async def _frames_until(ws: Any, predicate: Any, timeout: float = 20) -> dict[str, Any]:
@@ -110,18 +116,11 @@ async def test_a_real_server_refuses_bad_names_and_other_ports(server: str) -> N
 @pytest.fixture
 def strict_server(tmp_path: Path, simulator: Any, knowledge_base: str) -> Iterator[str]:
     """A real daphne with short connection limits."""
-    env = server_env(
+    yield from _serve(
         tmp_path,
-        {
-            "OPENAI_BASE_URL": simulator.base_url,
-            "OPENAI_API_KEY": "k",
-            "CHAT_IDLE_CONNECTION_SECONDS": "2",
-            "CHAT_MAX_CONNECTIONS_PER_ADDRESS": "3",
-        },
+        simulator,
+        {"CHAT_IDLE_CONNECTION_SECONDS": "2", "CHAT_MAX_CONNECTIONS_PER_ADDRESS": "3"},
     )
-    migrate(env)
-    with daphne(env, log=tmp_path / "daphne.log") as url:
-        yield url
 
 
 def _held_for(port: int, first_bytes: bytes) -> float:
