@@ -73,6 +73,11 @@ def _after(request: HttpRequest) -> int | None:
     return after if after >= 0 else None
 
 
+def _address(request: HttpRequest) -> str | None:
+    """The client's address as daphne gives it (X-Forwarded-For under --proxy-headers)."""
+    return request.META.get("REMOTE_ADDR") or None
+
+
 def _parse(
     request: HttpRequest, kind: str, fields: dict[str, Any] | None = None
 ) -> protocol.Command:
@@ -140,8 +145,9 @@ async def post_question(request: HttpRequest, room: str) -> HttpResponseBase:
     identity = await authenticate(request, write=True)
     command = _parse_ask(request)
     runtime = await detached(get_runtime())
-    address = request.META.get("REMOTE_ADDR") or None
-    admitted = await detached(runtime.admission.ask(room, identity, command, address=address))
+    admitted = await detached(
+        runtime.admission.ask(room, identity, command, address=_address(request))
+    )
     if admitted.duplicate:
         return JsonResponse({"id": admitted.question_id, "duplicate": True}, status=200)
     return JsonResponse({"id": admitted.question_id}, status=202)
@@ -168,8 +174,7 @@ async def ask(request: HttpRequest) -> HttpResponseBase:
     identity = await authenticate(request, write=True)
     command = _parse_ask(request)
     runtime = await detached(get_runtime())
-    address = request.META.get("REMOTE_ADDR") or None
-    answer = await runtime.admission.ask_direct(identity, command, address=address)
+    answer = await runtime.admission.ask_direct(identity, command, address=_address(request))
     return sse.response(_direct_stream(answer))
 
 

@@ -70,7 +70,7 @@ class Presence:
 
     async def _push(self, room: str) -> None:
         # No leaving the group here: members may be between a close and their resume. Groups
-        # of rooms nobody here uses any more are left by `refresh_groups`.
+        # of rooms nobody here uses any more are left by `leave_idle_groups`.
         outboxes = self._hub.connections(room)
         if not outboxes:
             return
@@ -86,17 +86,11 @@ class Presence:
             await self.refresh_groups()
 
     async def refresh_groups(self) -> None:
-        """Join our rooms' groups again; leave those of rooms nobody here has joined or used
-        for a whole refresh period."""
-        idle_before = time.monotonic() - settings.CHAT_GROUP_REFRESH_SECONDS
-        served = set(self._hub.rooms())
-        for room, watched in list(self._groups.items()):
+        """Join our rooms' groups again (leaving those nobody here uses is
+        `leave_idle_groups`' job, within CHAT_ROOM_STATE_GRACE_SECONDS)."""
+        for room in list(self._groups):
             try:
-                if room not in served and watched < idle_before:
-                    del self._groups[room]
-                    await self._layer.group_discard(room_group(room), self.control_channel)
-                else:
-                    await self._layer.group_add(room_group(room), self.control_channel)
+                await self._layer.group_add(room_group(room), self.control_channel)
             except Exception:
                 logger.exception("Could not refresh group of room %s", room)
 
