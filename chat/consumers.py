@@ -10,11 +10,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from chat import identity as identities
-from chat import protocol
+from chat import protocol, rooms
 from chat.protocol import ProtocolError, dumps
 from chat.ratelimit import TokenBucket
 from chat.realtime.outbox import Outbox
@@ -37,16 +38,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
     counted_address: str | None = None
 
     async def connect(self) -> None:
-        """Refuse (before accept) when login is required; 4004 for a bad room name."""
+        """Refuse (before accept: HTTP 403) when login is required or the room is not one
+        you may enter (a private room you are not a member of); 4004 for a bad room name."""
         self.room = self.scope["url_route"]["kwargs"]["room"]
         self.identity = identities.resolve(self.scope.get("user"), self.scope.get("session"))
         if self.identity is None:
             await self.close()  # Before accept: the handshake is refused (HTTP 403).
             return
-        await self.accept()
         if not protocol.is_room_name(self.room):
+            await self.accept()
             await self.close(code=protocol.CLOSE_BAD_ROOM)
             return
+        access = await database_sync_to_async(rooms.access)(self.room, self.identity)
+        if not access.may_enter:
+            await self.close()  # Refused like a bad origin: nothing says the room exists.
+            return
+        await self.accept()
         self.conn_id = secrets.token_hex(8)
         # The client's address (the proxy's X-Forwarded-For under `daphne --proxy-headers`).
         client = self.scope.get("client")

@@ -61,6 +61,16 @@ class Identity:
     def to_wire(self) -> dict[str, str]:
         return {"id": self.id, "name": self.name}
 
+    @property
+    def user_pk(self) -> int | None:
+        """The Django user's primary key of a signed-in person (`u:<pk>`); None for a guest."""
+        if self.is_guest or not self.id.startswith("u:"):
+            return None
+        try:
+            return int(self.id[2:])
+        except ValueError:
+            return None
+
 
 def new_guest() -> Identity:
     tag = secrets.token_hex(4)

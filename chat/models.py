@@ -12,7 +12,12 @@ from django.db import models
 
 
 class Room(models.Model):
-    """A chat room; it exists from its first join."""
+    """A chat room. A room named by a visit alone has no row: it is made with the first thing
+    said in it (public, no owner), or by someone creating it (`chat.rooms`), who owns it."""
+
+    class Visibility(models.TextChoices):
+        PUBLIC = "public"  # anyone the server lets in (guests too, if `allow_guests`)
+        PRIVATE = "private"  # its members only; never listed to anyone else
 
     name = models.CharField(max_length=64, unique=True)
     # Chroma collection searched for this room's answers; blank means settings.CHAT_COLLECTION.
@@ -22,6 +27,29 @@ class Room(models.Model):
     # Highest seq known to be appended; lets a Redis log that lost its data start above it.
     last_seq = models.BigIntegerField(default=0)
 
+    # Who decides (null: nobody yet; rooms from before owners existed, taken over by staff).
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="owned_rooms",
+    )
+    visibility = models.CharField(
+        max_length=16, choices=Visibility.choices, default=Visibility.PUBLIC
+    )
+    allow_guests = models.BooleanField(default=True)
+    # What the room's settings page edits (chat.rooms.RoomSettings checks every value).
+    title = models.CharField(max_length=100, blank=True, default="")
+    description = models.CharField(max_length=500, blank=True, default="")
+    # What people call the assistant (`@name`); blank: "assistant" (and its Korean alias).
+    assistant_name = models.CharField(max_length=40, blank=True, default="")
+    # The LLM model, one of settings.CHAT_MODELS; blank: settings.CHAT_MODEL.
+    model = models.CharField(max_length=100, blank=True, default="")
+    system_prompt = models.TextField(blank=True, default="")
+    # Sampling temperature; null: the provider's default.
+    temperature = models.FloatField(null=True, blank=True)
+
     class Meta:
         ordering = ["-last_activity"]
 
@@ -29,11 +57,51 @@ class Room(models.Model):
         return self.name
 
 
+class RoomMembership(models.Model):
+    """A signed-in person's role in a room (the owner is `Room.owner`, not a row here)."""
+
+    class Role(models.TextChoices):
+        MODERATOR = "moderator"
+        MEMBER = "member"
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="room_memberships"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["room", "user"], name="one_role_per_room")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.role} of {self.room_id}"
+
+
+class Invite(models.Model):
+    """An invite link to a room: its URL carries this row's id, signed (chat.invites); the row
+    says until when and how many times it admits someone."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="invites")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    expires = models.DateTimeField()
+    max_uses = models.PositiveIntegerField(default=1)
+    uses = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"invite {self.pk} to {self.room_id} ({self.uses}/{self.max_uses})"
+
+
 class Message(models.Model):
-    """A question (role `user`) or an answer (role `assistant`) in a room."""
+    """A question (role `user`), a person's plain message (role `message`, from `say`: it
+    asks nothing) or an answer (role `assistant`) in a room."""
 
     class Role(models.TextChoices):
         USER = "user"
+        MESSAGE = "message"
         ASSISTANT = "assistant"
 
     class Status(models.TextChoices):
@@ -64,6 +132,9 @@ class Message(models.Model):
     end_seq = models.BigIntegerField(null=True, blank=True)
     created = models.DateTimeField(db_index=True)
     finished = models.DateTimeField(null=True, blank=True)
+    # Removed by a moderator: the text is gone (emptied), the row stays so the room's order
+    # and an answer's link to its question do.
+    redacted = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["created"]

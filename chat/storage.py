@@ -17,9 +17,9 @@ from django.db.models import F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from chat import rooms
 from chat.identity import Identity
 from chat.models import ApiToken, Message, Room
-from chat.protocol import is_room_name
 
 
 def iso(moment: datetime) -> str:
@@ -56,8 +56,11 @@ class StoredQuestion:
 def create_question(
     room_name: str, *, message_id: str, identity: Identity, text: str, client_id: str | None
 ) -> StoredQuestion:
-    """Store a question, or find the one this client_id already asked here."""
+    """Store a question, or find the one this client_id already asked here. Refused
+    (`not_found`, as for no room) where `identity` may not enter: the check and the write are
+    one trip to the database thread, on every transport's path (chat.answers.admission)."""
     room = get_room(room_name)
+    rooms.access_to(room, room_name, identity).check_enter()
 
     def stored(message: Message, created: bool) -> StoredQuestion:
         return StoredQuestion(
@@ -227,6 +230,13 @@ def answer_info(answer_id: str) -> dict[str, Any] | None:
     }
 
 
+def answer_and_access(
+    answer_id: str, room_name: str, identity: Identity
+) -> tuple[dict[str, Any] | None, rooms.Access]:
+    """`answer_info`, and what `identity` may do in `room_name`, in one trip."""
+    return answer_info(answer_id), rooms.access(room_name, identity)
+
+
 def to_history(message: Message) -> dict[str, Any]:
     """A stored message as the protocol's `history` item."""
     item: dict[str, Any] = {
@@ -297,14 +307,6 @@ def context_messages(room_name: str, *, before_id: str, limit: int) -> list[Mess
     )
     rows.reverse()
     return rows
-
-
-def recent_rooms(limit: int = 20) -> list[Room]:
-    """The rooms most recently active, for the home page. A row with a name the rule refuses
-    (left by an older version that matched names loosely) is skipped: the page links to
-    every room it lists, and one unlinkable name would fail the page for everyone."""
-    rows = Room.objects.order_by("-last_activity")[: limit * 2]
-    return [room for room in rows if is_room_name(room.name)][:limit]
 
 
 def api_token_user(key: str, *, touch_after: timedelta) -> Any | None:

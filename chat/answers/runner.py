@@ -140,12 +140,15 @@ class AnswerRunner:
         running.task = start_detached(self._run(running), name=f"answer {answer_id}")
 
     async def cancel(self, room: str, identity: Identity, answer_id: str) -> None:
-        """Stop an answer for its asker (or staff), wherever it runs."""
-        info = await db(storage.answer_info)(answer_id)
+        """Stop an answer for its asker, the room's moderators or staff, wherever it runs."""
+        info, access = await db(storage.answer_and_access)(answer_id, room, identity)
+        access.check_enter()
         if info is None or info["room"] != room:
             raise ProtocolError("not_found", "There is no such answer in this room.")
-        if info["asker_id"] != identity.id and not identity.is_staff:
-            raise ProtocolError("forbidden", "Only the person who asked can stop this answer.")
+        if info["asker_id"] != identity.id and not access.may_moderate:
+            raise ProtocolError(
+                "forbidden", "Only the person who asked, or a moderator, can stop this answer."
+            )
         if info["status"] != "streaming":
             return  # Already ended: its answer.end is (or was) on its way to everyone.
         if self.cancel_local(answer_id):

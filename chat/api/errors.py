@@ -27,6 +27,7 @@ STATUS_BY_CODE: Final[dict[str, int]] = {
     "forbidden": 403,
     "not_found": 404,
     "method_not_allowed": 405,
+    "conflict": 409,
     "rate_limited": 429,
     "busy": 429,
     "internal": 500,

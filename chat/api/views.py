@@ -10,13 +10,14 @@ from contextlib import aclosing
 from functools import wraps
 from typing import Any
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.middleware.csrf import get_token
 from django.views.decorators.csrf import csrf_exempt
 
-from chat import protocol
+from chat import protocol, rooms
 from chat.answers.direct import DirectAnswer
 from chat.api import sse
 from chat.api.auth import authenticate
@@ -111,6 +112,7 @@ async def room_events(request: HttpRequest, room: str) -> HttpResponseBase:
     """`GET /api/rooms/<room>/events`: the room as Server-Sent Events, from a `welcome` on."""
     _check_room(room)
     identity = await authenticate(request, write=False)
+    (await database_sync_to_async(rooms.access)(room, identity)).check_enter()
     get_token(request)  # Sets the csrftoken cookie: a browser reader can POST next.
     runtime = await detached(get_runtime())
     member = RoomMember(

@@ -10,14 +10,14 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import storage
-from chat.identity import Identity, ensure_guest, from_user, guest_from_session
+from chat import rooms
+from chat.identity import Identity, ensure_guest, from_user, guest_from_session, new_guest
 from chat.protocol import ROOM_NAME_PATTERN, is_room_name
 
 RECENT_ROOMS = 20
@@ -84,7 +84,7 @@ def _home(request: HttpRequest, *, room_error: str = "", status: int = 200) -> H
     identity = current_identity(request)
     context = {
         "identity": identity,
-        "recent_rooms": storage.recent_rooms(RECENT_ROOMS),
+        "recent_rooms": rooms.public_rooms(RECENT_ROOMS),
         "allow_guests": settings.CHAT_ALLOW_GUESTS,
         "room_error": room_error,
         "room_value": request.GET.get("name", "") if room_error else "",
@@ -116,9 +116,13 @@ def room(request: HttpRequest, room: str) -> HttpResponse:
     """The room page. An anonymous visitor becomes the session's guest here (when guests are
     allowed) so that the WebSocket, which carries the session cookie, has a stable identity."""
     identity = from_user(request.user)
+    if identity is None and not settings.CHAT_ALLOW_GUESTS:
+        return redirect_to_login(request.get_full_path())
+    # A private room is a 404 to anyone outside it, like a room that is not there.
+    access = rooms.access(room, identity or new_guest())
+    if not access.may_enter:
+        raise Http404("no such room")
     if identity is None:
-        if not settings.CHAT_ALLOW_GUESTS:
-            return redirect_to_login(request.get_full_path())
         identity = ensure_guest(request.session)
     config = _page_config(
         request,
