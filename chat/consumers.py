@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -49,6 +50,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.accept()
             await self.close(code=protocol.CLOSE_BAD_ROOM)
             return
+        admitted_at = time.monotonic()
         access = await database_sync_to_async(rooms.access)(self.room, self.identity)
         if not access.may_enter:
             await self.close()  # Refused like a bad origin: nothing says the room exists.
@@ -77,6 +79,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             max_bytes=settings.CHAT_SEND_BUFFER_BYTES,
             transport_pending=self.scope.get("chat.transport_pending"),
             label=f"{self.room}/{self.identity.name}",
+            user_id=self.identity.id,
         )
         self.conn.start()
         await self.runtime.membership.join(
@@ -85,6 +88,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.conn,
             conn_id=self.conn_id,
             after=_after(self.scope),
+            admitted_at=admitted_at,
         )
 
     async def disconnect(self, code: int) -> None:
@@ -146,6 +150,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         runtime, identity = self._member()
         await runtime.runner.cancel(self.room, identity, command.answer_id)
 
+    async def on_redact(self, command: protocol.Redact) -> None:
+        runtime, identity = self._member()
+        await runtime.moderation.redact(self.room, identity, command)
+
+    async def on_remove(self, command: protocol.Remove) -> None:
+        runtime, identity = self._member()
+        await runtime.moderation.remove(self.room, identity, command.user_id)
+
     async def on_ping(self, command: protocol.Ping) -> None:
         if self.conn is not None:
             self.conn.push(dumps(protocol.pong_frame()))
@@ -155,6 +167,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         "ask": on_ask,
         "cancel": on_cancel,
         "ping": on_ping,
+        "redact": on_redact,
+        "remove": on_remove,
     }
 
     async def _send_text(self, frame: str) -> None:

@@ -58,11 +58,13 @@ class Room(models.Model):
 
 
 class RoomMembership(models.Model):
-    """A signed-in person's role in a room (the owner is `Room.owner`, not a row here)."""
+    """A signed-in person's role in a room (the owner is `Room.owner`, not a row here), or
+    their removal from it: a `removed` person may not enter again, public room or not."""
 
     class Role(models.TextChoices):
         MODERATOR = "moderator"
         MEMBER = "member"
+        REMOVED = "removed"
 
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(

@@ -20,6 +20,8 @@ PROTOCOL_VERSION: Final = 1
 ROOM_NAME_PATTERN: Final = r"[A-Za-z0-9_-]{1,64}"
 ROOM_NAME_RE: Final = re.compile(ROOM_NAME_PATTERN)
 MAX_CLIENT_ID_CHARS: Final = 64
+# A person's id on the wire: `u:<user pk>` (signed in) or `g:<hex>` (a guest).
+USER_ID_RE: Final = re.compile(r"[ug]:[0-9A-Za-z]{1,40}")
 # Ids the server makes are under 40 characters (the database column's size).
 MAX_ID_CHARS: Final = 40
 
@@ -28,18 +30,20 @@ CLOSE_TOO_BIG: Final = 1009
 CLOSE_POLICY: Final = 1008
 CLOSE_INTERNAL: Final = 1011
 CLOSE_RESTART: Final = 1012
+CLOSE_REMOVED: Final = 4003
 CLOSE_BAD_ROOM: Final = 4004
 CLOSE_TOO_SLOW: Final = 4008
 CLOSE_TOO_MANY: Final = 4029
 
 # Types the client may send, and every type the server sends (docs are tested against these).
-COMMAND_TYPES: Final = ("ask", "cancel", "ping")
+COMMAND_TYPES: Final = ("ask", "cancel", "ping", "redact", "remove")
 ROOM_EVENT_TYPES: Final = (
     "question",
     "answer.start",
     "answer.sources",
     "answer.delta",
     "answer.end",
+    "message.redacted",
 )
 DIRECT_FRAME_TYPES: Final = ("welcome", "presence", "pong", "error")
 ERROR_CODES: Final = (
@@ -97,7 +101,25 @@ class Ping:
     type: Literal["ping"] = "ping"
 
 
-Command = Ask | Cancel | Ping
+@dataclass(frozen=True, slots=True)
+class Redact:
+    """`redact`: remove a message, question or answer's text for everyone (moderators).
+    Names it by `id`, or by the `seq` of the event that posted it; exactly one of them."""
+
+    id: str | None = None
+    seq: int | None = None
+    type: Literal["redact"] = "redact"
+
+
+@dataclass(frozen=True, slots=True)
+class Remove:
+    """`remove`: a moderator removes someone from the room (their sockets close, 4003)."""
+
+    user_id: str
+    type: Literal["remove"] = "remove"
+
+
+Command = Ask | Cancel | Ping | Redact | Remove
 
 
 def _check_text(value: str, name: str) -> None:
@@ -150,11 +172,37 @@ def _parse_ping(frame: dict[str, Any], max_chars: int) -> Ping:
     return Ping()
 
 
+def _parse_redact(frame: dict[str, Any], max_chars: int) -> Redact:
+    message_id, seq = frame.get("id"), frame.get("seq")
+    if (message_id is None) == (seq is None):
+        raise ProtocolError("invalid", "Give exactly one of `id` and `seq`.")
+    if seq is not None:
+        # bool is an int in Python; `true` is not a seq.
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+            raise ProtocolError("invalid", "`seq` must be a positive integer.")
+        return Redact(seq=seq)
+    if not isinstance(message_id, str) or not message_id:
+        raise ProtocolError("invalid", "`id` must be a non-empty string.")
+    if len(message_id) > MAX_ID_CHARS:
+        raise ProtocolError("invalid", f"`id` is longer than {MAX_ID_CHARS} characters.")
+    _check_text(message_id, "id")
+    return Redact(id=message_id)
+
+
+def _parse_remove(frame: dict[str, Any], max_chars: int) -> Remove:
+    user_id = frame.get("user_id")
+    if not isinstance(user_id, str) or USER_ID_RE.fullmatch(user_id) is None:
+        raise ProtocolError("invalid", "`user_id` must be a member's id, such as `u:12`.")
+    return Remove(user_id=user_id)
+
+
 # Client input is dispatched through this explicit table, never getattr on client data.
 _PARSERS: dict[str, Callable[[dict[str, Any], int], Command]] = {
     "ask": _parse_ask,
     "cancel": _parse_cancel,
     "ping": _parse_ping,
+    "redact": _parse_redact,
+    "remove": _parse_remove,
 }
 
 
@@ -233,6 +281,10 @@ def answer_end_event(
     return _frame(
         "answer.end", answer_id=answer_id, status=status, text=text, error=error, usage=usage
     )
+
+
+def message_redacted_event(*, id: str) -> dict[str, Any]:
+    return {"type": "message.redacted", "id": id}
 
 
 # --- Frames to one connection (no seq) -------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 
 from chat.identity import Identity
@@ -64,19 +65,33 @@ class Access:
             raise ProtocolError("forbidden", "Only the room's owner may change its settings.")
 
 
-def role_of(room: Room, identity: Identity) -> RoleName | None:
-    """`identity`'s role in `room` (guests have none)."""
-    user_pk = identity.user_pk
+def _membership(room: Room, user_pk: int | None) -> str | None:
+    """The person's row in the room: `owner`, a `RoomMembership.Role`, or None."""
     if user_pk is None:
         return None
     if room.owner_id == user_pk:
         return "owner"
-    role = (
+    return (
         RoomMembership.objects.filter(room=room, user_id=user_pk)
         .values_list("role", flat=True)
         .first()
     )
-    return "moderator" if role == RoomMembership.Role.MODERATOR else "member" if role else None
+
+
+def _role(row: str | None) -> RoleName | None:
+    """A membership row's role; None for no row and for a removal."""
+    if row == "owner":
+        return "owner"
+    if row == RoomMembership.Role.MODERATOR:
+        return "moderator"
+    if row == RoomMembership.Role.MEMBER:
+        return "member"
+    return None
+
+
+def role_of(room: Room, identity: Identity) -> RoleName | None:
+    """`identity`'s role in `room` (guests, and people removed from it, have none)."""
+    return _role(_membership(room, identity.user_pk))
 
 
 def access_to(room: Room | None, name: str, identity: Identity) -> Access:
@@ -84,10 +99,13 @@ def access_to(room: Room | None, name: str, identity: Identity) -> Access:
     if room is None:
         # Nothing said here yet, nobody made it: a public room anyone the server admits enters.
         return Access(room=name, may_enter=True, is_staff=identity.is_staff)
-    role = role_of(room, identity)
+    row = _membership(room, identity.user_pk)
+    role = _role(row)
     private = room.visibility == Room.Visibility.PRIVATE
     if identity.is_staff or role is not None:
         may_enter = True
+    elif row == RoomMembership.Role.REMOVED:
+        may_enter = False  # removed by a moderator: not even a public room takes them back
     elif private:
         may_enter = False  # a private room: members only (never guests)
     else:
@@ -136,7 +154,10 @@ def my_rooms(identity: Identity, limit: int = 50) -> list[Room]:
     if user_pk is None:
         return []
     owned = Room.objects.filter(owner_id=user_pk)
-    joined = Room.objects.filter(memberships__user_id=user_pk)
+    joined = Room.objects.filter(
+        memberships__user_id=user_pk,
+        memberships__role__in=[RoomMembership.Role.MODERATOR, RoomMembership.Role.MEMBER],
+    )
     rows = (owned | joined).distinct().order_by("-last_activity")[: limit * 2]
     return [room for room in rows if is_room_name(room.name)][:limit]
 
@@ -147,3 +168,30 @@ def public_rooms(limit: int = 20) -> list[Room]:
     skipped: the page links to every room it lists."""
     rows = Room.objects.filter(visibility=Room.Visibility.PUBLIC).order_by("-last_activity")
     return [room for room in rows[: limit * 2] if is_room_name(room.name)][:limit]
+
+
+def remove_member(name: str, moderator: Identity, user_id: str) -> None:
+    """Remove the person `user_id` (`u:<pk>` or `g:<hex>`) from the room, for good: a
+    signed-in person gets a `removed` row, which keeps them out even of a public room (until
+    the owner or a moderator adds them again). A guest cannot be kept out by name (a guest is
+    a new identity at will): their sockets close, and only turning guests off keeps them out.
+    The owner cannot be removed; only the owner (or staff) removes a moderator."""
+    room = Room.objects.filter(name=name).first()
+    access_to(room, name, moderator).check_moderate()
+    if user_id == moderator.id:
+        raise ProtocolError("invalid", "You cannot remove yourself.")
+    if not user_id.startswith("u:"):
+        return  # a guest: closing their sockets is all there is to do
+    user_pk = int(user_id[2:]) if user_id[2:].isdigit() else None
+    if user_pk is None or not get_user_model().objects.filter(pk=user_pk).exists():
+        raise ProtocolError("not_found", "There is no such person.")
+    if room is None:
+        room, _ = Room.objects.get_or_create(name=name)
+    row = _membership(room, user_pk)
+    if row == "owner":
+        raise ProtocolError("forbidden", "The room's owner cannot be removed.")
+    if row == RoomMembership.Role.MODERATOR and not access_to(room, name, moderator).may_configure:
+        raise ProtocolError("forbidden", "Only the room's owner may remove a moderator.")
+    RoomMembership.objects.update_or_create(
+        room=room, user_id=user_pk, defaults={"role": RoomMembership.Role.REMOVED}
+    )

@@ -24,6 +24,7 @@ from django.db import Error as DatabaseError
 
 from chat.answers.admission import Admission
 from chat.answers.assistants import assistant_for
+from chat.answers.moderation import EXPEL, Moderation
 from chat.answers.runner import AnswerRunner
 from chat.background import start_detached
 from chat.llm import aclose_provider
@@ -70,6 +71,7 @@ class Runtime:
             channel_layer=self.layer,
         )
         self.admission = Admission(runner=self.runner, coordinator=self.coordinator, log=self.log)
+        self.moderation = Moderation(log=self.log, runner=self.runner, layer=self.layer)
         # Guests' open WebSockets per client address, on this worker.
         self.guest_connections = OpenPerKey(settings.CHAT_MAX_CONNECTIONS_PER_ADDRESS)
         if hasattr(self.coordinator, "on_data_loss"):
@@ -112,7 +114,8 @@ class Runtime:
             logger.warning("Knowledge base warm-up failed (answers will retry): %s", err)
 
     async def _control_loop(self) -> None:
-        """Messages to this worker: cancel an answer it runs; a room's presence changed."""
+        """Messages to this worker: cancel an answer it runs; a room's presence changed;
+        someone was removed from a room."""
         failing = False
         while True:
             try:
@@ -132,6 +135,8 @@ class Runtime:
                     self.runner.cancel_local(str(message.get("answer_id")))
                 elif kind == "presence.changed":
                     self.presence.schedule_push(str(message.get("room")))
+                elif kind == EXPEL:
+                    self.membership.expel(str(message.get("room")), str(message.get("user_id")))
             except Exception:
                 logger.exception("Control message %r failed", kind)
 

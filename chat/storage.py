@@ -13,13 +13,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import Error, IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from chat import rooms
 from chat.identity import Identity
 from chat.models import ApiToken, Message, Room
+from chat.protocol import ProtocolError
 
 
 def iso(moment: datetime) -> str:
@@ -97,6 +98,32 @@ def create_question(
     return stored(message, True)
 
 
+@dataclass(frozen=True, slots=True)
+class RedactedMessage:
+    id: str
+    streaming: bool  # an answer still being written
+
+
+def redact_message(
+    room_name: str, moderator: Identity, *, message_id: str | None, seq: int | None
+) -> RedactedMessage:
+    """Take a message's text out of the database for good (a moderator's `redact`). Named by
+    id, or by the seq of the event that posted it (a question, a message, an answer's start
+    or end). `not_found` for anything else; `forbidden` for someone who may not moderate."""
+    room = Room.objects.filter(name=room_name).first()
+    rooms.access_to(room, room_name, moderator).check_moderate()
+    found = Message.objects.filter(room=room) if room is not None else Message.objects.none()
+    if message_id is not None:
+        found = found.filter(id=message_id)
+    else:
+        found = found.filter(Q(seq=seq) | Q(end_seq=seq, role=Message.Role.ASSISTANT))
+    message = found.first()
+    if message is None:
+        raise ProtocolError("not_found", "There is no such message in this room.")
+    Message.objects.filter(pk=message.pk).update(text="", redacted=True)
+    return RedactedMessage(id=message.id, streaming=message.status == Message.Status.STREAMING)
+
+
 def set_seq(message_id: str, seq: int) -> None:
     Message.objects.filter(id=message_id).update(seq=seq)
 
@@ -124,7 +151,9 @@ def create_answer(room_name: str, *, answer_id: str, question_id: str) -> Messag
 
 def checkpoint_answer(answer_id: str, text: str) -> None:
     """Save the text so far of an answer still streaming (survives a crash of this process)."""
-    Message.objects.filter(id=answer_id, status=Message.Status.STREAMING).update(text=text)
+    Message.objects.filter(id=answer_id, status=Message.Status.STREAMING, redacted=False).update(
+        text=text
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +174,8 @@ def finish_answer(answer_id: str, end: EndRow) -> bool:
     """Store an answer's end, once: False when it had already ended."""
     updates: dict[str, Any] = {
         "status": end.status,
-        "text": end.text,
+        # An answer redacted while it was being written keeps no text.
+        "text": Case(When(redacted=True, then=Value("")), default=Value(end.text)),
         "usage": end.usage,
         "error": end.error,
         "finished": timezone.now(),
@@ -173,8 +203,12 @@ def store_logged_end(answer_id: str, end: EndRow, *, room_name: str, end_seq: in
                 # Already stored: by an earlier try whose reply the outage swallowed, or by
                 # another worker's repair from the same end in the log. Anything else is not
                 # this end, and not ours to overwrite.
-                row = Message.objects.filter(id=answer_id).values_list("status", "text").first()
-                if row != (end.status, end.text):
+                row = (
+                    Message.objects.filter(id=answer_id)
+                    .values_list("status", "text", "redacted")
+                    .first()
+                )
+                if row is None or row[0] != end.status or (row[1] != end.text and not row[2]):
                     return False
             set_end_seq(answer_id, end_seq, room_name)
     except Error:
@@ -246,6 +280,8 @@ def to_history(message: Message) -> dict[str, Any]:
         "status": message.status,
         "created": iso(message.created),
     }
+    if message.redacted:
+        item["redacted"] = True
     if message.role == Message.Role.USER:
         item["user"] = {"id": message.user_id, "name": message.user_name}
         if message.client_id:

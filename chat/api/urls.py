@@ -13,6 +13,16 @@ urlpatterns = [
         views.cancel_answer,
         name="api_cancel_answer",
     ),
+    path(
+        "rooms/<str:room>/messages/<str:message_id>/redact",
+        views.redact_message,
+        name="api_redact_message",
+    ),
+    path(
+        "rooms/<str:room>/members/<str:user_id>/remove",
+        views.remove_member,
+        name="api_remove_member",
+    ),
     path("ask", views.ask, name="api_ask"),
     re_path(r"^(?P<path>.*)$", views.not_found),
 ]

@@ -5,6 +5,7 @@ and hand the command to the runtime's services; the streams are async generators
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import aclosing
 from functools import wraps
@@ -112,6 +113,7 @@ async def room_events(request: HttpRequest, room: str) -> HttpResponseBase:
     """`GET /api/rooms/<room>/events`: the room as Server-Sent Events, from a `welcome` on."""
     _check_room(room)
     identity = await authenticate(request, write=False)
+    admitted_at = time.monotonic()
     (await database_sync_to_async(rooms.access)(room, identity)).check_enter()
     get_token(request)  # Sets the csrftoken cookie: a browser reader can POST next.
     runtime = await detached(get_runtime())
@@ -122,6 +124,7 @@ async def room_events(request: HttpRequest, room: str) -> HttpResponseBase:
         after=_after(request),
         transport_pending=getattr(request, "scope", {}).get("chat.transport_pending"),
         label=f"{room}/{identity.name} (sse)",
+        admitted_at=admitted_at,
     )
     return sse.response(_room_stream(member))
 
@@ -135,7 +138,10 @@ async def _room_stream(member: RoomMember) -> AsyncIterator[bytes]:
     except Exception:
         logger.exception("Event stream of %s failed", member.conn.label)
         return
-    if member.close_code is not None:
+    if member.close_code == protocol.CLOSE_REMOVED:
+        # `EventSource` reconnects anyway, and gets the 404 that ends it.
+        yield sse.comment(f"closed {member.close_code}: you were removed from this room")
+    elif member.close_code is not None:
         yield sse.comment(f"closed {member.close_code}: reconnect with Last-Event-ID")
 
 
@@ -167,6 +173,34 @@ async def cancel_answer(request: HttpRequest, room: str, answer_id: str) -> Http
     runtime = await detached(get_runtime())
     await detached(runtime.runner.cancel(room, identity, command.answer_id))
     return JsonResponse({"id": command.answer_id}, status=202)
+
+
+@api_view("POST")
+async def redact_message(request: HttpRequest, room: str, message_id: str) -> HttpResponseBase:
+    """`POST /api/rooms/<room>/messages/<id>/redact`: the WebSocket's `redact` (the room's
+    owner, moderators, staff). 200: the text is gone for everyone."""
+    _check_room(room)
+    identity = await authenticate(request, write=True)
+    command = _parse(request, "redact", {"id": message_id})
+    if not isinstance(command, protocol.Redact):  # The parser maps "redact" to Redact.
+        raise TypeError(f"parsed {command!r} for a redact")
+    runtime = await detached(get_runtime())
+    redacted = await detached(runtime.moderation.redact(room, identity, command))
+    return JsonResponse({"id": redacted, "redacted": True})
+
+
+@api_view("POST")
+async def remove_member(request: HttpRequest, room: str, user_id: str) -> HttpResponseBase:
+    """`POST /api/rooms/<room>/members/<user id>/remove`: the WebSocket's `remove`. 200:
+    stored, and their connections to the room are closing on every worker."""
+    _check_room(room)
+    identity = await authenticate(request, write=True)
+    command = _parse(request, "remove", {"user_id": user_id})
+    if not isinstance(command, protocol.Remove):  # The parser maps "remove" to Remove.
+        raise TypeError(f"parsed {command!r} for a remove")
+    runtime = await detached(get_runtime())
+    await detached(runtime.moderation.remove(room, identity, command.user_id))
+    return JsonResponse({"user_id": command.user_id, "removed": True})
 
 
 @api_view("POST")

@@ -17,6 +17,7 @@ from typing import Any
 from chat.protocol import CLOSE_RESTART
 from chat.realtime.log import RoomLog
 from chat.realtime.outbox import Outbox
+from chat.realtime.redaction import redaction_of, scrub
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ class _RoomState:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     # Joins in progress (awaiting the log): the room is not forgotten under their feet.
     joining: int = 0
+    # Messages redacted since this state was made: their events in the ring are scrubbed.
+    redacted: set[str] = field(default_factory=set)
 
 
 class RoomHub:
@@ -170,6 +173,13 @@ class RoomHub:
                     conn.close_soon(CLOSE_RESTART)
                 state.members.clear()
             state.cursor = seq
+            redacted = redaction_of(frame)
+            if redacted is not None and redacted not in state.redacted:
+                # A joiner catching up from the ring must not read what was just redacted.
+                state.redacted.add(redacted)
+                state.ring = deque(
+                    ((s, scrub(f, (redacted,))) for s, f in state.ring), maxlen=RING_SIZE
+                )
             state.ring.append((seq, frame))
             for conn in state.members:
                 if seq == conn.cursor + 1:

@@ -46,8 +46,10 @@ class RoomMember:
         after: int | None,
         transport_pending: PendingBytes | None = None,
         label: str = "",
+        admitted_at: float | None = None,
     ) -> None:
         self._membership = membership
+        self.admitted_at = admitted_at  # see Membership.join
         self.room = room
         self.identity = identity
         self.after = after
@@ -61,6 +63,7 @@ class RoomMember:
             max_bytes=settings.CHAT_SEND_BUFFER_BYTES,
             transport_pending=transport_pending,
             label=label or f"{room}/{identity.name}",
+            user_id=identity.id,
         )
 
     async def frames(self, *, idle: float | None = None) -> AsyncGenerator[str | None, None]:
@@ -87,6 +90,7 @@ class RoomMember:
             self.conn,
             conn_id=self.conn_id,
             after=self.after,
+            admitted_at=self.admitted_at,
         )
 
     async def _leave(self) -> None:

@@ -5,6 +5,7 @@ only the member goes (answers keep running)."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from django.conf import settings
@@ -19,6 +20,10 @@ from chat.realtime.presence import Presence
 
 logger = logging.getLogger(__name__)
 
+# How long a removal is remembered here, for joins that passed the access check before it and
+# reach the room after it: far longer than any join takes.
+EXPELLED_MEMORY_SECONDS = 30.0
+
 
 class Membership:
     """Makes members join and leave the rooms this worker serves."""
@@ -27,6 +32,8 @@ class Membership:
         self._hub = hub
         self._coordinator = coordinator
         self._presence = presence
+        # (room, user id) -> when they were removed from the room (see EXPELLED_MEMORY_SECONDS).
+        self._expelled: dict[tuple[str, str], float] = {}
 
     async def join(
         self,
@@ -36,10 +43,12 @@ class Membership:
         *,
         conn_id: str,
         after: int | None,
+        admitted_at: float | None = None,
     ) -> bool:
         """Make `outbox` a member of `room`: it gets a `welcome`, then every event after it;
         True when it resumed from `after`. Nothing is written for a join: a room gets its
-        database row with the first thing said in it."""
+        database row with the first thing said in it. `admitted_at` (`time.monotonic()`
+        before the transport checked the person's access): a removal after it closes them."""
         await self._presence.watch_room(room)
         user = identity.to_wire()
         await self._coordinator.presence_add(room, conn_id, user)
@@ -66,6 +75,9 @@ class Membership:
                 welcome=welcome,
             )
             await self._presence.changed(room)
+            if admitted_at is not None and self._expelled_since(room, outbox.user_id, admitted_at):
+                # Removed while this join was on its way (it passed the access check first).
+                outbox.close_soon(protocol.CLOSE_REMOVED)
         except BaseException:
             # A join that fails half way must not leave a ghost in the member list.
             await self.leave(room, outbox, conn_id=conn_id)
@@ -85,3 +97,24 @@ class Membership:
                 await self._presence.changed(room)
             except Exception:
                 logger.exception("Could not update presence of %s", outbox.label)
+
+    def expel(self, room: str, user_id: str) -> int:
+        """Close `user_id`'s connections to `room` on this worker with 4003 (they were removed,
+        or lost their access); how many. Joins still on their way are caught as they land."""
+        now = time.monotonic()
+        self._expelled = {
+            key: when
+            for key, when in self._expelled.items()
+            if now - when < EXPELLED_MEMORY_SECONDS
+        }
+        self._expelled[(room, user_id)] = now
+        closed = 0
+        for outbox in self._hub.connections(room):
+            if outbox.user_id == user_id:
+                outbox.close_soon(protocol.CLOSE_REMOVED)
+                closed += 1
+        return closed
+
+    def _expelled_since(self, room: str, user_id: str, moment: float) -> bool:
+        when = self._expelled.get((room, user_id))
+        return when is not None and when >= moment

@@ -9,6 +9,7 @@ from typing import Any
 
 from chat.protocol import dumps
 from chat.realtime.log import SEQ_RESTART_GAP, Listener, RoomSeeder, Snapshot
+from chat.realtime.redaction import REDACTED_TYPE, redacted_form, scrub, subject
 from chat.realtime.view import apply_to_view, render_history
 
 _ANSWER_UPDATES = frozenset({"answer.sources", "answer.delta", "answer.end"})
@@ -23,6 +24,8 @@ class _Room:
     floor: int = 0
     view: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
     live: dict[str, list[str]] = field(default_factory=dict)
+    # Messages redacted while their events are held (chat.realtime.redaction).
+    redacted: set[str] = field(default_factory=set)
     listener: Listener | None = None
     used: float = field(default_factory=time.monotonic)  # last append, read or subscription
 
@@ -65,6 +68,14 @@ class MemoryRoomLog:
         room = await self._room(room_name)
         if event["type"] in _ANSWER_UPDATES and event["answer_id"] not in room.live:
             return None  # That answer has ended (perhaps ended by someone else): nothing more.
+        message_id = subject(event)
+        if message_id in room.redacted:
+            event = redacted_form(event)  # the rest of an answer redacted while being written
+        elif event["type"] == REDACTED_TYPE and message_id is not None:
+            room.redacted.add(message_id)
+            room.events = deque(
+                (seq, at, scrub(frame, (message_id,))) for seq, at, frame in room.events
+            )
         room.seq += 1
         seq = room.seq
         frame = dumps({"seq": seq, **event})

@@ -35,6 +35,7 @@ class Outbox:
         max_bytes: int,
         transport_pending: PendingBytes | None = None,
         label: str = "",
+        user_id: str = "",
     ) -> None:
         self._send = send
         self._close = close
@@ -47,6 +48,8 @@ class Outbox:
         self.closing = False
         self.cursor = 0
         self.label = label
+        # Whose connection this is (the protocol's user id): a removed person's are closed.
+        self.user_id = user_id
 
     @property
     def max_bytes(self) -> int:

@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 from chat.protocol import dumps
 from chat.realtime import redis_lua
 from chat.realtime.log import SEQ_RESTART_GAP, Listener, RoomSeeder, Snapshot
+from chat.realtime.redaction import REDACTED_PATCH, REDACTED_TYPE, redacted_form, scrub
 from chat.realtime.redis_client import command_client
 from chat.realtime.view import apply_to_view, render_history
 
@@ -106,6 +107,7 @@ class RedisRoomLog:
         delta or sources of an answer that is not live: across workers, a reaper may have
         ended an answer whose worker was only slow, and nothing may follow an end."""
         kind = event["type"]
+        redacted_end: list[str] = ["", ""]
         if kind == "answer.delta":
             target, payload = event["answer_id"], event["text"]
         elif kind in ("question", "answer.start"):
@@ -117,12 +119,21 @@ class RedisRoomLog:
                 k: event[k] for k in ("status", "text", "error", "usage") if k in event
             }
             target, payload = event["answer_id"], dumps(patch)
+            # Stored instead, should the answer be redacted before it ends.
+            redacted_end = [
+                dumps(redacted_form(event))[1:],
+                dumps({**patch, **REDACTED_PATCH}),
+            ]
+        elif kind == REDACTED_TYPE:
+            target, payload = event["id"], dumps(REDACTED_PATCH)
         else:
             raise ValueError(f"Not a room event: {kind!r}")
         room_keys = self._append_keys.get(room)
         if room_keys is None:  # the hot path: build a room's key names once
             room_keys = self._keys(
-                room, "seq", "log", "order", "msgs", "live", "times", "text:", "appended", "tokens"
+                room,
+                *("seq", "log", "order", "msgs", "live", "times", "text:"),
+                *("appended", "tokens", "redacted"),
             )
             if len(self._append_keys) >= 10_000:
                 self._append_keys.clear()
@@ -145,6 +156,7 @@ class RedisRoomLog:
             self._ttl,
             secrets.token_hex(8),
             redis_lua.RECENT_APPENDS,
+            *redacted_end,
         ]
         seq = await self._call(room, self._append, keys, args)
         return int(seq) or None
@@ -156,18 +168,20 @@ class RedisRoomLog:
         reply = await self._call(room, self._snapshot, keys, [limit, self._text_prefix(room)])
         view: OrderedDict[str, dict[str, Any]] = OrderedDict()
         live: dict[str, list[str]] = {}
-        for i in range(1, len(reply), 5):
-            message_id, message, sources, end, text = reply[i : i + 5]
-            view[message_id] = _message(message_id, message, sources, end)
+        for i in range(1, len(reply), 6):
+            message_id, message, sources, end, redaction, text = reply[i : i + 6]
+            view[message_id] = _message(message_id, message, sources, end, redaction)
             if text is not None:
                 live[message_id] = [text]
         return Snapshot(seq=int(reply[0]), history=render_history(view, live, limit))
 
     async def read_after(self, room: str, after: int) -> list[tuple[int, str]] | None:
-        reply = await self._call(room, self._read_after, self._keys(room, "seq", "log"), [after])
+        keys = self._keys(room, "seq", "log", "redacted")
+        reply = await self._call(room, self._read_after, keys, [after])
         if not isinstance(reply, list):
             return None
-        return [(_entry_seq(entry_id), fields[1]) for entry_id, fields in reply]
+        redacted, entries = reply
+        return [(_entry_seq(entry_id), scrub(fields[1], redacted)) for entry_id, fields in entries]
 
     async def live_answer(self, room: str, answer_id: str) -> dict[str, Any] | None:
         keys = [*self._keys(room, "seq", "live", "msgs"), self._text_prefix(room) + answer_id]
@@ -229,7 +243,7 @@ class RedisRoomLog:
         for message in seed.messages[-self._view_size :]:
             streaming = message.get("status") == "streaming"
             args += [message["id"], dumps(message), "1" if streaming else "0", message["text"]]
-        keys = self._keys(room, "seq", "log", "order", "msgs", "live", "times")
+        keys = self._keys(room, "seq", "log", "order", "msgs", "live", "times", "redacted")
         if await self._seed_script(keys=keys, args=args):
             logger.info("Room %s seeded from the database at seq %d", room, base)
 
@@ -352,10 +366,17 @@ def _started_message(event: dict[str, Any]) -> dict[str, Any]:
     return view[event["id"]]
 
 
-def _message(message_id: str, message: str | None, sources: str | None, end: str | None) -> Any:
-    """A view message from its stored parts (as started, then the sources and end patches)."""
+def _message(
+    message_id: str,
+    message: str | None,
+    sources: str | None,
+    end: str | None,
+    redaction: str | None = None,
+) -> Any:
+    """A view message from its stored parts (as started, then the sources, end and redaction
+    patches)."""
     result: dict[str, Any] = json.loads(message) if message else {"id": message_id}
-    for patch in (sources, end):
+    for patch in (sources, end, redaction):
         if patch:
             result.update(json.loads(patch))
     return result

@@ -10,6 +10,10 @@ Keys of a room (all share the hash tag `{room}`, so they live in one slot of a c
 - `live`: a set of the ids of answers still being written, and `text:<id>` their text so far;
 - `times`: a sorted set mapping each second (score) to the first seq appended in it, so the
   log can be trimmed by age although its entry ids are seqs, not times;
+- `redacted`: a set of the ids of messages redacted while the log may hold their events;
+  `msgs[id:redacted]` is the redaction patch folded last. The stream cannot be rewritten, so
+  readers scrub what it holds of them (chat.realtime.redaction); what is appended for them
+  after the redaction (an answer still being written) is stored redacted;
 - `appended` (hash: append token -> seq) and `tokens` (list, oldest first): the last
   `RECENT_APPENDS` appends, so an append retried after its reply was lost (the connection
   broke on the way back) returns the seq it got the first time instead of appending twice.
@@ -24,10 +28,11 @@ from __future__ import annotations
 RECENT_APPENDS = 256
 
 # KEYS: seq, log, order, msgs, live, times, text (this answer's text; unused for questions),
-#       appended, tokens
+#       appended, tokens, redacted
 # ARGV: kind, frame body (the event's JSON without its leading "{"), id (message or answer),
-#       payload (delta text | message JSON | sources JSON | end patch JSON), max events,
-#       view size, retention seconds, ttl seconds, append token, recent appends kept
+#       payload (delta text | message JSON | sources JSON | end patch JSON | redaction patch),
+#       max events, view size, retention seconds, ttl seconds, append token, recent appends
+#       kept, then for an `answer.end` its redacted frame body and end patch (else "")
 # Returns the new seq (or the first try's, for a token already appended); 0 when the event
 # belongs to an answer that is not live (nothing is appended: an answer ends exactly once and
 # nothing of it follows its end); -1 (not seeded).
@@ -38,12 +43,19 @@ local first = redis.call('HGET', KEYS[8], ARGV[9])
 if first then return tonumber(first) end
 local part_of_answer = kind == 'answer.delta' or kind == 'answer.sources' or kind == 'answer.end'
 if part_of_answer and redis.call('SISMEMBER', KEYS[5], id) == 0 then return 0 end
+-- The rest of an answer redacted while it was being written is stored redacted.
+local redacted = (kind == 'answer.delta' or kind == 'answer.end')
+  and redis.call('SISMEMBER', KEYS[10], id) == 1
+local body = ARGV[2]
+if redacted then
+  body = kind == 'answer.delta' and ('"type":"message.redacted","id":"' .. id .. '"}') or ARGV[11]
+end
 local seq = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], seq .. '-1',
-           'f', '{"seq":' .. seq .. ',' .. ARGV[2])
+           'f', '{"seq":' .. seq .. ',' .. body)
 if kind == 'answer.delta' then
   -- The hot path. APPEND returns the new length: equal to this text's, the key is new.
-  if redis.call('APPEND', KEYS[7], ARGV[4]) == #ARGV[4] then
+  if not redacted and redis.call('APPEND', KEYS[7], ARGV[4]) == #ARGV[4] then
     redis.call('EXPIRE', KEYS[7], ARGV[8])
   end
 elseif kind == 'question' or kind == 'answer.start' then
@@ -53,7 +65,7 @@ elseif kind == 'question' or kind == 'answer.start' then
     local size = redis.call('RPUSH', KEYS[3], id)
     while size > tonumber(ARGV[6]) do
       local old = redis.call('LPOP', KEYS[3])
-      redis.call('HDEL', KEYS[4], old, old .. ':sources', old .. ':end')
+      redis.call('HDEL', KEYS[4], old, old .. ':sources', old .. ':end', old .. ':redacted')
       size = size - 1
     end
   end
@@ -69,8 +81,15 @@ elseif kind == 'answer.end' then
   redis.call('SREM', KEYS[5], id)
   redis.call('DEL', KEYS[7])
   if redis.call('HEXISTS', KEYS[4], id) == 1 then
-    redis.call('HSET', KEYS[4], id .. ':end', ARGV[4])
+    redis.call('HSET', KEYS[4], id .. ':end', redacted and ARGV[12] or ARGV[4])
   end
+elseif kind == 'message.redacted' then
+  redis.call('SADD', KEYS[10], id)
+  redis.call('EXPIRE', KEYS[10], ARGV[8])
+  if redis.call('HEXISTS', KEYS[4], id) == 1 then
+    redis.call('HSET', KEYS[4], id .. ':redacted', ARGV[4])
+  end
+  redis.call('DEL', KEYS[7])
 end
 redis.call('HSET', KEYS[8], ARGV[9], seq)
 if redis.call('RPUSH', KEYS[9], ARGV[9]) > tonumber(ARGV[10]) then
@@ -87,12 +106,14 @@ if #last == 0 or tonumber(last[2]) < now then
   redis.call('XTRIM', KEYS[2], 'MINID', oldest[1] .. '-0')
   redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. cutoff)
   for _, i in ipairs({1, 2, 3, 4, 5, 6, 8, 9}) do redis.call('EXPIRE', KEYS[i], ARGV[8]) end
+  if redis.call('EXISTS', KEYS[10]) == 1 then redis.call('EXPIRE', KEYS[10], ARGV[8]) end
 end
 return seq
 """
 
 # KEYS: seq, order, msgs, live ; ARGV: limit, text key prefix (+ answer id = its text key)
-# Returns {seq, then per message: id, message, sources, end, live text or nil}, or -1.
+# Returns {seq, then per message: id, message, sources, end, redaction, live text or nil},
+# or -1.
 SNAPSHOT = """
 local seq = redis.call('GET', KEYS[1])
 if not seq then return -1 end
@@ -100,7 +121,8 @@ local out = {seq}
 local limit = tonumber(ARGV[1])
 if limit > 0 then
   for _, id in ipairs(redis.call('LRANGE', KEYS[2], -limit, -1)) do
-    local parts = redis.call('HMGET', KEYS[3], id, id .. ':sources', id .. ':end')
+    local parts = redis.call('HMGET', KEYS[3], id, id .. ':sources', id .. ':end',
+                             id .. ':redacted')
     local text = false
     if redis.call('SISMEMBER', KEYS[4], id) == 1 then
       text = redis.call('GET', ARGV[2] .. id) or ''
@@ -109,26 +131,28 @@ if limit > 0 then
     out[#out + 1] = parts[1]
     out[#out + 1] = parts[2]
     out[#out + 1] = parts[3]
+    out[#out + 1] = parts[4]
     out[#out + 1] = text
   end
 end
 return out
 """
 
-# KEYS: seq, log ; ARGV: after
-# Returns the entries with seq > after ({} when there are none), 0 when some of them are no
-# longer held (trimmed, lost, or `after` is beyond the last seq), or -1 (not seeded).
+# KEYS: seq, log, redacted ; ARGV: after
+# Returns {the redacted ids, the entries with seq > after} (either may be empty), 0 when some
+# of the entries are no longer held (trimmed, lost, or `after` is beyond the last seq), or -1
+# (not seeded).
 READ_AFTER = """
 local seq = redis.call('GET', KEYS[1])
 if not seq then return -1 end
 seq = tonumber(seq)
 local after = tonumber(ARGV[1])
 if after > seq then return 0 end
-if after == seq then return {} end
+if after == seq then return {{}, {}} end
 -- The stream is consecutive from its first entry to `seq`: is `after + 1` still in it?
 local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
 if #first == 0 or tonumber(string.match(first[1][1], '^%d+')) > after + 1 then return 0 end
-return redis.call('XRANGE', KEYS[2], (after + 1) .. '-0', '+')
+return {redis.call('SMEMBERS', KEYS[3]), redis.call('XRANGE', KEYS[2], (after + 1) .. '-0', '+')}
 """
 
 # KEYS: seq, live, msgs, text ; ARGV: answer id
@@ -140,14 +164,15 @@ local parts = redis.call('HMGET', KEYS[3], ARGV[1], ARGV[1] .. ':sources', ARGV[
 return {parts[1], parts[2], parts[3], redis.call('GET', KEYS[4]) or ''}
 """
 
-# KEYS: seq, log, order, msgs, live, times ; ARGV: base seq, ttl seconds, text key prefix,
+# KEYS: seq, log, order, msgs, live, times, redacted ; ARGV: base seq, ttl seconds, text key
+# prefix,
 # then four per message (oldest first): id, message JSON, "1" if live else "0", its text.
 # Returns 1 if it seeded, 0 if another worker got there first (SET NX semantics: all agree).
 SEED = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 -- Leftovers of a room whose keys expired one by one: start clean.
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[5])) do redis.call('DEL', ARGV[3] .. id) end
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 for i = 4, #ARGV, 4 do
   local id = ARGV[i]

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+from chat.realtime.redaction import REDACTED_PATCH, REDACTED_TYPE
+
 View = OrderedDict[str, dict[str, Any]]
 
 
@@ -60,9 +62,16 @@ def apply_to_view(
         if answer is not None:
             answer["status"] = event["status"]
             answer["text"] = event["text"]
-            for key in ("error", "usage"):
+            for key in ("error", "usage", "redacted"):
                 if key in event:
                     answer[key] = event[key]
+    elif kind == REDACTED_TYPE:
+        redacted = view.get(event["id"])
+        if redacted is not None:
+            redacted.update(REDACTED_PATCH)
+        if event["id"] in live:
+            # Still being written: what it wrote is gone; what it writes next arrives redacted.
+            live[event["id"]] = []
 
 
 def _add(view: View, message: dict[str, Any], view_size: int) -> None:

@@ -98,6 +98,47 @@ async def test_the_redis_log_behaves_like_the_memory_log(
     assert delivered == await memory.read_after("parity", 0)
 
 
+async def test_both_logs_redact_alike_and_keep_no_redacted_text(
+    logs: tuple[MemoryRoomLog, RedisRoomLog],
+) -> None:
+    """A question and an ended answer are redacted, then an answer still being written: every
+    reader sees them without their text, and the rest of the live answer arrives redacted."""
+    memory, redis = logs
+    delivered: list[tuple[int, str]] = []
+    await redis.subscribe("redact", lambda seq, frame: delivered.append((seq, frame)))
+    await memory.subscribe("redact", lambda seq, frame: None)
+    later = [
+        protocol.message_redacted_event(id="q1"),
+        protocol.message_redacted_event(id="a1"),
+        protocol.message_redacted_event(id="a2"),
+        protocol.answer_delta_event(answer_id="a2", text="after the redaction"),
+        protocol.answer_end_event(answer_id="a2", status="complete", text="Hello 2 세계 after"),
+        protocol.answer_end_event(answer_id="a2", status="complete", text="again"),  # not live
+    ]
+    for event in [*conversation(3), *later]:
+        assert await memory.append("redact", event) == await redis.append("redact", event)
+    for limit in (1, 3, 50):
+        assert await memory.snapshot("redact", limit) == await redis.snapshot("redact", limit)
+    for after in (0, 5, 16, 19):
+        assert await memory.read_after("redact", after) == await redis.read_after("redact", after)
+    backlog = await redis.read_after("redact", 0)
+    assert backlog is not None
+    text = " ".join(frame for _, frame in backlog)
+    for gone in ('"Q1"', "Hello 1", "Hello 2", "after the redaction"):
+        assert gone not in text
+    assert '"Q0"' in text and "Hello 0" in text  # the rest stays
+    frames = {seq: json.loads(frame) for seq, frame in backlog}
+    assert frames[21] == {"seq": 21, "type": "message.redacted", "id": "a2"}  # the late delta
+    assert frames[22]["text"] == "" and frames[22]["redacted"] is True
+    history = {m["id"]: m for m in (await redis.snapshot("redact", 50)).history}
+    assert history["q1"]["text"] == "" and history["q1"]["redacted"] is True
+    assert (history["a2"]["text"], history["a2"]["status"]) == ("", "complete")
+    assert history["q2"]["text"] == "Q2"  # (the view holds the last 4)
+    # Live readers got the late events redacted too.
+    await wait_for(lambda: len(delivered) == 22)
+    assert dict(delivered)[21] == backlog[20][1]
+
+
 async def test_an_answer_ends_once_and_nothing_of_it_follows_its_end(
     logs: tuple[MemoryRoomLog, RedisRoomLog],
 ) -> None:

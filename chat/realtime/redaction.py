@@ -1,0 +1,70 @@
+"""What a redacted message leaves in the room log: its events with the text taken out.
+
+A moderator's `redact` appends a `message.redacted` event naming the message. From then on
+every reader of the log (a `welcome`, an `after=` resume, an SSE replay, every worker's ring of
+recent events) sees the message's events in their redacted form: same seq, no text. Events
+appended later for it (the deltas and end of an answer still being written) are stored in
+that form already. Both room-log backends and the hub use these functions, so they agree.
+
+A message's events name it by `id` (`question`, `message`, `answer.start`) or `answer_id`
+(`answer.sources`, `answer.delta`, `answer.end`). A JSON string never holds a bare `"`, so the
+substring `"<id>"` can only be a key's or value's whole string: a quick, exact first test
+before any frame is decoded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from typing import Any, Final
+
+from chat.protocol import dumps
+
+REDACTED_TYPE: Final = "message.redacted"
+# What redaction does to a message in the view, and to its `history` item.
+REDACTED_PATCH: Final[dict[str, Any]] = {"text": "", "redacted": True}
+
+
+def subject(event: dict[str, Any]) -> str | None:
+    """The id of the message an event is about."""
+    kind = event.get("type")
+    if kind in ("question", "message", "answer.start", REDACTED_TYPE):
+        return event.get("id")
+    return event.get("answer_id")
+
+
+def redacted_form(event: dict[str, Any]) -> dict[str, Any]:
+    """`event` as it may still be read once its message is redacted (its seq kept)."""
+    kind = event["type"]
+    if kind in ("question", "message", "answer.end"):
+        return {**event, **REDACTED_PATCH}
+    if kind == "answer.delta":
+        # Its text is all a delta is: it becomes a repeat of the redaction, under its own seq
+        # (so no seq goes missing; applying a redaction twice changes nothing).
+        form: dict[str, Any] = {"seq": event["seq"]} if "seq" in event else {}
+        return {**form, "type": REDACTED_TYPE, "id": event["answer_id"]}
+    return event  # answer.start, answer.sources: no one's words
+
+
+def mentions(frame: str, ids: Collection[str]) -> bool:
+    return any(f'"{message_id}"' in frame for message_id in ids)
+
+
+def scrub(frame: str, ids: Collection[str]) -> str:
+    """The frame as it may be read when the messages `ids` are redacted."""
+    if not ids or not mentions(frame, ids):
+        return frame
+    event = json.loads(frame)
+    if subject(event) not in ids:
+        return frame
+    redacted = redacted_form(event)
+    return frame if redacted is event else dumps(redacted)
+
+
+def redaction_of(frame: str) -> str | None:
+    """The message id a `message.redacted` frame redacts; None for any other frame. Cheap on
+    the hot path: the type comes right after the seq in every frame the log makes."""
+    if f'"type":"{REDACTED_TYPE}"' not in frame[:48]:
+        return None
+    value = json.loads(frame).get("id")
+    return value if isinstance(value, str) else None

@@ -1,0 +1,171 @@
+"""Rooms that belong to people, across two real workers on Redis and PostgreSQL: a private room
+shows an outsider nothing on either worker; a member removed on one worker loses their sockets
+and event streams on both within a second; a redaction made on one worker is seen on the other
+and is gone from fresh welcomes, resumes, SSE replays and the database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from tests.cluster.clients import Member, stored_message
+from tests.cluster.conftest import ClusterFactory
+from tests.cluster.harness import Cluster
+from tests.servers import BIN, ROOT
+from tests.sse_client import Comment, SseReader
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
+
+SECRET = "비밀번호는 4711 (the door code)"
+
+_PEOPLE = """
+import json
+from django.contrib.auth.models import User
+from django.test import Client
+from chat.identity import from_user
+from chat.models import Room, RoomMembership
+people = {}
+users = {}
+for name in ("owner", "mod", "member", "outsider"):
+    users[name] = User.objects.create_user(f"{name}-%(tag)s", password="pw-123456789")
+    client = Client()
+    client.force_login(users[name])
+    people[name] = {"cookie": "sessionid=" + client.cookies["sessionid"].value,
+                    "id": from_user(users[name]).id}
+room = Room.objects.create(name="%(room)s", owner=users["owner"], visibility="private")
+RoomMembership.objects.create(room=room, user=users["mod"], role="moderator")
+RoomMembership.objects.create(room=room, user=users["member"], role="member")
+print(json.dumps(people))
+"""
+
+
+def _team(cluster: Cluster) -> tuple[str, dict[str, dict[str, str]]]:
+    """A private room with an owner, a moderator and a member, and an outsider: their
+    sessions live in the shared database, so each is the same person on every worker."""
+    tag = uuid.uuid4().hex[:8]
+    room = f"team-{tag}"
+    made = subprocess.run(
+        [str(BIN / "python"), "manage.py", "shell", "-c", _PEOPLE % {"tag": tag, "room": room}],
+        cwd=ROOT,
+        env=cluster.env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return room, json.loads(made.stdout.strip().splitlines()[-1])
+
+
+async def _refused(url: str, cookie: str | None) -> int:
+    """The HTTP status a WebSocket handshake was refused with."""
+    headers = {"Cookie": cookie} if cookie else None
+    origin = "http://" + url.split("/")[2]
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await websockets.connect(url, additional_headers=headers, origin=origin, proxy=None)
+    return refused.value.response.status_code
+
+
+async def test_a_private_room_shows_an_outsider_nothing_on_either_worker(
+    make_cluster: ClusterFactory,
+) -> None:
+    cluster = make_cluster(workers=2)
+    room, people = _team(cluster)
+    outsider = people["outsider"]["cookie"]
+    for index in (0, 1):
+        base = cluster.url(index)
+        assert await _refused(cluster.ws_url(index, room), outsider) == 403
+        assert await _refused(cluster.ws_url(index, room), None) == 403  # a guest
+        async with httpx.AsyncClient(base_url=base, headers={"Cookie": outsider}) as http:
+            assert (await http.get(f"/rooms/{room}/")).status_code == 404
+            events = await http.get(f"/api/rooms/{room}/events")
+            assert events.status_code == 404 and events.json()["error"]["code"] == "not_found"
+            home = await http.get("/")
+            assert room not in home.text
+        member = await Member.join(cluster.ws_url(index, room), cookie=people["member"]["cookie"])
+        assert member.welcome["room"] == room
+        await member.close()
+
+
+async def test_a_member_removed_on_one_worker_loses_sockets_and_streams_on_both_within_a_second(
+    make_cluster: ClusterFactory,
+) -> None:
+    cluster = make_cluster(workers=2)
+    room, people = _team(cluster)
+    cookie = people["member"]["cookie"]
+    on_a = await Member.join(cluster.ws_url(0, room), cookie=cookie)
+    on_b = await Member.join(cluster.ws_url(1, room), cookie=cookie)
+    async with (
+        httpx.AsyncClient(base_url=cluster.url(1), headers={"Cookie": cookie}) as http,
+        http.stream("GET", f"/api/rooms/{room}/events", timeout=20) as response,
+    ):
+        assert response.status_code == 200
+        stream = SseReader(response)
+        assert (await stream.event()).event == "welcome"
+        moderator = await Member.join(cluster.ws_url(0, room), cookie=people["mod"]["cookie"])
+        removed_at = time.monotonic()
+        await moderator.send({"type": "remove", "user_id": people["member"]["id"]})
+        codes = await asyncio.gather(on_a.closed(timeout=5), on_b.closed(timeout=5))
+        rest = await stream.rest(timeout=5)
+        elapsed = time.monotonic() - removed_at
+    assert codes == [4003, 4003]
+    assert [item.text for item in rest if isinstance(item, Comment)] == [
+        "closed 4003: you were removed from this room"
+    ]
+    # Measured, not asserted as a timing: the issue asks for "within a second".
+    print(f"sockets and stream on both workers closed {elapsed * 1000:.0f} ms after remove")
+    for index in (0, 1):
+        assert await _refused(cluster.ws_url(index, room), cookie) == 403
+    await moderator.close()
+
+
+async def test_a_redaction_on_one_worker_is_gone_everywhere_on_the_other(
+    make_cluster: ClusterFactory, database_url: str
+) -> None:
+    cluster = make_cluster(workers=2)
+    room, people = _team(cluster)
+    asker = await Member.join(cluster.ws_url(0, room), cookie=people["member"]["cookie"])
+    watcher = await Member.join(cluster.ws_url(0, room), cookie=people["owner"]["cookie"])
+    before = asker.welcome["seq"]
+    await asker.ask(SECRET)
+    question = (await asker.until(lambda f: f["type"] == "question"))[-1]
+    await asker.until_end()
+    moderator = await Member.join(cluster.ws_url(1, room), cookie=people["mod"]["cookie"])
+    await moderator.send({"type": "redact", "id": question["id"]})
+    seen = (await watcher.until(lambda f: f["type"] == "message.redacted"))[-1]
+    assert seen["id"] == question["id"]
+    assert stored_message(database_url, question["id"])["text"] == ""
+
+    def holds_secret(value: Any) -> bool:
+        return SECRET in json.dumps(value, ensure_ascii=False)
+
+    for index in (0, 1):
+        fresh = await Member.join(cluster.ws_url(index, room), cookie=people["owner"]["cookie"])
+        assert not holds_secret(fresh.welcome)
+        item = next(m for m in fresh.welcome["history"] if m["id"] == question["id"])
+        assert item["redacted"] is True
+        await fresh.close()
+        resumed = await Member.join(
+            cluster.ws_url(index, room, after=before), cookie=people["owner"]["cookie"]
+        )
+        assert resumed.welcome["resumed"] is True
+        replay = await resumed.until(lambda f: f["type"] == "message.redacted")
+        assert replay[0]["id"] == question["id"] and replay[0]["redacted"] is True
+        assert not holds_secret(replay)
+        await resumed.close()
+        headers = {"Cookie": people["owner"]["cookie"], "Last-Event-ID": str(before)}
+        async with (
+            httpx.AsyncClient(base_url=cluster.url(index), headers=headers) as http,
+            http.stream("GET", f"/api/rooms/{room}/events", timeout=20) as response,
+        ):
+            events = await SseReader(response).until(lambda e: e.event == "message.redacted")
+        assert events[0].event == "welcome" and events[0].json()["resumed"] is True
+        assert not holds_secret([e.data for e in events])
+    for member in (asker, watcher, moderator):
+        await member.close()

@@ -1,0 +1,232 @@
+"""Moderation through the real ASGI application (one worker, the in-memory room log): redacting
+takes the text out of the database, the live room, every later welcome and every resume;
+removing someone closes their sockets with 4003 and keeps them out; members may do neither.
+(The same across two workers on Redis and PostgreSQL: tests/cluster/test_moderation.py.)"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import AsyncClient
+
+from chat import protocol, rooms
+from chat.models import Message, Room, RoomMembership
+from config.asgi import application
+from tests.conftest import Client, connect
+from tests.rooms.people import Person, person
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SECRET = "the door code is 4711"
+
+
+@database_sync_to_async
+def _room(owner: Person, name: str, *, private: bool = False) -> Room:
+    visibility = Room.Visibility.PRIVATE if private else Room.Visibility.PUBLIC
+    return rooms.create_room(name, owner.identity, visibility=visibility)
+
+
+@database_sync_to_async
+def _add(room: Room, someone: Person, role: str = RoomMembership.Role.MEMBER) -> None:
+    RoomMembership.objects.create(room=room, user=someone.user, role=role)
+
+
+@database_sync_to_async
+def _stored(message_id: str) -> tuple[str, bool]:
+    row = Message.objects.get(id=message_id)
+    return row.text, row.redacted
+
+
+async def _team(private: bool = True) -> tuple[Person, Person, Person, Room]:
+    owner, mod, member = await person("owner"), await person("mod"), await person("member")
+    room = await _room(owner, "team", private=private)
+    await _add(room, mod, RoomMembership.Role.MODERATOR)
+    await _add(room, member)
+    return owner, mod, member, room
+
+
+async def _error(client: Client) -> dict[str, Any]:
+    return (await client.recv_until(lambda f: f["type"] == "error"))[-1]
+
+
+async def test_a_redacted_question_is_gone_from_the_room_the_database_and_every_resume(
+    knowledge_base: str,
+) -> None:
+    owner, mod, member, _ = await _team()
+    asker = await connect("team", headers=member.ws_headers)
+    watcher = await connect("team", headers=owner.ws_headers)
+    moderator = await connect("team", headers=mod.ws_headers)
+    before = asker.welcome["seq"]
+    events = await asker.answer(SECRET)
+    question = events[0]
+    assert question["type"] == "question" and question["text"] == SECRET
+
+    await moderator.send({"type": "redact", "id": question["id"]})
+    redacted = (await watcher.recv_until(lambda f: f["type"] == "message.redacted"))[-1]
+    assert redacted["id"] == question["id"] and redacted["seq"] > events[-1]["seq"]
+    assert await _stored(question["id"]) == ("", True)
+
+    fresh = await connect("team", headers=owner.ws_headers)
+    item = next(m for m in fresh.welcome["history"] if m["id"] == question["id"])
+    assert item["text"] == "" and item["redacted"] is True
+    assert SECRET not in json.dumps(fresh.welcome)
+
+    resumed = await connect("team", headers=owner.ws_headers, query=f"after={before}")
+    assert resumed.welcome["resumed"] is True
+    replay = await resumed.recv_until(lambda f: f["type"] == "message.redacted")
+    assert replay[0]["type"] == "question" and replay[0]["redacted"] is True
+    assert SECRET not in json.dumps(replay)
+    # The answer stays: only what was redacted goes.
+    assert any(f["type"] == "answer.end" and f["text"] for f in replay)
+    for client in (asker, watcher, moderator, fresh, resumed):
+        await client.close()
+
+
+async def test_redacting_an_answer_being_written_stops_it_and_keeps_none_of_its_text(
+    llm: Any, knowledge_base: str
+) -> None:
+    llm.tps = 20  # slow: the redaction comes while it is being written
+    owner, mod, member, _ = await _team()
+    asker = await connect("team", headers=member.ws_headers)
+    moderator = await connect("team", headers=mod.ws_headers)
+    await asker.send({"type": "ask", "text": "라떼 가격은?"})
+    frames = await asker.recv_until(lambda f: f["type"] == "answer.delta")
+    answer_id = frames[-1]["answer_id"]
+    await moderator.send({"type": "redact", "id": answer_id})
+    rest = await asker.recv_until(lambda f: f["type"] == "answer.end")
+    end = rest[-1]
+    assert end["status"] == "cancelled" and end["text"] == "" and end["redacted"] is True
+    assert not [f for f in rest if f["type"] == "answer.delta" and f["seq"] > end["seq"]]
+    assert await _stored(answer_id) == ("", True)
+    fresh = await connect("team", headers=owner.ws_headers)
+    item = next(m for m in fresh.welcome["history"] if m["id"] == answer_id)
+    assert (item["text"], item["status"], item["redacted"]) == ("", "cancelled", True)
+    for client in (asker, moderator, fresh):
+        await client.close()
+
+
+async def test_redact_refusals_are_clear_and_the_socket_lives_on(knowledge_base: str) -> None:
+    _, mod, member, _ = await _team()
+    author = await connect("team", headers=member.ws_headers)
+    moderator = await connect("team", headers=mod.ws_headers)
+    events = await author.answer("hello")
+    delta = next(f for f in events if f["type"] == "answer.delta")
+    # A member (even the author) does not moderate.
+    await author.send({"type": "redact", "id": events[0]["id"]})
+    assert (await _error(author))["code"] == "forbidden"
+    # A seq that is not a message's (a delta's), an id that is not in this room.
+    await moderator.send({"type": "redact", "seq": delta["seq"]})
+    assert (await _error(moderator))["code"] == "not_found"
+    await moderator.send({"type": "redact", "id": "q_not_here"})
+    assert (await _error(moderator))["code"] == "not_found"
+    for bad in ({}, {"id": "q_1", "seq": 3}, {"seq": True}, {"seq": 0}, {"id": ""}):
+        await moderator.send({"type": "redact", **bad})
+        assert (await _error(moderator))["code"] == "invalid", bad
+    # By seq: the question's own event.
+    await moderator.send({"type": "redact", "seq": events[0]["seq"]})
+    done = (await moderator.recv_until(lambda f: f["type"] == "message.redacted"))[-1]
+    assert done["id"] == events[0]["id"]
+    await moderator.send({"type": "ping"})
+    assert (await moderator.recv_until(lambda f: f["type"] == "pong"))[-1] == {"type": "pong"}
+    for client in (author, moderator):
+        await client.close()
+
+
+async def _closed_with(client: Client) -> int:
+    while True:
+        output = await client.ws.receive_output(timeout=5)
+        if output["type"] == "websocket.close":
+            return int(output["code"])
+
+
+async def _handshake(room: str, someone: Person) -> bool:
+    communicator = WebsocketCommunicator(
+        application, f"/ws/rooms/{room}/", headers=someone.ws_headers
+    )
+    connected, _ = await communicator.connect(timeout=5)
+    if connected:
+        await communicator.disconnect()
+    return connected
+
+
+@pytest.mark.parametrize("private", [True, False])
+async def test_a_removed_member_is_closed_4003_and_cannot_come_back(private: bool) -> None:
+    owner, mod, member, _ = await _team(private=private)
+    first = await connect("team", headers=member.ws_headers)
+    second = await connect("team", headers=member.ws_headers)
+    bystander = await connect("team", headers=owner.ws_headers)
+    moderator = await connect("team", headers=mod.ws_headers)
+    await moderator.send({"type": "remove", "user_id": member.identity.id})
+    assert await _closed_with(first) == protocol.CLOSE_REMOVED
+    assert await _closed_with(second) == protocol.CLOSE_REMOVED
+    assert await _handshake("team", member) is False
+    page = await member.http.get("/rooms/team/")
+    assert page.status_code == 404
+    # Everyone else stays.
+    await bystander.send({"type": "ping"})
+    assert (await bystander.recv_until(lambda f: f["type"] == "pong"))[-1]["type"] == "pong"
+    for client in (bystander, moderator):
+        await client.close()
+
+
+async def test_only_the_owner_removes_a_moderator_and_nobody_removes_the_owner() -> None:
+    owner, mod, member, room = await _team()
+    other_mod = await person("other-mod")
+    await _add(room, other_mod, RoomMembership.Role.MODERATOR)
+    by_member = await connect("team", headers=member.ws_headers)
+    by_mod = await connect("team", headers=mod.ws_headers)
+    await by_member.send({"type": "remove", "user_id": mod.identity.id})
+    assert (await _error(by_member))["code"] == "forbidden"
+    await by_mod.send({"type": "remove", "user_id": other_mod.identity.id})
+    assert (await _error(by_mod))["code"] == "forbidden"
+    await by_mod.send({"type": "remove", "user_id": owner.identity.id})
+    assert (await _error(by_mod))["code"] == "forbidden"
+    await by_mod.send({"type": "remove", "user_id": "u:999999"})
+    assert (await _error(by_mod))["code"] == "not_found"
+    await by_mod.send({"type": "remove", "user_id": "someone"})
+    assert (await _error(by_mod))["code"] == "invalid"
+    by_owner = await connect("team", headers=owner.ws_headers)
+    await by_owner.send({"type": "remove", "user_id": mod.identity.id})
+    assert await _closed_with(by_mod) == protocol.CLOSE_REMOVED
+    for client in (by_member, by_owner):
+        await client.close()
+
+
+async def test_moderation_over_http_matches_the_websocket(knowledge_base: str) -> None:
+    _, mod, member, _ = await _team()
+    asker = await connect("team", headers=member.ws_headers)
+    events = await asker.answer(SECRET)
+    question_id = events[0]["id"]
+    csrf = await _csrf(mod.http)
+    refused = await member.http.post(
+        f"/api/rooms/team/messages/{question_id}/redact", headers={"X-CSRFToken": csrf}
+    )
+    assert refused.status_code == 403  # the member's CSRF token is not even theirs
+    reply = await mod.http.post(
+        f"/api/rooms/team/messages/{question_id}/redact", headers={"X-CSRFToken": csrf}
+    )
+    assert reply.status_code == 200, reply.content
+    assert reply.json() == {"id": question_id, "redacted": True}
+    assert await _stored(question_id) == ("", True)
+    outsider = await person("outsider")
+    hidden = await outsider.http.post(
+        f"/api/rooms/team/messages/{question_id}/redact",
+        headers={"X-CSRFToken": await _csrf(outsider.http)},
+    )
+    assert hidden.status_code == 404
+    removed = await mod.http.post(
+        f"/api/rooms/team/members/{member.identity.id}/remove", headers={"X-CSRFToken": csrf}
+    )
+    assert removed.status_code == 200
+    assert await _closed_with(asker) == protocol.CLOSE_REMOVED
+    assert (await AsyncClient().get("/api/rooms/team/events")).status_code == 404
+
+
+async def _csrf(client: AsyncClient) -> str:
+    """A signed-in client's CSRF token, as the page's script gets it (the cookie)."""
+    await client.get("/")
+    return str(client.cookies["csrftoken"].value)
