@@ -89,6 +89,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             conn_id=self.conn_id,
             after=_after(self.scope),
             admitted_at=admitted_at,
+            access=access.to_wire(),
         )
 
     async def disconnect(self, code: int) -> None:
@@ -158,6 +159,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         runtime, identity = self._member()
         await runtime.moderation.remove(self.room, identity, command.user_id)
 
+    async def on_set_role(self, command: protocol.SetRole) -> None:
+        runtime, identity = self._member()
+        await runtime.moderation.set_role(self.room, identity, command.user_id, command.role)
+
     async def on_ping(self, command: protocol.Ping) -> None:
         if self.conn is not None:
             self.conn.push(dumps(protocol.pong_frame()))
@@ -169,6 +174,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         "ping": on_ping,
         "redact": on_redact,
         "remove": on_remove,
+        "set_role": on_set_role,
     }
 
     async def _send_text(self, frame: str) -> None:

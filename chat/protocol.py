@@ -36,7 +36,7 @@ CLOSE_TOO_SLOW: Final = 4008
 CLOSE_TOO_MANY: Final = 4029
 
 # Types the client may send, and every type the server sends (docs are tested against these).
-COMMAND_TYPES: Final = ("ask", "cancel", "ping", "redact", "remove")
+COMMAND_TYPES: Final = ("ask", "cancel", "ping", "redact", "remove", "set_role")
 ROOM_EVENT_TYPES: Final = (
     "question",
     "answer.start",
@@ -119,7 +119,16 @@ class Remove:
     type: Literal["remove"] = "remove"
 
 
-Command = Ask | Cancel | Ping | Redact | Remove
+@dataclass(frozen=True, slots=True)
+class SetRole:
+    """`set_role`: make a signed-in person a `moderator` or a `member` of the room."""
+
+    user_id: str
+    role: str
+    type: Literal["set_role"] = "set_role"
+
+
+Command = Ask | Cancel | Ping | Redact | Remove | SetRole
 
 
 def _check_text(value: str, name: str) -> None:
@@ -189,11 +198,22 @@ def _parse_redact(frame: dict[str, Any], max_chars: int) -> Redact:
     return Redact(id=message_id)
 
 
-def _parse_remove(frame: dict[str, Any], max_chars: int) -> Remove:
+def _user_id(frame: dict[str, Any]) -> str:
     user_id = frame.get("user_id")
     if not isinstance(user_id, str) or USER_ID_RE.fullmatch(user_id) is None:
         raise ProtocolError("invalid", "`user_id` must be a member's id, such as `u:12`.")
-    return Remove(user_id=user_id)
+    return user_id
+
+
+def _parse_remove(frame: dict[str, Any], max_chars: int) -> Remove:
+    return Remove(user_id=_user_id(frame))
+
+
+def _parse_set_role(frame: dict[str, Any], max_chars: int) -> SetRole:
+    role = frame.get("role")
+    if role not in ("moderator", "member"):
+        raise ProtocolError("invalid", "`role` is `moderator` or `member`.")
+    return SetRole(user_id=_user_id(frame), role=role)
 
 
 # Client input is dispatched through this explicit table, never getattr on client data.
@@ -203,6 +223,7 @@ _PARSERS: dict[str, Callable[[dict[str, Any], int], Command]] = {
     "ping": _parse_ping,
     "redact": _parse_redact,
     "remove": _parse_remove,
+    "set_role": _parse_set_role,
 }
 
 
@@ -298,17 +319,24 @@ def welcome_frame(
     resumed: bool,
     history: list[dict[str, Any]],
     members: list[dict[str, str]],
+    access: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
-        "type": "welcome",
-        "protocol": PROTOCOL_VERSION,
-        "room": room,
-        "user": user,
-        "seq": seq,
-        "resumed": resumed,
-        "history": history,
-        "members": members,
-    }
+    return _frame(
+        "welcome",
+        protocol=PROTOCOL_VERSION,
+        room=room,
+        user=user,
+        seq=seq,
+        resumed=resumed,
+        history=history,
+        members=members,
+        access=access,
+    )
+
+
+def access_info(*, role: str | None, moderate: bool, configure: bool) -> dict[str, Any]:
+    """The `welcome`'s `access`: what you may do in this room (the page shows its controls)."""
+    return {"role": role, "moderate": moderate, "configure": configure}
 
 
 def presence_frame(members: list[dict[str, str]]) -> dict[str, Any]:

@@ -15,14 +15,14 @@ The one rule, used by every transport (WebSocket, SSE, HTTP, the page, the comma
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 
 from chat.identity import Identity
 from chat.models import Room, RoomMembership
-from chat.protocol import ProtocolError, is_room_name
+from chat.protocol import ProtocolError, access_info, is_room_name
 
 RoleName = Literal["owner", "moderator", "member"]
 ROLES: Final = ("owner", "moderator", "member")
@@ -47,6 +47,10 @@ class Access:
     def may_configure(self) -> bool:
         """Change the room's settings (title, visibility, model…)."""
         return self.may_enter and (self.is_staff or self.role == "owner")
+
+    def to_wire(self) -> dict[str, Any]:
+        """The `welcome`'s `access` field."""
+        return access_info(role=self.role, moderate=self.may_moderate, configure=self.may_configure)
 
     def check_enter(self) -> None:
         """Raise the error every transport shows for a room it will not show you: the same
@@ -182,9 +186,7 @@ def remove_member(name: str, moderator: Identity, user_id: str) -> None:
         raise ProtocolError("invalid", "You cannot remove yourself.")
     if not user_id.startswith("u:"):
         return  # a guest: closing their sockets is all there is to do
-    user_pk = int(user_id[2:]) if user_id[2:].isdigit() else None
-    if user_pk is None or not get_user_model().objects.filter(pk=user_pk).exists():
-        raise ProtocolError("not_found", "There is no such person.")
+    user_pk = _person(user_id)
     if room is None:
         room, _ = Room.objects.get_or_create(name=name)
     row = _membership(room, user_pk)
@@ -195,3 +197,61 @@ def remove_member(name: str, moderator: Identity, user_id: str) -> None:
     RoomMembership.objects.update_or_create(
         room=room, user_id=user_pk, defaults={"role": RoomMembership.Role.REMOVED}
     )
+
+
+def _person(user_id: str) -> int:
+    """The user pk of a signed-in person's id (`u:<pk>`), or `not_found`."""
+    user_pk = int(user_id[2:]) if user_id.startswith("u:") and user_id[2:].isdigit() else None
+    if user_pk is None or not get_user_model().objects.filter(pk=user_pk).exists():
+        raise ProtocolError(
+            "not_found", "There is no such person (only signed-in people have roles)."
+        )
+    return user_pk
+
+
+def set_role(name: str, by: Identity, user_id: str, role: str) -> str | None:
+    """Make the signed-in person `user_id` a `moderator` or a `member` of the room (a member
+    again, after a removal); returns their row before (`RoomMembership.Role` or None). The
+    owner and staff name and demote moderators; moderators add and re-admit members."""
+    if role not in (RoomMembership.Role.MODERATOR, RoomMembership.Role.MEMBER):
+        raise ProtocolError("invalid", "`role` is `moderator` or `member`.")
+    room = Room.objects.filter(name=name).first()
+    access = access_to(room, name, by)
+    access.check_moderate()
+    user_pk = _person(user_id)
+    if room is None:
+        room, _ = Room.objects.get_or_create(name=name)
+    before = _membership(room, user_pk)
+    if before == "owner":
+        raise ProtocolError("forbidden", "The room's owner is not given another role.")
+    touches_moderators = RoomMembership.Role.MODERATOR in (role, before)
+    if touches_moderators and not access.may_configure:
+        raise ProtocolError("forbidden", "Only the room's owner names or demotes moderators.")
+    RoomMembership.objects.update_or_create(room=room, user_id=user_pk, defaults={"role": role})
+    return before
+
+
+def who_may_stay(name: str, user_ids: list[str]) -> set[str]:
+    """Of the people `user_ids` (protocol ids), those who may enter the room now: after its
+    visibility or guest rule changed, the others' connections are closed."""
+    room = Room.objects.filter(name=name).first()
+    staff_pks = set(
+        get_user_model()
+        .objects.filter(
+            pk__in=[int(u[2:]) for u in user_ids if u.startswith("u:") and u[2:].isdigit()],
+            is_staff=True,
+        )
+        .values_list("pk", flat=True)
+    )
+    allowed = set()
+    for user_id in set(user_ids):
+        is_guest = not user_id.startswith("u:")
+        person = Identity(
+            id=user_id,
+            name="",
+            is_guest=is_guest,
+            is_staff=not is_guest and user_id[2:].isdigit() and int(user_id[2:]) in staff_pks,
+        )
+        if access_to(room, name, person).may_enter:
+            allowed.add(user_id)
+    return allowed

@@ -24,9 +24,9 @@ from django.db import Error as DatabaseError
 
 from chat.answers.admission import Admission
 from chat.answers.assistants import assistant_for
-from chat.answers.moderation import EXPEL, Moderation
+from chat.answers.moderation import EXPEL, RECHECK, Moderation
 from chat.answers.runner import AnswerRunner
-from chat.background import start_detached
+from chat.background import keep_until_done, start_detached
 from chat.llm import aclose_provider
 from chat.ratelimit import OpenPerKey
 from chat.realtime.backends import build_backends
@@ -78,6 +78,7 @@ class Runtime:
             # Redis lost its data (restarted): our channel-layer groups went with it.
             self.coordinator.on_data_loss = self.presence.rejoin_groups
         self._tasks: list[asyncio.Task[None]] = []
+        self._rechecks: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         channel = await self.layer.new_channel(prefix=f"worker.{self.worker_id}")
@@ -137,6 +138,13 @@ class Runtime:
                     self.presence.schedule_push(str(message.get("room")))
                 elif kind == EXPEL:
                     self.membership.expel(str(message.get("room")), str(message.get("user_id")))
+                elif kind == RECHECK:
+                    room = str(message.get("room"))
+                    keep_until_done(
+                        self._rechecks,
+                        start_detached(self.membership.recheck(room), name=f"recheck {room}"),
+                        what=f"Access check of {room}",
+                    )
             except Exception:
                 logger.exception("Control message %r failed", kind)
 

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 # The control message every worker serving a room receives (chat.runtime's control loop).
 EXPEL = "room.expel"
+RECHECK = "room.recheck"
 
 
 class Moderation:
@@ -61,6 +62,19 @@ class Moderation:
         await db(rooms.remove_member)(room, moderator, user_id)
         await self.expel(room, user_id)
         logger.info("%s removed %s from %s", moderator.id, user_id, room)
+
+    async def set_role(self, room: str, by: Identity, user_id: str, role: str) -> None:
+        """Give `user_id` a role (see `rooms.set_role`). Their open connections close (4003)
+        and reconnect with their new rights, so a demotion takes effect at once."""
+        before = await db(rooms.set_role)(room, by, user_id, role)
+        if before != role:
+            await self.expel(room, user_id)
+        logger.info("%s made %s a %s of %s (was %s)", by.id, user_id, role, room, before)
+
+    async def access_changed(self, room: str) -> None:
+        """The room's visibility or guest rule changed: every worker closes (4003) the
+        connections of people who may no longer enter it."""
+        await self._layer.group_send(room_group(room), {"type": RECHECK, "room": room})
 
     async def expel(self, room: str, user_id: str) -> None:
         """Close `user_id`'s connections to `room` on every worker (4003)."""

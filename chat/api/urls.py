@@ -23,6 +23,11 @@ urlpatterns = [
         views.remove_member,
         name="api_remove_member",
     ),
+    path(
+        "rooms/<str:room>/members/<str:user_id>/role",
+        views.set_member_role,
+        name="api_set_member_role",
+    ),
     path("ask", views.ask, name="api_ask"),
     re_path(r"^(?P<path>.*)$", views.not_found),
 ]

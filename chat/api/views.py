@@ -81,12 +81,17 @@ def _address(request: HttpRequest) -> str | None:
 
 
 def _parse(
-    request: HttpRequest, kind: str, fields: dict[str, Any] | None = None
+    request: HttpRequest,
+    kind: str,
+    fields: dict[str, Any] | None = None,
+    *,
+    with_body: bool | None = None,
 ) -> protocol.Command:
     """The command a WebSocket frame of type `kind` with the body's fields would be: the same
-    parser, so the same error codes. `fields` (from the URL) win over the body's."""
+    parser, so the same error codes. `fields` (from the URL) win over the body's; the body is
+    read when there are no such fields, or `with_body` says so."""
     frame: dict[str, Any] = {}
-    if fields is None:
+    if with_body or (with_body is None and fields is None):
         too_long = ProtocolError(
             "too_long", f"The body is over {settings.CHAT_MAX_FRAME_BYTES} bytes."
         )
@@ -114,7 +119,8 @@ async def room_events(request: HttpRequest, room: str) -> HttpResponseBase:
     _check_room(room)
     identity = await authenticate(request, write=False)
     admitted_at = time.monotonic()
-    (await database_sync_to_async(rooms.access)(room, identity)).check_enter()
+    access = await database_sync_to_async(rooms.access)(room, identity)
+    access.check_enter()
     get_token(request)  # Sets the csrftoken cookie: a browser reader can POST next.
     runtime = await detached(get_runtime())
     member = RoomMember(
@@ -125,6 +131,7 @@ async def room_events(request: HttpRequest, room: str) -> HttpResponseBase:
         transport_pending=getattr(request, "scope", {}).get("chat.transport_pending"),
         label=f"{room}/{identity.name} (sse)",
         admitted_at=admitted_at,
+        access=access.to_wire(),
     )
     return sse.response(_room_stream(member))
 
@@ -201,6 +208,20 @@ async def remove_member(request: HttpRequest, room: str, user_id: str) -> HttpRe
     runtime = await detached(get_runtime())
     await detached(runtime.moderation.remove(room, identity, command.user_id))
     return JsonResponse({"user_id": command.user_id, "removed": True})
+
+
+@api_view("POST")
+async def set_member_role(request: HttpRequest, room: str, user_id: str) -> HttpResponseBase:
+    """`POST /api/rooms/<room>/members/<user id>/role`, body `{"role": ...}`: the WebSocket's
+    `set_role`. 200; their connections to the room reconnect with their new rights."""
+    _check_room(room)
+    identity = await authenticate(request, write=True)
+    command = _parse(request, "set_role", {"user_id": user_id}, with_body=True)
+    if not isinstance(command, protocol.SetRole):  # The parser maps "set_role" to SetRole.
+        raise TypeError(f"parsed {command!r} for a set_role")
+    runtime = await detached(get_runtime())
+    await detached(runtime.moderation.set_role(room, identity, command.user_id, command.role))
+    return JsonResponse({"user_id": command.user_id, "role": command.role})
 
 
 @api_view("POST")

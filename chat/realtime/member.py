@@ -14,7 +14,7 @@ import logging
 import secrets
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from typing import Final
+from typing import Any, Final
 
 from django.conf import settings
 
@@ -47,9 +47,11 @@ class RoomMember:
         transport_pending: PendingBytes | None = None,
         label: str = "",
         admitted_at: float | None = None,
+        access: dict[str, Any] | None = None,
     ) -> None:
         self._membership = membership
         self.admitted_at = admitted_at  # see Membership.join
+        self.access = access
         self.room = room
         self.identity = identity
         self.after = after
@@ -91,6 +93,7 @@ class RoomMember:
             conn_id=self.conn_id,
             after=self.after,
             admitted_at=self.admitted_at,
+            access=self.access,
         )
 
     async def _leave(self) -> None:

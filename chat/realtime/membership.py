@@ -8,9 +8,10 @@ import logging
 import time
 from typing import Any
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 
-from chat import protocol
+from chat import protocol, rooms
 from chat.identity import Identity
 from chat.protocol import dumps
 from chat.realtime.coordination import Coordinator
@@ -44,11 +45,13 @@ class Membership:
         conn_id: str,
         after: int | None,
         admitted_at: float | None = None,
+        access: dict[str, Any] | None = None,
     ) -> bool:
         """Make `outbox` a member of `room`: it gets a `welcome`, then every event after it;
         True when it resumed from `after`. Nothing is written for a join: a room gets its
         database row with the first thing said in it. `admitted_at` (`time.monotonic()`
-        before the transport checked the person's access): a removal after it closes them."""
+        before the transport checked the person's access): a removal after it closes them.
+        `access`: the welcome's `access` (protocol.access_info), if the transport knows it."""
         await self._presence.watch_room(room)
         user = identity.to_wire()
         await self._coordinator.presence_add(room, conn_id, user)
@@ -64,6 +67,7 @@ class Membership:
                         resumed=resumed,
                         history=history,
                         members=members,
+                        access=access,
                     )
                 )
 
@@ -112,6 +116,22 @@ class Membership:
         for outbox in self._hub.connections(room):
             if outbox.user_id == user_id:
                 outbox.close_soon(protocol.CLOSE_REMOVED)
+                closed += 1
+        return closed
+
+    async def recheck(self, room: str) -> int:
+        """Close (4003) this worker's connections to `room` of people who may no longer enter
+        it (it was made private, or closed to guests); how many."""
+        outboxes = self._hub.connections(room)
+        if not outboxes:
+            return 0
+        allowed = await database_sync_to_async(rooms.who_may_stay)(
+            room, [outbox.user_id for outbox in outboxes]
+        )
+        closed = 0
+        for outbox in outboxes:
+            if outbox.user_id not in allowed:
+                self.expel(room, outbox.user_id)
                 closed += 1
         return closed
 

@@ -15,8 +15,9 @@ from django.test import AsyncClient
 
 from chat import protocol, rooms
 from chat.models import Message, Room, RoomMembership
+from chat.runtime import get_runtime
 from config.asgi import application
-from tests.conftest import Client, connect
+from tests.conftest import Client, connect, wait_for
 from tests.rooms.people import Person, person
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -230,3 +231,64 @@ async def _csrf(client: AsyncClient) -> str:
     """A signed-in client's CSRF token, as the page's script gets it (the cookie)."""
     await client.get("/")
     return str(client.cookies["csrftoken"].value)
+
+
+async def test_the_welcome_says_what_you_may_do() -> None:
+    owner, mod, member, _ = await _team()
+    seen = {}
+    for someone in (owner, mod, member):
+        client = await connect("team", headers=someone.ws_headers)
+        seen[someone.user.username] = client.welcome["access"]
+        await client.close()
+    assert seen == {
+        "owner": {"role": "owner", "moderate": True, "configure": True},
+        "mod": {"role": "moderator", "moderate": True, "configure": False},
+        "member": {"role": "member", "moderate": False, "configure": False},
+    }
+
+
+async def test_roles_change_at_once_and_the_person_reconnects_with_their_new_rights() -> None:
+    owner, mod, member, _ = await _team()
+    by_mod = await connect("team", headers=mod.ws_headers)
+    await by_mod.send({"type": "set_role", "user_id": member.identity.id, "role": "moderator"})
+    assert (await _error(by_mod))["code"] == "forbidden"  # the owner names moderators
+    await by_mod.send({"type": "set_role", "user_id": member.identity.id, "role": "owner"})
+    assert (await _error(by_mod))["code"] == "invalid"
+    promoted = await connect("team", headers=member.ws_headers)
+    by_owner = await connect("team", headers=owner.ws_headers)
+    await by_owner.send({"type": "set_role", "user_id": member.identity.id, "role": "moderator"})
+    assert await _closed_with(promoted) == protocol.CLOSE_REMOVED
+    again = await connect("team", headers=member.ws_headers)
+    assert again.welcome["access"]["role"] == "moderator"
+    # Demoted: closed at once, and back as a member who may no longer moderate.
+    await by_owner.send({"type": "set_role", "user_id": mod.identity.id, "role": "member"})
+    assert await _closed_with(by_mod) == protocol.CLOSE_REMOVED
+    demoted = await connect("team", headers=mod.ws_headers)
+    assert demoted.welcome["access"] == {"role": "member", "moderate": False, "configure": False}
+    await demoted.send({"type": "remove", "user_id": member.identity.id})
+    assert (await _error(demoted))["code"] == "forbidden"
+    # A moderator re-admits someone removed.
+    await again.send({"type": "remove", "user_id": mod.identity.id})
+    assert await _closed_with(demoted) == protocol.CLOSE_REMOVED
+    assert await _handshake("team", mod) is False
+    await again.send({"type": "set_role", "user_id": mod.identity.id, "role": "member"})
+    await wait_for(lambda: _handshake("team", mod))
+    for client in (again, by_owner):
+        await client.close()
+
+
+async def test_a_room_made_private_closes_everyone_who_may_no_longer_enter() -> None:
+    _, _, member, room = await _team(private=False)
+    outsider = await person("outsider")
+    guest = await connect("team")
+    stranger = await connect("team", headers=outsider.ws_headers)
+    insider = await connect("team", headers=member.ws_headers)
+    room.visibility = Room.Visibility.PRIVATE
+    await database_sync_to_async(room.save)()
+    runtime = await get_runtime()
+    await runtime.moderation.access_changed("team")
+    assert await _closed_with(guest) == protocol.CLOSE_REMOVED
+    assert await _closed_with(stranger) == protocol.CLOSE_REMOVED
+    await insider.send({"type": "ping"})
+    assert (await insider.recv_until(lambda f: f["type"] == "pong"))[-1]["type"] == "pong"
+    await insider.close()
