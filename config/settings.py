@@ -207,6 +207,9 @@ CHAT_SEND_BUFFER_BYTES: int = env.int("CHAT_SEND_BUFFER_BYTES", default=1048576)
 CHAT_LOG_RETENTION_EVENTS: int = env.int("CHAT_LOG_RETENTION_EVENTS", default=20000)
 CHAT_LOG_RETENTION_SECONDS: int = env.int("CHAT_LOG_RETENTION_SECONDS", default=3600)
 CHAT_LEASE_SECONDS: float = env.float("CHAT_LEASE_SECONDS", default=3.0)
+# How long a running answer waits for the room log (Redis) to come back, its deltas buffered,
+# before it gives up (docs/scaling.md, "When Redis goes away").
+CHAT_LOG_OUTAGE_SECONDS: float = env.float("CHAT_LOG_OUTAGE_SECONDS", default=45.0)
 # How long a worker keeps retrying to store an answer's end that the room saw while the
 # database was away (docs/architecture.md, "Exactly one end").
 CHAT_DB_RETRY_SECONDS: float = env.float("CHAT_DB_RETRY_SECONDS", default=300.0)

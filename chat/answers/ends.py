@@ -28,7 +28,7 @@ from chat import protocol, storage
 from chat.background import start_detached
 from chat.dbretry import retry_write
 from chat.protocol import AnswerStatus
-from chat.realtime.log import RoomLog
+from chat.realtime.log import RoomLog, append_patiently
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,9 @@ class AnswerEnds:
             )
         if stored is False:
             return False, None
-        seq = await self._log.append(room, end.event(answer_id))
+        seq = await append_patiently(
+            self._log, room, end.event(answer_id), within=settings.CHAT_LOG_OUTAGE_SECONDS
+        )
         if seq is None:
             if stored is None:
                 # Someone else's end is in the log; whoever appended it stores it (or the

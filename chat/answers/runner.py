@@ -25,7 +25,7 @@ from chat.identity import Identity
 from chat.llm.base import ChatMessage
 from chat.protocol import AnswerStatus, ProtocolError
 from chat.realtime.coordination import AnswerSlot, Coordinator
-from chat.realtime.log import RoomLog
+from chat.realtime.log import RoomLog, append_patiently
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +121,9 @@ class AnswerRunner:
         # runtime when it starts, before any answer can be asked.
         self.control_channel = ""
         self._running: dict[str, RunningAnswer] = {}
+        # The reaper's view of Redis: whether its last look failed, and when it last came back.
+        self._reaper_failing = False
+        self._reaper_back_at = float("-inf")
         # Checkpoint writes in flight (a reference keeps each task alive until it is done).
         self._background: set[asyncio.Task[None]] = set()
 
@@ -215,7 +218,7 @@ class AnswerRunner:
         await db(storage.create_answer)(
             asked.room, answer_id=asked.answer_id, question_id=asked.question_id
         )
-        running.start_seq = await self._log.append(
+        running.start_seq = await self._append(
             asked.room,
             protocol.answer_start_event(
                 id=asked.answer_id, question_id=asked.question_id, created=storage.iso_now()
@@ -234,7 +237,7 @@ class AnswerRunner:
             async for event in events:
                 if isinstance(event, RetrievalFinished):
                     running.sources = [s.to_wire() for s in event.sources]
-                    await self._log.append(
+                    await self._append(
                         asked.room,
                         protocol.answer_sources_event(
                             answer_id=asked.answer_id, sources=running.sources
@@ -278,8 +281,16 @@ class AnswerRunner:
         task = asyncio.create_task(db(storage.checkpoint_answer)(answer_id, text))
         keep_until_done(self._background, task, what=f"Checkpoint of answer {answer_id}")
 
+    async def _append(self, room: str, event: dict[str, Any]) -> int | None:
+        """Append an event of a running answer, riding out a room-log outage (Redis away)
+        for CHAT_LOG_OUTAGE_SECONDS: the answer's worker and its LLM are alive, so the answer
+        goes on, and its deltas wait in its publisher meanwhile."""
+        return await append_patiently(
+            self._log, room, event, within=settings.CHAT_LOG_OUTAGE_SECONDS
+        )
+
     async def _append_delta(self, room: str, answer_id: str, text: str) -> None:
-        await self._log.append(room, protocol.answer_delta_event(answer_id=answer_id, text=text))
+        await self._append(room, protocol.answer_delta_event(answer_id=answer_id, text=text))
 
     async def _history(self, room: str, question_id: str) -> list[ChatMessage]:
         rows = await db(storage.context_messages)(
@@ -291,16 +302,35 @@ class AnswerRunner:
         ]
 
     async def reap_orphans(self, rooms: list[str]) -> None:
-        """End the answers whose worker died (their lease expired) in these rooms."""
+        """End the answers whose worker died (their lease expired) in these rooms.
+
+        Not for a whole lease after Redis came back (as this reaper saw it: its looks failed,
+        then one succeeded): while Redis was away every lease expired, and the owners, alive,
+        re-take theirs at their next refresh, a third of a lease after Redis is back. So an
+        answer survives an outage, and only the dead lose theirs."""
+        if not rooms:
+            return
+        now = time.monotonic()
         local = set(self._running)
-        for room in rooms:
-            for answer_id in await self._log.live_answers(room):
-                if answer_id in local:
-                    continue
-                if await self._coordinator.owner_channel(
-                    answer_id
-                ) is None and await self.ends.interrupt_orphan(room, answer_id):
-                    logger.warning("Answer %s lost its worker: interrupted", answer_id)
+        orphans: list[tuple[str, str]] = []
+        try:
+            for room in rooms:
+                for answer_id in await self._log.live_answers(room):
+                    if answer_id in local:
+                        continue
+                    if await self._coordinator.owner_channel(answer_id) is None:
+                        orphans.append((room, answer_id))
+        except Exception:
+            self._reaper_failing = True
+            raise
+        if self._reaper_failing:  # this look is the first to reach Redis again
+            self._reaper_failing = False
+            self._reaper_back_at = now
+        if now - self._reaper_back_at < settings.CHAT_LEASE_SECONDS:
+            return
+        for room, answer_id in orphans:
+            if await self.ends.interrupt_orphan(room, answer_id):
+                logger.warning("Answer %s lost its worker: interrupted", answer_id)
 
     async def repair_ended(self, rooms: list[str]) -> int:
         """Store the ends the room log holds for answers the database still has `streaming`

@@ -11,9 +11,15 @@ Backends: `chat.realtime.memory.MemoryRoomLog` (one process) and
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+logger = logging.getLogger(__name__)
 
 # Called with (seq, frame_json) for every event of a subscribed room, in seq order.
 Listener = Callable[[int, str], None]
@@ -22,6 +28,11 @@ Listener = Callable[[int, str], None]
 # lost its data), seq continues this far above the last seq the database saw: a client that
 # resumes with an older cursor can never mistake new events for ones it has seen.
 SEQ_RESTART_GAP = 10_000
+
+
+class RoomLogUnavailable(Exception):
+    """The log's store cannot be reached (Redis is away): nothing was appended, or the reply
+    was lost; appending again with the same token is safe."""
 
 
 @dataclass(slots=True)
@@ -47,8 +58,14 @@ class RoomSeeder(Protocol):
 class RoomLog(Protocol):
     """Ordered, resumable room events; see the module docstring."""
 
-    async def append(self, room: str, event: dict[str, Any]) -> int | None:
+    async def append(
+        self, room: str, event: dict[str, Any], *, token: str | None = None
+    ) -> int | None:
         """Give `event` the room's next seq, store it, update the view, wake readers.
+
+        `token` names this append: appended again with the same token (a retry after
+        `RoomLogUnavailable`, whose reply may be what was lost), it returns the first seq and
+        appends nothing. Raises `RoomLogUnavailable` when the store cannot be reached.
 
         Returns the seq; returns None and appends nothing for an `answer.sources`,
         `answer.delta` or `answer.end` of an answer that is not live (already ended, perhaps by
@@ -85,3 +102,24 @@ class RoomLog(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+async def append_patiently(
+    log: RoomLog, room: str, event: dict[str, Any], *, within: float
+) -> int | None:
+    """`log.append`, riding out an outage of the log's store for up to `within` seconds: the
+    same token on every try, so the event is appended once however many replies were lost.
+    A running answer's events go through here, so an answer survives Redis going away for a
+    while (its deltas wait in the answer's own buffer meanwhile, chat.answers.publisher)."""
+    token = secrets.token_hex(8)
+    deadline = time.monotonic() + within
+    delay = 0.05
+    while True:
+        try:
+            return await log.append(room, event, token=token)
+        except RoomLogUnavailable as err:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.debug("Room log away (%s); %s of %s waits", err, event["type"], room)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)

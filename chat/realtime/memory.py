@@ -64,7 +64,10 @@ class MemoryRoomLog:
                 self._rooms[name] = room
         return room
 
-    async def append(self, room_name: str, event: dict[str, Any]) -> int | None:
+    async def append(
+        self, room_name: str, event: dict[str, Any], *, token: str | None = None
+    ) -> int | None:
+        # In this process an append cannot be lost on the way back: `token` is not needed.
         room = await self._room(room_name)
         if event["type"] in _ANSWER_UPDATES and event["answer_id"] not in room.live:
             return None  # That answer has ended (perhaps ended by someone else): nothing more.

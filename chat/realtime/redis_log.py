@@ -29,7 +29,13 @@ from redis.exceptions import RedisError
 
 from chat.protocol import dumps
 from chat.realtime import redis_lua
-from chat.realtime.log import SEQ_RESTART_GAP, Listener, RoomSeeder, Snapshot
+from chat.realtime.log import (
+    SEQ_RESTART_GAP,
+    Listener,
+    RoomLogUnavailable,
+    RoomSeeder,
+    Snapshot,
+)
 from chat.realtime.redaction import REDACTED_PATCH, REDACTED_TYPE, redacted_form, scrub
 from chat.realtime.redis_client import command_client
 from chat.realtime.view import apply_to_view, render_history
@@ -102,7 +108,9 @@ class RedisRoomLog:
 
     # --- writing --------------------------------------------------------------------------
 
-    async def append(self, room: str, event: dict[str, Any]) -> int | None:
+    async def append(
+        self, room: str, event: dict[str, Any], *, token: str | None = None
+    ) -> int | None:
         """`RoomLog.append`, in one EVALSHA. Beyond the memory log, it also refuses (None) a
         delta or sources of an answer that is not live: across workers, a reaper may have
         ended an answer whose worker was only slow, and nothing may follow an end."""
@@ -154,11 +162,14 @@ class RedisRoomLog:
             self._view_size,
             self._retention_seconds,
             self._ttl,
-            secrets.token_hex(8),
+            token or secrets.token_hex(8),
             redis_lua.RECENT_APPENDS,
             *redacted_end,
         ]
-        seq = await self._call(room, self._append, keys, args)
+        try:
+            seq = await self._call(room, self._append, keys, args)
+        except (RedisError, OSError) as err:
+            raise RoomLogUnavailable(str(err) or type(err).__name__) from err
         return int(seq) or None
 
     # --- reading --------------------------------------------------------------------------
