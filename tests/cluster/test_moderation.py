@@ -88,6 +88,20 @@ async def test_a_private_room_shows_an_outsider_nothing_on_either_worker(
             assert events.status_code == 404 and events.json()["error"]["code"] == "not_found"
             home = await http.get("/")
             assert room not in home.text
+            # A CSRF token, as a public room's event stream hands it out (only its headers).
+            async with http.stream("GET", "/api/rooms/lobby/events") as opened:
+                assert opened.status_code == 200
+            csrf = http.cookies["csrftoken"]
+            posted = await http.post(
+                f"/api/rooms/{room}/questions",
+                json={"text": "what is secret?"},
+                headers={
+                    "X-CSRFToken": csrf,
+                    "Origin": base,
+                    "Cookie": f"{outsider}; csrftoken={csrf}",
+                },
+            )
+            assert posted.status_code == 404, posted.text
         member = await Member.join(cluster.ws_url(index, room), cookie=people["member"]["cookie"])
         assert member.welcome["room"] == room
         await member.close()

@@ -12,7 +12,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import AsyncClient
 
 from chat import rooms
-from chat.models import Message, Room, RoomMembership
+from chat.models import ApiToken, Message, Room, RoomMembership
 from config.asgi import application
 from tests.conftest import connect
 from tests.rooms.people import SITE, Person, person
@@ -166,3 +166,28 @@ async def test_a_moderator_may_stop_anyone_s_answer_and_a_member_may_not(
     assert end["status"] == "cancelled"
     for client in (asker, other, moderator):
         await client.close()
+
+
+async def test_api_tokens_carry_their_user_s_rights() -> None:
+    owner, member, outsider = await person("owner"), await person("member"), await person("out")
+    room = await _private_room(owner)
+    await _add(room, member)
+
+    @database_sync_to_async
+    def key(someone: Person) -> str:
+        return ApiToken.issue(someone.user, name="test")[1]
+
+    program = AsyncClient()
+    for someone, status in ((member, 202), (outsider, 404)):
+        headers = {"Authorization": f"Bearer {await key(someone)}"}
+        posted = await program.post(
+            "/api/rooms/team/questions",
+            {"text": "hello"},
+            "application/json",
+            headers=headers,
+        )
+        assert posted.status_code == status, posted.content
+    events = await program.get(
+        "/api/rooms/team/events", headers={"Authorization": f"Bearer {await key(outsider)}"}
+    )
+    assert events.status_code == 404
