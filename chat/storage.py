@@ -334,11 +334,16 @@ def seed_room(room_name: str, limit: int, *, orphans_before: datetime | None) ->
 
 
 def context_messages(room_name: str, *, before_id: str, limit: int) -> list[Message]:
-    """The room's last complete messages before a question: the conversation the LLM sees."""
+    """The room's last messages before a question: the conversation the LLM sees. People's
+    messages and questions, and the answers that completed; never what a moderator removed."""
     question = Message.objects.get(id=before_id)
     rows = list(
         Message.objects.filter(room__name=room_name, created__lt=question.created)
-        .filter(Q(role=Message.Role.USER) | Q(status=Message.Status.COMPLETE))
+        .filter(
+            Q(role__in=(Message.Role.USER, Message.Role.MESSAGE))
+            | Q(status=Message.Status.COMPLETE)
+        )
+        .exclude(redacted=True)
         .exclude(text="")
         .order_by("-created")[:limit]
     )

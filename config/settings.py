@@ -180,6 +180,8 @@ CHAT_MAX_QUESTION_CHARS: int = env.int("CHAT_MAX_QUESTION_CHARS", default=4000)
 CHAT_MAX_FRAME_BYTES: int = env.int("CHAT_MAX_FRAME_BYTES", default=65536)
 CHAT_HISTORY_LENGTH: int = env.int("CHAT_HISTORY_LENGTH", default=50)
 CHAT_CONTEXT_MESSAGES: int = env.int("CHAT_CONTEXT_MESSAGES", default=10)
+# The same conversation bounded in characters too (oldest messages dropped first).
+CHAT_CONTEXT_CHARS: int = env.int("CHAT_CONTEXT_CHARS", default=12000)
 # People's plain messages (`say`): their length, and how fast one person may send them.
 CHAT_MAX_MESSAGE_CHARS: int = env.int("CHAT_MAX_MESSAGE_CHARS", default=4000)
 CHAT_SAY_RATE_PER_MINUTE: float = env.float("CHAT_SAY_RATE_PER_MINUTE", default=30.0)

@@ -152,6 +152,7 @@ class Admission:
                     question_id=stored.id,
                     question=stored.text,
                     collection=stored.collection,
+                    asker=identity.name,
                 )
             )
             started = True

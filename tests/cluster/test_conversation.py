@@ -1,9 +1,11 @@
 """People talk across workers (the rooms issue): a `say` on worker A reaches a member on worker B
 with the same seq, is in B's `welcome`, in an `after=` resume on B and in an SSE stream from B,
 and is stored once in PostgreSQL; a `typing` notice on A reaches B's members and not its
-sender."""
+sender; the assistant asked on B sees what was said on A."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import httpx
 import psycopg
@@ -26,7 +28,7 @@ def stored_said(database_url: str, message_id: str) -> tuple[str, str, int]:
 
 
 async def test_a_message_said_on_one_worker_is_everywhere_on_the_other(
-    make_cluster: ClusterFactory, room: str, database_url: str
+    make_cluster: ClusterFactory, room: str, database_url: str, sim: Any
 ) -> None:
     cluster = make_cluster(workers=2)
     on_a = await Member.join(cluster.ws_url(0, room))
@@ -74,5 +76,14 @@ async def test_a_message_said_on_one_worker_is_everywhere_on_the_other(
         event = (await stream.until(lambda e: e.event == "message"))[-1]
         assert event.id == str(said["seq"]) and event.json() == said
 
+    # The assistant, asked on B, sees what was said on A, with who said it.
+    await on_b.ask("What will be brought?")
+    end = await on_b.until_end()
+    assert end["status"] == "complete"
+    [request] = [
+        r for r in sim.stats() if any("What will be brought?" in m["content"] for m in r.messages)
+    ]
+    name = on_a.welcome["user"]["name"]
+    assert {"role": "user", "content": f"{name}: 케이크는 제가 가져갈게요"} in request.messages
     for member in (on_a, on_b, fresh, resumed):
         await member.close()
