@@ -351,6 +351,12 @@ def context_messages(room_name: str, *, before_id: str, limit: int) -> list[Mess
     return rows
 
 
+def assistant_name(room_name: str) -> str:
+    """What the room calls its assistant (blank: the default names)."""
+    name = Room.objects.filter(name=room_name).values_list("assistant_name", flat=True).first()
+    return name or ""
+
+
 def api_token_user(key: str, *, touch_after: timedelta) -> Any | None:
     """The active user an API key belongs to, or None. Its `last_used` is written at most every
     `touch_after`, not on every request."""
