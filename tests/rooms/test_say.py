@@ -81,6 +81,19 @@ async def test_a_said_message_reaches_everyone_is_stored_and_asks_nothing(llm: A
     await bob.close()
 
 
+async def test_talking_takes_no_answer_slot(llm: Any, settings: Any) -> None:
+    settings.CHAT_MAX_ANSWERS_PER_USER = 1
+    alice = await connect("busy")
+    await alice.send({"type": "ask", "text": "A long one [[sim tokens=300 tps=30]]"})
+    await alice.recv_until(lambda f: f["type"] == "answer.delta")
+    # Her one answer slot is taken: another question is refused, a message is not.
+    await expect_error(alice, {"type": "ask", "text": "And another?"}, "busy")
+    message = await said(alice, "while it writes")
+    assert message["text"] == "while it writes"
+    assert [row["role"] for row in await stored("busy")] == ["user", "assistant", "message"]
+    await alice.close()
+
+
 async def test_messages_are_in_every_welcome_and_in_a_resume() -> None:
     alice = await connect("log")
     before = alice.welcome["seq"]
