@@ -10,12 +10,15 @@ How often a connection may send one is the transport's business (chat.consumers)
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from chat.protocol import dumps, typing_frame
 from chat.realtime.hub import RoomHub
 from chat.realtime.outbox import Outbox
 from chat.realtime.presence import room_group
+
+logger = logging.getLogger(__name__)
 
 # The control message's type (chat.runtime's control loop dispatches on it).
 NOTICE = "typing.notice"
@@ -28,14 +31,26 @@ class Typing:
         self._hub = hub
         self._layer = layer
         self.control_channel = ""  # set by the runtime once the layer gave it one
+        self._failing = False  # the channel layer refused the last notice (logged once)
 
     async def notify(self, room: str, user: dict[str, str], *, sender: Outbox) -> None:
-        """`user` is typing in `room` (through the connection `sender`): tell everyone else."""
+        """`user` is typing in `room` (through the connection `sender`): tell everyone else.
+        A notice the other workers cannot be sent (Redis away) is dropped: it is worth no
+        error, let alone the sender's connection."""
         self._push(room, user, skip=sender)
-        await self._layer.group_send(
-            room_group(room),
-            {"type": NOTICE, "room": room, "user": user, "origin": self.control_channel},
-        )
+        try:
+            await self._layer.group_send(
+                room_group(room),
+                {"type": NOTICE, "room": room, "user": user, "origin": self.control_channel},
+            )
+        except Exception as err:
+            if not self._failing:
+                logger.warning("Typing notices reach this worker's members only: %r", err)
+            self._failing = True
+            return
+        if self._failing:
+            logger.warning("Typing notices reach every worker again")
+            self._failing = False
 
     def deliver(self, message: dict[str, Any]) -> None:
         """A notice that came through the room's group: push it to this worker's members,
