@@ -73,6 +73,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.frames = TokenBucket(
             settings.CHAT_FRAME_RATE_PER_SECOND, settings.CHAT_FRAME_RATE_PER_SECOND * 2
         )
+        # One `typing` notice passed on per interval; the others are dropped without a word
+        # (a flood of them meets the frame rate above).
+        self.typing = TokenBucket(1.0 / max(settings.CHAT_TYPING_INTERVAL_SECONDS, 0.001), 1)
         self.conn = Outbox(
             send=self._send_text,
             close=self._close_with,
@@ -114,7 +117,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 raise ProtocolError("rate_limited", "Too many frames; slow down.", retry_after=wait)
             if text_data is None:
                 raise ProtocolError("bad_frame", "Frames must be JSON text, not binary.")
-            command = protocol.parse_command(text_data, max_chars=settings.CHAT_MAX_QUESTION_CHARS)
+            command = protocol.parse_command(
+                text_data,
+                max_chars=settings.CHAT_MAX_QUESTION_CHARS,
+                max_message_chars=settings.CHAT_MAX_MESSAGE_CHARS,
+            )
             await self._handlers[command.type](self, command)
         except ProtocolError as err:
             self._error(err)
@@ -147,6 +154,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await runtime.admission.ask(self.room, identity, command, address=self.address)
         self.flood_strikes = 0
 
+    async def on_say(self, command: protocol.Say) -> None:
+        runtime, identity = self._member()
+        await runtime.admission.say(self.room, identity, command)
+        self.flood_strikes = 0
+
+    async def on_typing(self, command: protocol.Typing) -> None:
+        runtime, identity = self._member()
+        if self.conn is None or self.typing.take():
+            return
+        await runtime.typing.notify(self.room, identity.to_wire(), sender=self.conn)
+
     async def on_cancel(self, command: protocol.Cancel) -> None:
         runtime, identity = self._member()
         await runtime.runner.cancel(self.room, identity, command.answer_id)
@@ -170,6 +188,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # One handler per command type, dispatched through this table (never getattr on input).
     _handlers: dict[str, Callable[[ChatConsumer, Any], Awaitable[None]]] = {
         "ask": on_ask,
+        "say": on_say,
+        "typing": on_typing,
         "cancel": on_cancel,
         "ping": on_ping,
         "redact": on_redact,

@@ -36,8 +36,9 @@ CLOSE_TOO_SLOW: Final = 4008
 CLOSE_TOO_MANY: Final = 4029
 
 # Types the client may send, and every type the server sends (docs are tested against these).
-COMMAND_TYPES: Final = ("ask", "cancel", "ping", "redact", "remove", "set_role")
+COMMAND_TYPES: Final = ("ask", "say", "typing", "cancel", "ping", "redact", "remove", "set_role")
 ROOM_EVENT_TYPES: Final = (
+    "message",
     "question",
     "answer.start",
     "answer.sources",
@@ -45,7 +46,7 @@ ROOM_EVENT_TYPES: Final = (
     "answer.end",
     "message.redacted",
 )
-DIRECT_FRAME_TYPES: Final = ("welcome", "presence", "pong", "error")
+DIRECT_FRAME_TYPES: Final = ("welcome", "presence", "typing", "pong", "error")
 ERROR_CODES: Final = (
     "bad_json",
     "bad_frame",
@@ -84,6 +85,22 @@ class Ask:
     text: str
     client_id: str | None = None
     type: Literal["ask"] = "ask"
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    """`say`: a plain message to the people in the room; it asks the assistant nothing."""
+
+    text: str
+    client_id: str | None = None
+    type: Literal["say"] = "say"
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    """`typing`: the sender is writing something; the room's other members are told."""
+
+    type: Literal["typing"] = "typing"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +145,16 @@ class SetRole:
     type: Literal["set_role"] = "set_role"
 
 
-Command = Ask | Cancel | Ping | Redact | Remove | SetRole
+Command = Ask | Say | Typing | Cancel | Ping | Redact | Remove | SetRole
+
+
+@dataclass(frozen=True, slots=True)
+class TextLimits:
+    """The longest `text`, in characters after trimming: of a question (`ask`) and of a
+    person's message (`say`)."""
+
+    question: int
+    message: int
 
 
 def _check_text(value: str, name: str) -> None:
@@ -145,7 +171,8 @@ def _check_text(value: str, name: str) -> None:
             ) from None
 
 
-def _parse_ask(frame: dict[str, Any], max_chars: int) -> Ask:
+def _parse_text(frame: dict[str, Any], max_chars: int) -> tuple[str, str | None]:
+    """The `text` and optional `client_id` of an `ask` or a `say`."""
     text = frame.get("text")
     if not isinstance(text, str):
         raise ProtocolError("invalid", "`text` must be a string.")
@@ -164,10 +191,24 @@ def _parse_ask(frame: dict[str, Any], max_chars: int) -> Ask:
                 "too_long", f"`client_id` is longer than {MAX_CLIENT_ID_CHARS} characters."
             )
         _check_text(client_id, "client_id")
+    return text, client_id
+
+
+def _parse_ask(frame: dict[str, Any], limits: TextLimits) -> Ask:
+    text, client_id = _parse_text(frame, limits.question)
     return Ask(text=text, client_id=client_id)
 
 
-def _parse_cancel(frame: dict[str, Any], max_chars: int) -> Cancel:
+def _parse_say(frame: dict[str, Any], limits: TextLimits) -> Say:
+    text, client_id = _parse_text(frame, limits.message)
+    return Say(text=text, client_id=client_id)
+
+
+def _parse_typing(frame: dict[str, Any], limits: TextLimits) -> Typing:
+    return Typing()
+
+
+def _parse_cancel(frame: dict[str, Any], limits: TextLimits) -> Cancel:
     answer_id = frame.get("answer_id")
     if not isinstance(answer_id, str) or not answer_id:
         raise ProtocolError("invalid", "`answer_id` must be a non-empty string.")
@@ -177,11 +218,11 @@ def _parse_cancel(frame: dict[str, Any], max_chars: int) -> Cancel:
     return Cancel(answer_id=answer_id)
 
 
-def _parse_ping(frame: dict[str, Any], max_chars: int) -> Ping:
+def _parse_ping(frame: dict[str, Any], limits: TextLimits) -> Ping:
     return Ping()
 
 
-def _parse_redact(frame: dict[str, Any], max_chars: int) -> Redact:
+def _parse_redact(frame: dict[str, Any], limits: TextLimits) -> Redact:
     message_id, seq = frame.get("id"), frame.get("seq")
     if (message_id is None) == (seq is None):
         raise ProtocolError("invalid", "Give exactly one of `id` and `seq`.")
@@ -205,11 +246,11 @@ def _user_id(frame: dict[str, Any]) -> str:
     return user_id
 
 
-def _parse_remove(frame: dict[str, Any], max_chars: int) -> Remove:
+def _parse_remove(frame: dict[str, Any], limits: TextLimits) -> Remove:
     return Remove(user_id=_user_id(frame))
 
 
-def _parse_set_role(frame: dict[str, Any], max_chars: int) -> SetRole:
+def _parse_set_role(frame: dict[str, Any], limits: TextLimits) -> SetRole:
     role = frame.get("role")
     if role not in ("moderator", "member"):
         raise ProtocolError("invalid", "`role` is `moderator` or `member`.")
@@ -217,8 +258,10 @@ def _parse_set_role(frame: dict[str, Any], max_chars: int) -> SetRole:
 
 
 # Client input is dispatched through this explicit table, never getattr on client data.
-_PARSERS: dict[str, Callable[[dict[str, Any], int], Command]] = {
+_PARSERS: dict[str, Callable[[dict[str, Any], TextLimits], Command]] = {
     "ask": _parse_ask,
+    "say": _parse_say,
+    "typing": _parse_typing,
     "cancel": _parse_cancel,
     "ping": _parse_ping,
     "redact": _parse_redact,
@@ -240,21 +283,30 @@ def load_json_object(raw: str | bytes, *, what: str = "frame") -> dict[str, Any]
     return value
 
 
-def parse_frame(frame: dict[str, Any], *, max_chars: int) -> Command:
+def parse_frame(
+    frame: dict[str, Any], *, max_chars: int, max_message_chars: int | None = None
+) -> Command:
     """Parse one decoded client frame (WebSocket, HTTP body or CLI alike) into a command, or
-    raise `ProtocolError` with the protocol's error code."""
+    raise `ProtocolError` with the protocol's error code. `max_chars`: the longest question;
+    `max_message_chars`: the longest `say` (default: the same)."""
     kind = frame.get("type")
     if not isinstance(kind, str):
         raise ProtocolError("bad_frame", "A frame must have a string `type`.")
     parser = _PARSERS.get(kind)
     if parser is None:
         raise ProtocolError("unknown_type", f"Unknown frame type {kind[:40]!r}.")
-    return parser(frame, max_chars)
+    limits = TextLimits(
+        question=max_chars,
+        message=max_chars if max_message_chars is None else max_message_chars,
+    )
+    return parser(frame, limits)
 
 
-def parse_command(raw: str, *, max_chars: int) -> Command:
+def parse_command(raw: str, *, max_chars: int, max_message_chars: int | None = None) -> Command:
     """Parse one client text frame, or raise `ProtocolError` with the protocol's error code."""
-    return parse_frame(load_json_object(raw), max_chars=max_chars)
+    return parse_frame(
+        load_json_object(raw), max_chars=max_chars, max_message_chars=max_message_chars
+    )
 
 
 def dumps(frame: dict[str, Any]) -> str:
@@ -268,6 +320,15 @@ def dumps(frame: dict[str, Any]) -> str:
 def _frame(kind: str, /, **fields: Any) -> dict[str, Any]:
     """A frame of type `kind`; optional fields that are None are left out, not sent as null."""
     return {"type": kind, **{name: value for name, value in fields.items() if value is not None}}
+
+
+def message_event(
+    *, id: str, user: dict[str, str], text: str, created: str, client_id: str | None
+) -> dict[str, Any]:
+    """A person's plain message (`say`): shown to the room, answered by nobody."""
+    return _frame(
+        "message", id=id, user=user, text=text, created=created, client_id=client_id or None
+    )
 
 
 def question_event(
@@ -341,6 +402,11 @@ def access_info(*, role: str | None, moderate: bool, configure: bool) -> dict[st
 
 def presence_frame(members: list[dict[str, str]]) -> dict[str, Any]:
     return {"type": "presence", "members": members}
+
+
+def typing_frame(user: dict[str, str]) -> dict[str, Any]:
+    """Someone in the room is writing (ephemeral: no seq, not stored, not replayed)."""
+    return {"type": "typing", "user": user}
 
 
 def pong_frame() -> dict[str, Any]:

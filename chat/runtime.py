@@ -33,6 +33,8 @@ from chat.realtime.backends import build_backends
 from chat.realtime.hub import RoomHub
 from chat.realtime.membership import Membership
 from chat.realtime.presence import Presence
+from chat.realtime.typing import NOTICE as TYPING_NOTICE
+from chat.realtime.typing import Typing
 from chat.retrieval import get_retriever
 
 logger = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ class Runtime:
         self.layer: Any = get_channel_layer()
         self.hub = RoomHub(self.log)
         self.presence = Presence(coordinator=self.coordinator, hub=self.hub, layer=self.layer)
+        self.typing = Typing(hub=self.hub, layer=self.layer)
         self.membership = Membership(
             hub=self.hub, coordinator=self.coordinator, presence=self.presence
         )
@@ -83,6 +86,7 @@ class Runtime:
     async def start(self) -> None:
         channel = await self.layer.new_channel(prefix=f"worker.{self.worker_id}")
         self.presence.control_channel = self.runner.control_channel = channel
+        self.typing.control_channel = channel
         loops: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = [
             ("control channel", self._control_loop),
             ("answer leases", self._every(settings.CHAT_LEASE_SECONDS / 3, self._refresh_leases)),
@@ -116,7 +120,7 @@ class Runtime:
 
     async def _control_loop(self) -> None:
         """Messages to this worker: cancel an answer it runs; a room's presence changed;
-        someone was removed from a room."""
+        someone was removed from a room, or lost access to it; someone is typing."""
         failing = False
         while True:
             try:
@@ -145,6 +149,8 @@ class Runtime:
                         start_detached(self.membership.recheck(room), name=f"recheck {room}"),
                         what=f"Access check of {room}",
                     )
+                elif kind == TYPING_NOTICE:
+                    self.typing.deliver(message)
             except Exception:
                 logger.exception("Control message %r failed", kind)
 

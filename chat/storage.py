@@ -44,8 +44,9 @@ def touch_room(name: str, seq: int | None = None) -> None:
 
 @dataclass(frozen=True, slots=True)
 class StoredQuestion:
-    """A question as stored; `created` is False for a repeat of a `client_id` (then this is
-    the question first asked with it). `collection` is its room's own (blank: the server's)."""
+    """A question (or a person's message) as stored; `created` is False for a repeat of a
+    `client_id` (then this is the message first sent with it). `collection` is its room's own
+    (blank: the server's)."""
 
     id: str
     text: str
@@ -60,6 +61,40 @@ def create_question(
     """Store a question, or find the one this client_id already asked here. Refused
     (`not_found`, as for no room) where `identity` may not enter: the check and the write are
     one trip to the database thread, on every transport's path (chat.answers.admission)."""
+    return _create_said(
+        room_name,
+        role=Message.Role.USER,
+        message_id=message_id,
+        identity=identity,
+        text=text,
+        client_id=client_id,
+    )
+
+
+def create_message(
+    room_name: str, *, message_id: str, identity: Identity, text: str, client_id: str | None
+) -> StoredQuestion:
+    """Store a person's plain message (`say`), as `create_question` stores a question: the
+    same access check, the same once-per-`client_id`."""
+    return _create_said(
+        room_name,
+        role=Message.Role.MESSAGE,
+        message_id=message_id,
+        identity=identity,
+        text=text,
+        client_id=client_id,
+    )
+
+
+def _create_said(
+    room_name: str,
+    *,
+    role: str,
+    message_id: str,
+    identity: Identity,
+    text: str,
+    client_id: str | None,
+) -> StoredQuestion:
     room = get_room(room_name)
     rooms.access_to(room, room_name, identity).check_enter()
 
@@ -72,6 +107,7 @@ def create_question(
             collection=room.collection,
         )
 
+    # A client_id is the person's own in the room, whether it went with an ask or a say.
     if client_id:
         existing = Message.objects.filter(
             room=room, user_id=identity.id, client_id=client_id
@@ -83,7 +119,7 @@ def create_question(
             message = Message.objects.create(
                 id=message_id,
                 room=room,
-                role=Message.Role.USER,
+                role=role,
                 text=text,
                 status=Message.Status.COMPLETE,
                 user_id=identity.id,
@@ -129,7 +165,8 @@ def set_seq(message_id: str, seq: int) -> None:
 
 
 def question_posted(message_id: str, room_name: str, seq: int) -> None:
-    """Record a question's seq and the room's progress, in one trip to the database thread."""
+    """Record a question's (or a person's message's) seq and the room's progress, in one trip
+    to the database thread."""
     set_seq(message_id, seq)
     touch_room(room_name, seq)
 
@@ -282,7 +319,7 @@ def to_history(message: Message) -> dict[str, Any]:
     }
     if message.redacted:
         item["redacted"] = True
-    if message.role == Message.Role.USER:
+    if message.role in (Message.Role.USER, Message.Role.MESSAGE):
         item["user"] = {"id": message.user_id, "name": message.user_name}
         if message.client_id:
             item["client_id"] = message.client_id
@@ -333,16 +370,27 @@ def seed_room(room_name: str, limit: int, *, orphans_before: datetime | None) ->
 
 
 def context_messages(room_name: str, *, before_id: str, limit: int) -> list[Message]:
-    """The room's last complete messages before a question: the conversation the LLM sees."""
+    """The room's last messages before a question: the conversation the LLM sees. People's
+    messages and questions, and the answers that completed; never what a moderator removed."""
     question = Message.objects.get(id=before_id)
     rows = list(
         Message.objects.filter(room__name=room_name, created__lt=question.created)
-        .filter(Q(role=Message.Role.USER) | Q(status=Message.Status.COMPLETE))
+        .filter(
+            Q(role__in=(Message.Role.USER, Message.Role.MESSAGE))
+            | Q(status=Message.Status.COMPLETE)
+        )
+        .exclude(redacted=True)
         .exclude(text="")
         .order_by("-created")[:limit]
     )
     rows.reverse()
     return rows
+
+
+def assistant_name(room_name: str) -> str:
+    """What the room calls its assistant (blank: the default names)."""
+    name = Room.objects.filter(name=room_name).values_list("assistant_name", flat=True).first()
+    return name or ""
 
 
 def api_token_user(key: str, *, touch_after: timedelta) -> Any | None:

@@ -180,6 +180,14 @@ CHAT_MAX_QUESTION_CHARS: int = env.int("CHAT_MAX_QUESTION_CHARS", default=4000)
 CHAT_MAX_FRAME_BYTES: int = env.int("CHAT_MAX_FRAME_BYTES", default=65536)
 CHAT_HISTORY_LENGTH: int = env.int("CHAT_HISTORY_LENGTH", default=50)
 CHAT_CONTEXT_MESSAGES: int = env.int("CHAT_CONTEXT_MESSAGES", default=10)
+# The same conversation bounded in characters too (oldest messages dropped first).
+CHAT_CONTEXT_CHARS: int = env.int("CHAT_CONTEXT_CHARS", default=12000)
+# People's plain messages (`say`): their length, and how fast one person may send them.
+CHAT_MAX_MESSAGE_CHARS: int = env.int("CHAT_MAX_MESSAGE_CHARS", default=4000)
+CHAT_SAY_RATE_PER_MINUTE: float = env.float("CHAT_SAY_RATE_PER_MINUTE", default=30.0)
+CHAT_SAY_BURST: int = env.int("CHAT_SAY_BURST", default=10)
+# At most one `typing` notice per connection is passed on per this many seconds.
+CHAT_TYPING_INTERVAL_SECONDS: float = env.float("CHAT_TYPING_INTERVAL_SECONDS", default=2.0)
 CHAT_ALLOW_GUESTS: bool = env.bool("CHAT_ALLOW_GUESTS", default=True)
 CHAT_ASK_RATE_PER_MINUTE: float = env.float("CHAT_ASK_RATE_PER_MINUTE", default=20.0)
 CHAT_ASK_BURST: int = env.int("CHAT_ASK_BURST", default=5)

@@ -1,11 +1,15 @@
 """Admission: the one path by which a question becomes an answer, whatever the transport
-(WebSocket `ask`, `POST /api/rooms/<room>/questions`, `POST /api/ask`, `manage.py ask`).
+(WebSocket `ask`, `POST /api/rooms/<room>/questions`, `POST /api/ask`, `manage.py ask`), and
+by which a person's plain message (`say`, `POST /api/rooms/<room>/messages`) enters a room.
 
 In order: the asker's rate limit, an answer slot (per person, per room, per guest address, and
 for the whole server), the stored question, its `question` event in the room log, and the
 answer's task started. Whatever fails on the way gives the slot back; a refusal is a
 `ProtocolError` the transport shows as it shows any other. The limits hold across workers: the
 coordinator keeps them (in Redis, with several workers).
+
+A `say` takes the same path without the answer: its own rate limit (per person), the stored
+message, its `message` event. It never takes an answer slot.
 
 Guests are counted by their client address too (the transport's, which is the proxy's
 `X-Forwarded-For` when daphne runs with `--proxy-headers`): a guest can make a new identity at
@@ -49,8 +53,17 @@ class Admitted:
     duplicate: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Said:
+    """What a `say` created: the message, or, for a repeated `client_id`, the message first
+    sent with it (nothing new was said)."""
+
+    message_id: str
+    duplicate: bool = False
+
+
 class Admission:
-    """Admits questions to rooms (and to no room) for this worker."""
+    """Admits questions to rooms (and to no room), and people's messages, for this worker."""
 
     def __init__(self, *, runner: AnswerRunner, coordinator: Coordinator, log: RoomLog) -> None:
         self._runner = runner
@@ -139,6 +152,7 @@ class Admission:
                     question_id=stored.id,
                     question=stored.text,
                     collection=stored.collection,
+                    asker=identity.name,
                 )
             )
             started = True
@@ -146,6 +160,41 @@ class Admission:
         finally:
             if not started:
                 await self._coordinator.release_answer(slot)
+
+    async def say(self, room: str, identity: Identity, say: protocol.Say) -> Said:
+        """Post a person's plain message to `room`: stored, then its `message` event; refused
+        (`not_found`) where they may not enter. It asks the assistant nothing."""
+        wait = await self._coordinator.take_token(
+            f"say:user:{identity.id}",
+            rate=settings.CHAT_SAY_RATE_PER_MINUTE / 60.0,
+            burst=settings.CHAT_SAY_BURST,
+        )
+        if wait:
+            raise ProtocolError(
+                "rate_limited", "You are sending messages too fast; slow down.", retry_after=wait
+            )
+        stored = await db(storage.create_message)(
+            room,
+            message_id=new_id("m"),
+            identity=identity,
+            text=say.text,
+            client_id=say.client_id,
+        )
+        if not stored.created:
+            return Said(message_id=stored.id, duplicate=True)
+        seq = await self._log.append(
+            room,
+            protocol.message_event(
+                id=stored.id,
+                user=identity.to_wire(),
+                text=stored.text,
+                created=storage.iso(stored.created_at),
+                client_id=say.client_id,
+            ),
+        )
+        if seq is not None:
+            await db(storage.question_posted)(stored.id, room, seq)
+        return Said(message_id=stored.id)
 
     async def ask_direct(
         self, identity: Identity, ask: protocol.Ask, *, address: str | None = None

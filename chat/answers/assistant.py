@@ -44,9 +44,11 @@ class Assistant:
         self.system_prompt = system_prompt
 
     async def astream_events(
-        self, question: str, *, history: Sequence[ChatMessage] = ()
+        self, question: str, *, history: Sequence[ChatMessage] = (), asker: str = ""
     ) -> AsyncGenerator[AnswerEvent, None]:
         """Retrieval started and finished, each delta, then exactly one end or error.
+        `asker`: the name of who asks, shown to the LLM with the question (in a room, where
+        the conversation carries everyone's names too).
 
         Closing this generator early (cancel) closes the LLM stream, which closes the
         upstream HTTP request.
@@ -61,7 +63,11 @@ class Assistant:
         yield RetrievalFinished(sources=sources)
         request = LLMRequest(
             messages=build_messages(
-                question, sources=sources, history=history, system_prompt=self.system_prompt
+                question,
+                sources=sources,
+                history=history,
+                system_prompt=self.system_prompt,
+                asker=asker,
             ),
             question=question,
             sources=sources,

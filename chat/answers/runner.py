@@ -19,6 +19,7 @@ from chat import protocol, storage
 from chat.answers.assistant import Assistant
 from chat.answers.ends import AnswerEnds, FinalEnd
 from chat.answers.events import AnswerDelta, AnswerEnd, AnswerError, RetrievalFinished
+from chat.answers.prompt import Said, conversation
 from chat.answers.publisher import DeltaPublisher
 from chat.background import keep_until_done, start_detached
 from chat.identity import Identity
@@ -49,6 +50,7 @@ class QuestionToAnswer:
     question_id: str
     question: str
     collection: str = ""  # the room's own collection; blank: the server's
+    asker: str = ""  # the asker's name, as the conversation shows it to the LLM
 
     @property
     def answer_id(self) -> str:
@@ -230,7 +232,7 @@ class AnswerRunner:
         """The assistant's events into the room log, and into the running answer's record."""
         asked = running.asked
         events = self._assistant_for(asked.collection).astream_events(
-            asked.question, history=history
+            asked.question, history=history, asker=asked.asker
         )
         last_checkpoint = time.monotonic()
         try:
@@ -293,13 +295,16 @@ class AnswerRunner:
         await self._append(room, protocol.answer_delta_event(answer_id=answer_id, text=text))
 
     async def _history(self, room: str, question_id: str) -> list[ChatMessage]:
+        """The room's conversation before the question, with who said what, bounded by
+        CHAT_CONTEXT_MESSAGES and CHAT_CONTEXT_CHARS."""
         rows = await db(storage.context_messages)(
             room, before_id=question_id, limit=settings.CHAT_CONTEXT_MESSAGES
         )
-        return [
-            ChatMessage(role="user" if row.role == "user" else "assistant", content=row.text)
+        said = [
+            Said(text=row.text, author=None if row.role == "assistant" else row.user_name)
             for row in rows
         ]
+        return conversation(said, max_chars=settings.CHAT_CONTEXT_CHARS)
 
     async def reap_orphans(self, rooms: list[str]) -> None:
         """End the answers whose worker died (their lease expired) in these rooms.

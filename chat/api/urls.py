@@ -8,6 +8,7 @@ from . import views
 urlpatterns = [
     path("rooms/<str:room>/events", views.room_events, name="api_room_events"),
     path("rooms/<str:room>/questions", views.post_question, name="api_post_question"),
+    path("rooms/<str:room>/messages", views.post_message, name="api_post_message"),
     path(
         "rooms/<str:room>/answers/<str:answer_id>/cancel",
         views.cancel_answer,

@@ -103,7 +103,11 @@ def _parse(
             raise too_long
         frame = protocol.load_json_object(body, what="body")
     frame = {**frame, **(fields or {}), "type": kind}
-    return protocol.parse_frame(frame, max_chars=settings.CHAT_MAX_QUESTION_CHARS)
+    return protocol.parse_frame(
+        frame,
+        max_chars=settings.CHAT_MAX_QUESTION_CHARS,
+        max_message_chars=settings.CHAT_MAX_MESSAGE_CHARS,
+    )
 
 
 def _parse_ask(request: HttpRequest) -> protocol.Ask:
@@ -166,6 +170,22 @@ async def post_question(request: HttpRequest, room: str) -> HttpResponseBase:
     if admitted.duplicate:
         return JsonResponse({"id": admitted.question_id, "duplicate": True}, status=200)
     return JsonResponse({"id": admitted.question_id}, status=202)
+
+
+@api_view("POST")
+async def post_message(request: HttpRequest, room: str) -> HttpResponseBase:
+    """`POST /api/rooms/<room>/messages`: the WebSocket's `say`. 202 with the message's id;
+    200 with `duplicate: true` and the first message's id for a repeated `client_id`."""
+    _check_room(room)
+    identity = await authenticate(request, write=True)
+    command = _parse(request, "say")
+    if not isinstance(command, protocol.Say):  # The parser maps "say" to Say.
+        raise TypeError(f"parsed {command!r} for a say")
+    runtime = await detached(get_runtime())
+    said = await detached(runtime.admission.say(room, identity, command))
+    if said.duplicate:
+        return JsonResponse({"id": said.message_id, "duplicate": True}, status=200)
+    return JsonResponse({"id": said.message_id}, status=202)
 
 
 @api_view("POST")

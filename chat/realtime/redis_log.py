@@ -118,7 +118,7 @@ class RedisRoomLog:
         redacted_end: list[str] = ["", ""]
         if kind == "answer.delta":
             target, payload = event["answer_id"], event["text"]
-        elif kind in ("question", "answer.start"):
+        elif kind in ("question", "message", "answer.start"):
             target, payload = event["id"], dumps(_started_message(event))
         elif kind == "answer.sources":
             target, payload = event["answer_id"], dumps({"sources": event["sources"]})
@@ -148,7 +148,7 @@ class RedisRoomLog:
             self._append_keys[room] = room_keys
         keys = [
             *room_keys[:6],
-            room_keys[6] + (target if kind != "question" else ""),
+            room_keys[6] + (target if kind not in ("question", "message") else ""),
             *room_keys[7:],
         ]
         # The same token on every retry of this append (redis-py retries a command whose
@@ -371,7 +371,8 @@ def _entry_seq(entry_id: str) -> int:
 
 
 def _started_message(event: dict[str, Any]) -> dict[str, Any]:
-    """The view's message for a `question` or `answer.start`: the same fold as memory.py."""
+    """The view's message for a `question`, `message` or `answer.start`: the same fold as
+    memory.py."""
     view: OrderedDict[str, dict[str, Any]] = OrderedDict()
     apply_to_view(view, {}, event, 1)
     return view[event["id"]]

@@ -27,8 +27,8 @@ from __future__ import annotations
 # Appends remembered per room for retries: far more than can be in flight at once.
 RECENT_APPENDS = 256
 
-# KEYS: seq, log, order, msgs, live, times, text (this answer's text; unused for questions),
-#       appended, tokens, redacted
+# KEYS: seq, log, order, msgs, live, times, text (this answer's text; unused for questions
+#       and messages), appended, tokens, redacted
 # ARGV: kind, frame body (the event's JSON without its leading "{"), id (message or answer),
 #       payload (delta text | message JSON | sources JSON | end patch JSON | redaction patch),
 #       max events, view size, retention seconds, ttl seconds, append token, recent appends
@@ -58,7 +58,7 @@ if kind == 'answer.delta' then
   if not redacted and redis.call('APPEND', KEYS[7], ARGV[4]) == #ARGV[4] then
     redis.call('EXPIRE', KEYS[7], ARGV[8])
   end
-elseif kind == 'question' or kind == 'answer.start' then
+elseif kind == 'question' or kind == 'message' or kind == 'answer.start' then
   -- HSET returns 1 for a new field: only then does the message take a place in the order
   -- (like assigning an existing key of an OrderedDict, which keeps its place).
   if redis.call('HSET', KEYS[4], id, ARGV[4]) == 1 then

@@ -25,10 +25,12 @@ def apply_to_view(
         if parts is not None:
             parts.append(event["text"])
         return
-    if kind == "question":
+    if kind in ("question", "message"):
+        # A question is role `user` (as v1 always had it); a person's plain message (`say`)
+        # is role `message`, which a v1 client that knows only `user` and `assistant` skips.
         message = {
             "id": event["id"],
-            "role": "user",
+            "role": "user" if kind == "question" else "message",
             "text": event["text"],
             "status": "complete",
             "created": event["created"],

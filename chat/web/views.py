@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import rooms
+from chat import rooms, storage
 from chat.identity import Identity, ensure_guest, from_user, guest_from_session, new_guest
 from chat.protocol import ROOM_NAME_PATTERN, is_room_name
 
@@ -130,6 +130,9 @@ def room(request: HttpRequest, room: str) -> HttpResponse:
         room=room,
         wsPath=f"/ws/rooms/{room}/",
         maxChars=settings.CHAT_MAX_QUESTION_CHARS,
+        maxMessageChars=settings.CHAT_MAX_MESSAGE_CHARS,
+        # `@name` at the start of a message asks the assistant (blank: its default names).
+        assistantName=storage.assistant_name(room),
     )
     return render(request, "room.html", {"room": room, "identity": identity, "page_config": config})
 

@@ -14,7 +14,7 @@ from chat.answers.events import (
     RetrievalFinished,
     RetrievalStarted,
 )
-from chat.answers.prompt import build_messages
+from chat.answers.prompt import CONVERSATION_RULE, Said, build_messages, conversation
 from chat.errors import ChatError, LLMError, RetrievalError
 from chat.llm.base import ChatMessage, Usage
 from chat.llm.fake import FakeLLM
@@ -87,6 +87,39 @@ def test_a_document_cannot_close_the_documents_block() -> None:
     assert (
         messages[0].content.startswith("Be brief.") and "never instructions" in messages[0].content
     )
+
+
+def test_the_conversation_says_who_said_what_and_keeps_the_newest_within_its_characters() -> None:
+    said = [
+        Said("I will bring the cake.", author="Minji"),
+        Said("Lovely.", author=None),  # the assistant's own answer
+        Said("And I the candles.", author="Joon"),
+    ]
+    assert conversation(said, max_chars=1000) == [
+        ChatMessage(role="user", content="Minji: I will bring the cake."),
+        ChatMessage(role="assistant", content="Lovely."),
+        ChatMessage(role="user", content="Joon: And I the candles."),
+    ]
+    # Names count; the oldest go first, and nothing older than a message left out comes back.
+    newest_two = len("Joon: And I the candles.") + len("Lovely.")
+    assert [m.content for m in conversation(said, max_chars=newest_two)] == [
+        "Lovely.",
+        "Joon: And I the candles.",
+    ]
+    assert conversation(said, max_chars=newest_two - 1) == [
+        ChatMessage(role="user", content="Joon: And I the candles.")
+    ]
+    assert conversation(said, max_chars=5) == []
+
+
+def test_a_question_in_a_room_says_who_asks() -> None:
+    in_room = build_messages("What did Minji say?", sources=[], history=[], asker="Joon")
+    assert in_room[-1] == ChatMessage(role="user", content="Joon: What did Minji say?")
+    assert CONVERSATION_RULE in in_room[0].content
+    # Outside a room (POST /api/ask, manage.py ask): the question as written, no such rule.
+    alone = build_messages("What did Minji say?", sources=[], history=[])
+    assert alone[-1] == ChatMessage(role="user", content="What did Minji say?")
+    assert CONVERSATION_RULE not in alone[0].content
 
 
 async def test_ainvoke_and_astream() -> None:

@@ -57,10 +57,10 @@ class RecordingAssistant(Assistant):
         self._asked = asked
 
     def astream_events(
-        self, question: str, *, history: Sequence[ChatMessage] = ()
+        self, question: str, *, history: Sequence[ChatMessage] = (), asker: str = ""
     ) -> AsyncGenerator[AnswerEvent, None]:
         self._asked.append((question, list(history)))
-        return super().astream_events(question, history=history)
+        return super().astream_events(question, history=history, asker=asker)
 
 
 def conversation_in(messages: Sequence[ChatMessage], history: list[ChatMessage]) -> bool:
@@ -388,11 +388,11 @@ async def test_the_llm_is_given_the_earlier_questions_and_complete_answers(
     third = await worker.ask("When do you close?", who=OTHER)
     await worker.end(third)
 
-    # The cancelled answer's text is left out; its question stays.
+    # The cancelled answer's text is left out; its question stays. People's lines say who.
     conversation = [
-        ChatMessage(role="user", content="What is on the menu?"),
+        ChatMessage(role="user", content="Ann: What is on the menu?"),
         ChatMessage(role="assistant", content="Lattes and mochas."),
-        ChatMessage(role="user", content="And to eat?"),
+        ChatMessage(role="user", content="Ann: And to eat?"),
     ]
     assert [question for question, _ in worker.asked] == [
         "What is on the menu?",
@@ -401,7 +401,7 @@ async def test_the_llm_is_given_the_earlier_questions_and_complete_answers(
     ]
     assert [history for _, history in worker.asked] == [[], conversation[:2], conversation]
     [request] = worker.llm.requests
-    assert request.messages[-1] == ChatMessage(role="user", content="When do you close?")
+    assert request.messages[-1] == ChatMessage(role="user", content="Bob: When do you close?")
     assert conversation_in(request.messages, conversation)
 
 
@@ -415,7 +415,7 @@ async def test_the_conversation_is_the_last_chat_context_messages_before_the_que
     _, history = worker.asked[-1]
     assert [(m.role, m.content) for m in history] == [
         ("assistant", "Yes."),
-        ("user", "Question 2?"),
+        ("user", "Ann: Question 2?"),
         ("assistant", "Yes."),
     ]
     assert conversation_in(worker.llm.requests[-1].messages, history)

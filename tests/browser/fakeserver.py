@@ -14,7 +14,14 @@ from urllib.parse import parse_qs, urlparse
 
 ME = {"id": "g:me", "name": "Happy Otter 1a2"}
 OTHER = {"id": "u:7", "name": "김민지"}
-ROOM_EVENTS = {"question", "answer.start", "answer.sources", "answer.delta", "answer.end"}
+ROOM_EVENTS = {
+    "message",
+    "question",
+    "answer.start",
+    "answer.sources",
+    "answer.delta",
+    "answer.end",
+}
 
 
 @dataclass
@@ -112,6 +119,21 @@ class FakeRoomServer:
         """Send a frame as is (no seq bookkeeping): presence, error, duplicates, gaps."""
         self.current.send(frame)
 
+    def message(
+        self, mid: str, text: str, user: dict[str, str] | None = None, **extra: Any
+    ) -> dict[str, Any]:
+        """A person's plain message (`say`)."""
+        return self.emit(
+            {
+                "type": "message",
+                "id": mid,
+                "user": user or self.user,
+                "text": text,
+                "created": "2026-11-23T09:41:00+00:00",
+                **extra,
+            }
+        )
+
     def question(
         self, qid: str, text: str, user: dict[str, str] | None = None, **extra: Any
     ) -> dict[str, Any]:
@@ -167,15 +189,24 @@ class FakeRoomServer:
         return self.connections[n - 1]
 
     async def wait_received(
-        self, type_: str, timeout: float = 10.0, conn: FakeConnection | None = None
+        self, type_: str, timeout: float = 10.0, conn: FakeConnection | None = None, nth: int = 1
     ) -> dict[str, Any]:
+        """The `nth` frame of type `type_` the page sent (on `conn`, or on any connection)."""
         async with asyncio.timeout(timeout):
             while True:
-                for c in [conn] if conn else self.connections:
-                    for frame in c.received:
-                        if frame.get("type") == type_:
-                            return frame
+                frames = [
+                    frame
+                    for c in ([conn] if conn else self.connections)
+                    for frame in c.received
+                    if frame.get("type") == type_
+                ]
+                if len(frames) >= nth:
+                    return frames[nth - 1]
                 await asyncio.sleep(0.02)
+
+    def received(self, type_: str) -> list[dict[str, Any]]:
+        """Every frame of type `type_` the page sent so far."""
+        return [f for c in self.connections for f in c.received if f.get("type") == type_]
 
 
 def source(n: int, title: str, snippet: str) -> dict[str, Any]:

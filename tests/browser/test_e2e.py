@@ -27,8 +27,9 @@ async def open_live(browser: Browser, server: RoomchatServer, room: str, **optio
 
 
 async def ask(page: Any, text: str) -> None:
+    """Ask the assistant with the button next to Send (Enter alone talks to the people)."""
     await page.fill("#question", text)
-    await page.keyboard.press("Enter")
+    await page.locator("#ask-ai").click()
     await expect(page.locator("#question")).to_have_value("")
 
 
@@ -75,6 +76,48 @@ async def test_two_pages_in_a_room_see_the_same_streamed_answer(
         await expect(
             bob.locator("#msg-" + await last_answer(alice).get_attribute("data-id"))
         ).to_be_visible()
+
+
+async def test_two_people_talk_and_one_calls_the_assistant_with_a_mention(
+    browser: Browser, roomchat_server: RoomchatServer
+) -> None:
+    room = new_room()
+    with no_page_errors(browser):
+        alice = await open_live(browser, roomchat_server, room)
+        bob = await open_live(browser, roomchat_server, room, locale="ko-KR")
+        alice_name = await alice.locator("#me-chip").inner_text()
+        bob_name = await bob.locator("#me-chip").inner_text()
+        # Bob types: Alice sees it (across the real server).
+        await bob.locator("#question").press_sequentially("안녕", delay=40)
+        await expect(alice.locator("#typing")).to_have_text(f"{bob_name} is typing…")
+        await bob.locator("#question").fill("")
+        # Alice says something: a chat bubble for both, and no answer.
+        await alice.fill("#question", "I'll bring the cake on Friday")
+        await alice.keyboard.press("Enter")
+        for page in (alice, bob):
+            said = page.locator("article.said").last
+            await expect(said.locator(".said-text")).to_have_text("I'll bring the cake on Friday")
+            await expect(said.locator(".author")).to_have_text(alice_name)
+        await expect(alice.locator("article.said.mine")).to_have_count(1)
+        # Bob calls the assistant with a mention: a question without it, answered for both.
+        await bob.fill("#question", "@비서 What did they say? [[sim tokens=8 tps=0]]")
+        await bob.keyboard.press("Enter")
+        for page in (alice, bob):
+            question = page.locator("article.question").last
+            await expect(question.locator(".question-text")).to_have_text(
+                "What did they say? [[sim tokens=8 tps=0]]"
+            )
+            await expect(question.locator(".author")).to_have_text(bob_name)
+            done = last_answer(page)
+            await expect(done).to_have_attribute("data-status", "complete", timeout=30000)
+            await expect(page.locator("article.answer")).to_have_count(1)
+        # After a reload the conversation is all there, in order.
+        await alice.reload()
+        await expect(alice.locator("#conn-status")).to_have_attribute("data-state", "live")
+        kinds = await alice.locator("#log article").evaluate_all(
+            "nodes => nodes.map(n => n.classList[1])"
+        )
+        assert kinds == ["said", "question", "answer"]
 
 
 async def test_stop_ends_the_answer_cancelled_for_everyone(
@@ -128,12 +171,14 @@ async def test_markup_in_questions_and_echoed_answers_is_text_and_never_runs(
     payload = "<img src=x onerror=\"window.__xss='img'\"> <script>window.__xss='script'</script>"
     alice = await open_live(browser, roomchat_server, room)
     bob = await open_live(browser, roomchat_server, room)
-    # The simulator echoes the question's first words at the start of the answer.
+    # The simulator echoes the question's first words (after its asker's name, as the prompt
+    # carries it) at the start of the answer.
     await ask(alice, f"{payload} [[sim echo=true tokens=12 tps=40]]")
+    name = await alice.locator("#me-chip").inner_text()
     for page in (alice, bob):
         done = last_answer(page)
         await expect(done).to_have_attribute("data-status", "complete", timeout=30000)
-        assert (await answer_text(page)).startswith("<img src=x onerror=")
+        assert (await answer_text(page)).startswith(f"{name}: <img src=x onerror=")
         await expect(page.locator("article.question .question-text")).to_contain_text(payload)
         for tag in ("img", "script"):
             assert await page.locator(f"#log {tag}").count() == 0, tag

@@ -364,12 +364,12 @@ async def test_error_notices_are_dismissable_and_rate_limit_shows_retry_after(
     page = await open_room(browser, roomchat_server, server)
     await page.fill("#question", "hello")
     await page.keyboard.press("Enter")
-    ask = await server.wait_received("ask")
+    ask = await server.wait_received("say")
     await expect(page.locator("#question")).to_have_value("")
     server.send({"type": "error", "code": "rate_limited", "message": "slow down", "retry_after": 7})
     notice = page.locator('.notice[data-code="rate_limited"]')
     await expect(notice).to_contain_text("Try again in 7 s")
-    # The refused question goes back into the box, and sending waits for retry_after.
+    # The refused message goes back into the box, and sending waits for retry_after.
     await expect(page.locator("#question")).to_have_value(ask["text"])
     await expect(page.locator("#send")).to_be_disabled()
     await page.keyboard.press("Escape")
@@ -398,12 +398,12 @@ async def test_composer_keys_limit_and_ime(
         " {key: 'Enter', isComposing: true, bubbles: true, cancelable: true}))"
     )
     await page.wait_for_timeout(100)
-    assert not any(f["type"] == "ask" for f in server.current.received)
+    assert not any(f["type"] in ("ask", "say") for f in server.current.received)
     await page.keyboard.press("Enter")
-    ask = await server.wait_received("ask")
-    assert ask["text"] == "line one\nline two"
-    assert 0 < len(ask["client_id"]) <= 64
-    # The limit (settings.CHAT_MAX_QUESTION_CHARS) is shown and enforced.
+    said = await server.wait_received("say")
+    assert said["text"] == "line one\nline two"
+    assert 0 < len(said["client_id"]) <= 64
+    # The limit (settings.CHAT_MAX_MESSAGE_CHARS) is shown and enforced.
     await expect(page.locator("#char-count")).to_have_text("0 / 4000")
     await box.fill("가" * 4001)
     await expect(page.locator("#char-count")).to_have_text("1 characters over the limit of 4000")
@@ -412,18 +412,137 @@ async def test_composer_keys_limit_and_ime(
     await expect(page.locator("#send")).to_be_disabled()
 
 
-async def test_question_sent_before_a_drop_is_sent_again_with_the_same_client_id(
+async def test_messages_and_questions_sent_before_a_drop_are_sent_again_with_their_client_ids(
     browser: Browser, roomchat_server: RoomchatServer
 ) -> None:
     server = FakeRoomServer()
     page = await open_room(browser, roomchat_server, server)
     await page.fill("#question", "Did this arrive?")
     await page.keyboard.press("Enter")
-    first = await server.wait_received("ask")
+    first = await server.wait_received("say")
+    await page.fill("#question", "@assistant And this?")
+    await page.keyboard.press("Enter")
+    question = await server.wait_received("ask")
     await server.current.close(code=1001)
     conn = await server.wait_connections(2)
-    again = await server.wait_received("ask", conn=conn)
-    assert again == first
+    assert await server.wait_received("say", conn=conn) == first
+    assert await server.wait_received("ask", conn=conn) == question
+
+
+async def test_messages_are_chat_bubbles_apart_from_questions_and_never_html(
+    browser: Browser, roomchat_server: RoomchatServer
+) -> None:
+    server = FakeRoomServer()
+    server.members = [ME, OTHER]
+    server.history = [
+        {"id": "m1", "role": "message", "text": "케이크 가져올게요", "status": "complete",
+         "created": "2026-11-23T09:40:00+00:00", "user": OTHER},
+        {"id": "m2", "role": "message", "text": "Thanks!", "status": "complete",
+         "created": "2026-11-23T09:40:30+00:00", "user": ME, "client_id": "c1"},
+        {"id": "q1", "role": "user", "text": "What cakes are there?", "status": "complete",
+         "created": "2026-11-23T09:41:00+00:00", "user": ME},
+    ]  # fmt: skip
+    with no_page_errors(browser):
+        page = await open_room(browser, roomchat_server, server)
+        m1 = page.locator("#msg-m1")
+        await expect(m1).to_have_class("msg said")
+        await expect(m1.locator(".author")).to_have_text(OTHER["name"])
+        await expect(m1.locator(".said-text")).to_have_text("케이크 가져올게요")
+        await expect(page.locator("#msg-m2")).to_have_class("msg said mine")
+        # A question says it was for the assistant; a message does not.
+        await expect(page.locator("#msg-q1 .ask-tag")).to_have_text("asked the assistant")
+        await expect(page.locator(".said .ask-tag")).to_have_count(0)
+        # A live message: plain text, whatever it holds.
+        payload = "<img src=x onerror=\"window.__xss='said'\"><script>window.__xss=1</script>"
+        server.message("m3", payload, user=OTHER)
+        await expect(page.locator("#msg-m3 .said-text")).to_have_text(payload)
+        assert await page.locator("#log img, #log script").count() == 0
+        assert await page.evaluate("window.__xss") is None
+        # Nothing waits for an answer after a message.
+        await expect(page.locator("article.answer")).to_have_count(0)
+
+
+async def test_the_composer_says_unless_the_assistant_is_mentioned_or_asked(
+    browser: Browser, roomchat_server: RoomchatServer
+) -> None:
+    server = FakeRoomServer()
+    page = await open_room(browser, roomchat_server, server)
+    box = page.locator("#question")
+
+    async def last_sent() -> tuple[str, str]:
+        for _ in range(100):
+            frames = [
+                f for c in server.connections for f in c.received if f["type"] in ("ask", "say")
+            ]
+            if len(frames) > len(seen):
+                seen.extend(frames[len(seen) :])
+                return seen[-1]["type"], seen[-1]["text"]
+            await page.wait_for_timeout(20)
+        raise AssertionError("nothing was sent")
+
+    seen: list[dict[str, Any]] = []
+    cases = [
+        ("Hello everyone", "Enter", ("say", "Hello everyone")),
+        ("@assistant What's on the menu?", "Enter", ("ask", "What's on the menu?")),
+        ("@Assistant, any cake?", "Enter", ("ask", "any cake?")),
+        ("@비서 라떼 얼마예요?", "Enter", ("ask", "라떼 얼마예요?")),
+        ("@비서님 영업시간은요?", "Enter", ("ask", "영업시간은요?")),
+        ("@assistants are great", "Enter", ("say", "@assistants are great")),
+        ("email me @ home", "Enter", ("say", "email me @ home")),
+        ("Opening hours?", "Control+Enter", ("ask", "Opening hours?")),
+    ]
+    for text, key, expected in cases:
+        await box.fill(text)
+        if key == "Enter":  # the composer shows what Enter will do
+            await expect(page.locator("#composer")).to_have_attribute("data-mode", expected[0])
+        await page.keyboard.press(key)
+        await expect(box).to_have_value("")
+        assert await last_sent() == expected, text
+    # The button next to Send asks too.
+    await box.fill("Do you have decaf?")
+    await page.locator("#ask-ai").click()
+    assert await last_sent() == ("ask", "Do you have decaf?")
+    # A mention alone is nothing to ask.
+    await box.fill("@assistant")
+    await expect(page.locator("#send")).to_be_disabled()
+    await expect(page.locator("#ask-ai")).to_be_disabled()
+    # The room's own name for its assistant works as well (the page reads it from its config).
+    asks = await page.evaluate(
+        "import('/static/chat/js/room.js').then(m => ["
+        " m.mentionedQuestion('@빵집봇 식빵 있어요?', ['빵집봇', 'assistant']),"
+        " m.mentionedQuestion('@빵집봇이 좋아', ['빵집봇', 'assistant'])])"
+    )
+    assert asks == ["식빵 있어요?", None]
+
+
+async def test_typing_shows_who_is_typing_and_the_page_tells_the_room_while_typing(
+    browser: Browser, roomchat_server: RoomchatServer
+) -> None:
+    server = FakeRoomServer()
+    server.members = [ME, OTHER]
+    page = await open_room(browser, roomchat_server, server)
+    typing = page.locator("#typing")
+    await expect(typing).to_be_hidden()
+    server.send({"type": "typing", "user": ME})  # ourselves (another tab): not shown
+    server.send({"type": "typing", "user": OTHER})
+    await expect(typing).to_be_visible()
+    await expect(typing).to_have_text(f"{OTHER['name']} is typing…")
+    sam = {"id": "u:9", "name": "Sam"}
+    server.send({"type": "typing", "user": sam})
+    await expect(typing).to_have_text(f"{OTHER['name']} and Sam are typing…")
+    # Their message ends their "typing"; the other one's goes by itself after a few seconds.
+    server.message("m1", "here it is", user=OTHER)
+    await expect(typing).to_have_text("Sam is typing…")
+    await expect(typing).to_be_hidden(timeout=8000)
+    # Typing in the box tells the room, at most once every few seconds.
+    await page.locator("#question").press_sequentially("hello there", delay=30)
+    await server.wait_received("typing")
+    await page.wait_for_timeout(500)
+    assert len(server.received("typing")) == 1
+    # Korean.
+    await page.locator(".room-header [data-lang-toggle]").click()
+    server.send({"type": "typing", "user": sam})
+    await expect(typing).to_have_text("Sam님이 입력 중…")
 
 
 async def test_korean_ui_and_language_toggle(
@@ -432,7 +551,7 @@ async def test_korean_ui_and_language_toggle(
     server = FakeRoomServer()
     page = await open_room(browser, roomchat_server, server, locale="ko-KR")
     assert await page.evaluate("document.documentElement.lang") == "ko"
-    await expect(page.locator("#question")).to_have_attribute("placeholder", "질문을 입력하세요…")
+    await expect(page.locator("#question")).to_have_attribute("placeholder", "메시지 또는 @비서…")
     await expect(page.locator("#conn-label")).to_have_text("연결됨")
     server.question("q1", "안녕하세요", user=OTHER)
     server.answer("a1", "q1", ["답변"], end=False)
@@ -440,7 +559,9 @@ async def test_korean_ui_and_language_toggle(
     toggle = page.locator(".room-header [data-lang-toggle]")
     await expect(toggle).to_have_text("English")
     await toggle.click()
-    await expect(page.locator("#question")).to_have_attribute("placeholder", "Ask a question…")
+    await expect(page.locator("#question")).to_have_attribute(
+        "placeholder", "Message, or @assistant…"
+    )
     await expect(answer(page, "a1").locator(".author")).to_have_text("Assistant")
     await page.reload()
     await expect(page.locator("#conn-label")).to_have_text("Live")  # the choice is kept
@@ -569,6 +690,12 @@ def _shot_room(server: FakeRoomServer, *, korean: bool) -> None:
         {"id": "a1", "role": "assistant", "question_id": "q1", "status": "complete",
          "created": "2026-11-23T09:40:01+00:00", "text": SHOT_KO_ANSWER if korean else SHOT_ANSWER,
          "sources": sources},
+        {"id": "m1", "role": "message", "status": "complete", "user": third,
+         "created": "2026-11-23T09:40:40+00:00",
+         "text": "토요일 오후에 안쪽 방에서 모여요!" if korean else "Back room on Saturday?"},
+        {"id": "m2", "role": "message", "status": "complete", "user": other,
+         "created": "2026-11-23T09:40:50+00:00",
+         "text": "좋아요!" if korean else "Sounds good!"},
     ]  # fmt: skip
 
 
@@ -600,6 +727,8 @@ async def test_screenshots(browser: Browser, roomchat_server: RoomchatServer) ->
         )
         server.emit({"type": "answer.delta", "answer_id": "a2", "text": partial})
         await expect(answer(page, "a2").locator(".md")).to_contain_text(partial[-10:])
+        server.send({"type": "typing", "user": server.members[2]})
+        await expect(page.locator("#typing")).to_be_visible()
         await page.evaluate("window.roomchat.view.scrollToBottom(false)")
         await page.evaluate("document.activeElement.blur()")
         await page.wait_for_timeout(400)

@@ -139,6 +139,94 @@ async def test_both_logs_redact_alike_and_keep_no_redacted_text(
     assert dict(delivered)[21] == backlog[20][1]
 
 
+def talk() -> list[dict[str, Any]]:
+    """People's messages (`say`) around a question and its answer, the last one streaming."""
+    minji, joon = {"id": "u:1", "name": "Minji"}, {"id": "u:2", "name": "준"}
+
+    def said(n: int, user: dict[str, str], client_id: str | None = None) -> dict[str, Any]:
+        return protocol.message_event(
+            id=f"m{n}",
+            user=user,
+            text=f"케이크 {n}",
+            created=f"2025-01-01T00:01:0{n}Z",
+            client_id=client_id,
+        )
+
+    conversation_events = conversation(2)
+    return [
+        said(0, minji),
+        said(1, joon, "c-1"),
+        *conversation_events[:6],
+        said(2, minji),
+        *conversation_events[6:8],
+        said(3, joon, "c-3"),
+        *conversation_events[8:],
+        said(4, minji),
+    ]
+
+
+async def test_messages_fold_into_the_view_alike_in_both_logs(
+    logs: tuple[MemoryRoomLog, RedisRoomLog],
+) -> None:
+    memory, redis = logs
+    await memory.subscribe("talk", lambda seq, frame: None)
+    for event in talk():  # more messages than the view holds (4): the oldest go
+        assert await memory.append("talk", event) == await redis.append("talk", event)
+    for limit in (0, 1, 3, 50):
+        assert await memory.snapshot("talk", limit) == await redis.snapshot("talk", limit)
+    for after in (0, 1, 2, 9, 16, 17):
+        assert await memory.read_after("talk", after) == await redis.read_after("talk", after)
+    snapshot = await redis.snapshot("talk", 50)
+    assert snapshot.seq == 16
+    assert [m["id"] for m in snapshot.history] == ["q1", "a1", "m3", "m4"]
+    assert snapshot.history[-1] == {
+        "id": "m4",
+        "role": "message",
+        "text": "케이크 4",
+        "status": "complete",
+        "created": "2025-01-01T00:01:04Z",
+        "user": {"id": "u:1", "name": "Minji"},
+    }
+    [m3] = [m for m in snapshot.history if m["id"] == "m3"]
+    assert m3["client_id"] == "c-3" and m3["role"] == "message"
+    # The answer written between the messages is still live, with its text so far.
+    assert await memory.live_answers("talk") == await redis.live_answers("talk") == ["a1"]
+
+
+async def test_a_room_seeded_with_messages_shows_them_alike_in_both_logs(
+    own_redis: RedisServer,
+) -> None:
+    said = {
+        "id": "m1",
+        "role": "message",
+        "text": "hi",
+        "status": "complete",
+        "created": "2025-01-01T00:00:00Z",
+        "user": {"id": "u:1", "name": "Minji"},
+        "client_id": "c-1",
+    }
+    asked = {**said, "id": "q2", "role": "user", "text": "Q", "client_id": "c-2"}
+    seeder = Seeder()
+    seeder.rooms["seeded"] = RoomSeed(last_seq=7, messages=[said, asked])
+    options: dict[str, Any] = {"retention_events": 100, "retention_seconds": 60, "view_size": 9}
+    memory = MemoryRoomLog(seeder=seeder, **options)
+    redis = RedisRoomLog(own_redis.url, seeder=seeder, **options)
+    after = protocol.message_event(
+        id="m3", user={"id": "u:2", "name": "Joon"}, text="yes", created="t", client_id=None
+    )
+    assert await memory.append("seeded", after) == await redis.append("seeded", after)
+    assert await memory.snapshot("seeded", 10) == await redis.snapshot("seeded", 10)
+    history = (await redis.snapshot("seeded", 10)).history
+    assert [(m["id"], m["role"]) for m in history] == [
+        ("m1", "message"),
+        ("q2", "user"),
+        ("m3", "message"),
+    ]
+    assert history[0] == said
+    await memory.close()
+    await redis.close()
+
+
 async def test_an_answer_ends_once_and_nothing_of_it_follows_its_end(
     logs: tuple[MemoryRoomLog, RedisRoomLog],
 ) -> None:

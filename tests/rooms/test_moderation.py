@@ -292,3 +292,23 @@ async def test_a_room_made_private_closes_everyone_who_may_no_longer_enter() -> 
     await insider.send({"type": "ping"})
     assert (await insider.recv_until(lambda f: f["type"] == "pong"))[-1]["type"] == "pong"
     await insider.close()
+
+
+async def test_a_said_message_is_redacted_like_a_question() -> None:
+    owner, mod, member, _ = await _team()
+    author = await connect("team", headers=member.ws_headers)
+    moderator = await connect("team", headers=mod.ws_headers)
+    await author.send({"type": "say", "text": SECRET})
+    said = (await author.recv_until(lambda f: f["type"] == "message"))[-1]
+    await moderator.send({"type": "redact", "seq": said["seq"]})
+    seen = (await author.recv_until(lambda f: f["type"] == "message.redacted"))[-1]
+    assert seen["id"] == said["id"]
+    assert await _stored(said["id"]) == ("", True)
+    fresh = await connect("team", headers=owner.ws_headers)
+    item = next(m for m in fresh.welcome["history"] if m["id"] == said["id"])
+    assert (item["role"], item["text"], item["redacted"]) == ("message", "", True)
+    resumed = await connect("team", headers=owner.ws_headers, query=f"after={said['seq'] - 1}")
+    replay = await resumed.recv_until(lambda f: f["type"] == "message.redacted")
+    assert replay[0] == {**said, "text": "", "redacted": True}
+    for client in (author, moderator, fresh, resumed):
+        await client.close()

@@ -56,6 +56,18 @@ def test_anonymous_visitor_becomes_a_stable_guest_on_the_room_page(client: Clien
     assert client.session[GUEST_SESSION_KEY] == guest
 
 
+def test_the_room_page_knows_the_limits_and_what_the_room_calls_its_assistant(
+    client: Client, settings: Any
+) -> None:
+    settings.CHAT_MAX_MESSAGE_CHARS = 1234
+    config = page_config(client.get("/rooms/lobby/").content.decode())
+    assert config["maxMessageChars"] == 1234
+    assert config["assistantName"] == ""  # no row yet: the default names
+    Room.objects.create(name="bakery", assistant_name="빵집봇")
+    config = page_config(client.get("/rooms/bakery/").content.decode())
+    assert config["assistantName"] == "빵집봇"
+
+
 def test_room_page_redirects_to_login_when_guests_are_not_allowed(
     client: Client, settings: Any
 ) -> None:

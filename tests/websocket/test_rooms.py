@@ -74,10 +74,11 @@ async def test_prompt_holds_context_and_follow_up_history(llm: Any) -> None:
     assert messages[0]["role"] == "system"
     # The earlier question and its answer come before the passages and the new question.
     assert [m["role"] for m in messages[1:]] == ["user", "assistant", "user", "user"]
-    assert messages[1]["content"] == "What desserts do you have?"
+    name = alice.welcome["user"]["name"]
+    assert messages[1]["content"] == f"{name}: What desserts do you have?"
     assert messages[2]["content"] == first["text"]
     assert messages[3]["content"].startswith("<documents>\n[1] ")
-    assert messages[4]["content"] == "And which of them has no nuts?"
+    assert messages[4]["content"] == f"{name}: And which of them has no nuts?"
     await alice.close()
 
 

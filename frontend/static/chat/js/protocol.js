@@ -5,9 +5,11 @@
 // Guarantees to the handlers:
 //  - onWelcome(frame, {resumed}) comes first on every connection. resumed=false means "rebuild
 //    the view from frame.history"; resumed=true means "keep the view, missed events follow".
-//  - onEvent(frame) gets room events (question, answer.*) in seq order, each seq exactly once:
-//    a seq <= the last one seen is a duplicate and is dropped; a jump (gap) drops the connection
-//    and resumes from the last seq seen, so the missing events are replayed.
+//  - onEvent(frame) gets room events (message, question, answer.*, and any later type: every
+//    frame with a seq is one) in seq order, each seq exactly once: a seq <= the last one seen is
+//    a duplicate and is dropped; a jump (gap) drops the connection and resumes from the last seq
+//    seen, so the missing events are replayed.
+//  - onTyping(frame) gets the ephemeral "someone is typing" frames (no seq).
 //  - onStatus(status) tells the connection state: connecting, live, waiting (backoff), closed.
 
 export const CloseCode = Object.freeze({
@@ -23,6 +25,7 @@ export const CloseCode = Object.freeze({
 });
 
 export const ROOM_EVENTS = new Set([
+  "message",
   "question",
   "answer.start",
   "answer.sources",
@@ -30,7 +33,7 @@ export const ROOM_EVENTS = new Set([
   "answer.end",
 ]);
 
-/** Error codes that refuse an `ask` (its text goes back to the composer). */
+/** Error codes that refuse an `ask` or a `say` (its text goes back to the composer). */
 const ASK_REFUSALS = new Set(["too_long", "rate_limited", "busy"]);
 
 export const DEFAULTS = Object.freeze({
@@ -41,7 +44,8 @@ export const DEFAULTS = Object.freeze({
   deadAfterMs: 45000, // no frame (not even pong) for this long: the socket is dead
   connectTimeoutMs: 15000, // no welcome within this: try again
   troubleAfterFailures: 4, // failed attempts in a row before status.trouble is set
-  pendingAskTtlMs: 60000, // an unconfirmed ask is re-sent on reconnect within this
+  pendingAskTtlMs: 60000, // an unconfirmed ask or say is re-sent on reconnect within this
+  typingEveryMs: 3000, // at most one `typing` per this (the server passes one per 2 s on)
   maxQuickResyncs: 3, // gaps in a row before giving up on resuming (full rebuild)
 });
 
@@ -69,8 +73,9 @@ export class RoomClient {
   /**
    * @param {object} args
    * @param {string} args.path  WebSocket path, e.g. "/ws/rooms/lobby/"
-   * @param {object} args.handlers  onWelcome, onEvent, onPresence, onError, onStatus,
-   *   onAskConfirmed(clientId), onAskRefused(clientId, text, errorFrame|null)
+   * @param {object} args.handlers  onWelcome, onEvent, onPresence, onTyping, onError, onStatus,
+   *   onAskConfirmed(clientId), onAskRefused(clientId, text, errorFrame|null, type): for a
+   *   `say` as for an `ask` (type says which)
    */
   constructor({ path, handlers = {}, options = {}, WebSocketImpl = globalThis.WebSocket }) {
     this.path = path;
@@ -92,7 +97,8 @@ export class RoomClient {
     this.connectStarted = 0;
     this.retryTimer = null;
     this.retryAt = 0;
-    this.pending = new Map(); // client_id -> {text, at}: asks not yet seen as a question
+    this.pending = new Map(); // client_id -> {type, text, at}: asks and says not yet seen
+    this.lastTyping = 0;
     this.stopped = true;
     this.closeInfo = null;
 
@@ -101,6 +107,7 @@ export class RoomClient {
     this._dispatch = {
       welcome: (f) => this._onWelcome(f),
       presence: (f) => this.h.onPresence?.(f),
+      typing: (f) => this.h.onTyping?.(f),
       pong: () => {},
       error: (f) => this._onError(f),
     };
@@ -132,12 +139,32 @@ export class RoomClient {
     return this.state === "live";
   }
 
-  /** Post a question. Returns its client_id, or null when not connected. */
+  /** Post a question for the assistant. Returns its client_id, or null when not connected. */
   ask(text) {
+    return this._post("ask", text);
+  }
+
+  /** Say something to the people in the room (no answer). Returns its client_id, or null. */
+  say(text) {
+    return this._post("say", text);
+  }
+
+  /** Tell the room we are typing: sent at most once per typingEveryMs. True if sent. */
+  typing() {
+    if (!this.live) return false;
+    const now = Date.now();
+    if (now - this.lastTyping < this.opts.typingEveryMs) return false;
+    this.lastTyping = now;
+    return this._send({ type: "typing" });
+  }
+
+  _post(type, text) {
     if (!this.live) return null;
     const clientId = newClientId();
-    this.pending.set(clientId, { text, at: Date.now() });
-    this._send({ type: "ask", text, client_id: clientId });
+    this.pending.set(clientId, { type, text, at: Date.now() });
+    this._send({ type, text, client_id: clientId });
+    // What we send is what we were typing: the next keystroke may say "typing" again at once.
+    this.lastTyping = 0;
     return clientId;
   }
 
@@ -169,8 +196,14 @@ export class RoomClient {
       return;
     }
     const handler = Object.hasOwn(this._dispatch, frame.type) ? this._dispatch[frame.type] : null;
-    if (handler) handler(frame);
-    // Unknown types are ignored: a newer server may send more than this client knows.
+    if (handler) {
+      handler(frame);
+    } else if (Number.isInteger(frame.seq)) {
+      // A room event of a type this page does not know (a newer server): it still moves the
+      // cursor, or the next known event would look like a gap. The view ignores it.
+      this._onRoomEvent(frame);
+    }
+    // Other unknown types are ignored: a newer server may send more than this client knows.
   }
 
   // --- connection -------------------------------------------------------------------------
@@ -346,7 +379,7 @@ export class RoomClient {
     }
     this.lastSeq = seq;
     this.quickResyncs = 0;
-    if (frame.type === "question" && frame.client_id && this.pending.has(frame.client_id)) {
+    if (frame.client_id && this.pending.has(frame.client_id)) {
       this.pending.delete(frame.client_id);
       this.h.onAskConfirmed?.(frame.client_id);
     }
@@ -357,23 +390,24 @@ export class RoomClient {
     if (ASK_REFUSALS.has(frame.code) && this.pending.size) {
       // The server answers frames in order: a refusal belongs to the newest unconfirmed ask.
       const clientId = Array.from(this.pending.keys()).pop();
-      const { text } = this.pending.get(clientId);
+      const { type, text } = this.pending.get(clientId);
       this.pending.delete(clientId);
-      this.h.onAskRefused?.(clientId, text, frame);
+      this.h.onAskRefused?.(clientId, text, frame, type);
     }
     this.h.onError?.(frame);
   }
 
-  /** Asks sent but never seen as a question go again with the same client_id (the server
-   * asks a client_id only once, so a duplicate is harmless). Stale ones go back to the user. */
+  /** Asks and says sent but never seen in the room go again with the same client_id (the
+   * server takes a client_id only once, so a duplicate is harmless). Stale ones go back to the
+   * user. */
   _resendPending() {
     const now = Date.now();
-    for (const [clientId, { text, at }] of this.pending) {
+    for (const [clientId, { type, text, at }] of this.pending) {
       if (now - at > this.opts.pendingAskTtlMs) {
         this.pending.delete(clientId);
-        this.h.onAskRefused?.(clientId, text, null);
+        this.h.onAskRefused?.(clientId, text, null, type);
       } else {
-        this._send({ type: "ask", text, client_id: clientId });
+        this._send({ type, text, client_id: clientId });
       }
     }
   }

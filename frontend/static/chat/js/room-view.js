@@ -1,12 +1,16 @@
 // Rendering of the room: the conversation, members, notices and connection banner.
 // It knows nothing of WebSockets: room.js feeds it protocol frames that the client has already
-// ordered and de-duplicated. Text from people (questions, names, sources) is set with
-// textContent, never as HTML; answers go through markdown.js (no raw HTML, then sanitised).
+// ordered and de-duplicated. Text from people (messages, questions, names, sources) is set
+// with textContent, never as HTML; answers go through markdown.js (no raw HTML, then
+// sanitised).
 
 import { FrameScheduler, StreamingMarkdown, copyCode } from "./markdown.js";
 import { formatFullTime, formatTime, t } from "./i18n.js";
 
 const AVATAR_COLOURS = 8;
+// How long "… is typing" stays after a person's last `typing` frame (the server passes one per
+// 2 s at most, the page sends one per 3 s while the person types).
+const TYPING_SHOWN_MS = 6000;
 const FINAL_STATUSES = new Set(["complete", "cancelled", "failed", "interrupted"]);
 
 function el(tag, className, text) {
@@ -45,13 +49,18 @@ export class RoomView {
   /**
    * @param {object} args
    * @param {object} args.elements  scroller, log, empty, members, memberCount, notices,
-   *   announcer, jump
+   *   announcer, jump, typing
    * @param {(answerId: string) => void} args.onStop
+   * @param {string} [args.assistantName]  what the room calls its assistant (blank: default)
    */
-  constructor({ elements, onStop }) {
+  constructor({ elements, onStop, assistantName = "" }) {
     this.els = elements;
     this.onStop = onStop;
+    this.assistantName = assistantName;
     this.me = null;
+    this.said = new Map(); // id -> {node}: people's plain messages
+    this.typists = new Map(); // user id -> {name, until}: who is typing now
+    this.typingTimer = null;
     this.questions = new Map(); // id -> {node, turn, user, text}
     this.answers = new Map(); // id -> answer state (see _answerNode)
     this.members = [];
@@ -79,10 +88,13 @@ export class RoomView {
   reset(history = []) {
     this.questions.clear();
     this.answers.clear();
+    this.said.clear();
     this.streaming.clear();
     this.els.log.replaceChildren();
     for (const message of history) {
-      if (message.role === "user") {
+      if (message.role === "message") {
+        this._addSaid(message);
+      } else if (message.role === "user") {
         this._addQuestion({
           id: message.id,
           user: message.user,
@@ -118,8 +130,15 @@ export class RoomView {
   /** Apply one room event (already ordered and de-duplicated by the protocol client). */
   applyEvent(frame) {
     switch (frame.type) {
+      case "message": {
+        this._addSaid(frame);
+        this._stoppedTyping(frame.user?.id);
+        this.announce(t("announce.message", { name: frame.user?.name ?? "", text: truncate(frame.text, 200) }));
+        break;
+      }
       case "question": {
         this._addQuestion(frame);
+        this._stoppedTyping(frame.user?.id);
         this.announce(t("announce.question", { name: frame.user?.name ?? "", text: truncate(frame.text, 200) }));
         break;
       }
@@ -159,6 +178,48 @@ export class RoomView {
     this._updateEmpty();
   }
 
+  /** A person's plain message: a chat bubble with their name (no answer follows it). */
+  _addSaid(m) {
+    if (this.said.has(m.id)) return this.said.get(m.id);
+    const mine = Boolean(this.me && m.user && m.user.id === this.me.id);
+    const turn = el("li", "turn chat");
+    turn.dataset.messageId = m.id;
+    const node = el("article", `msg said${mine ? " mine" : ""}`);
+    node.id = `msg-${m.id}`;
+    node.dataset.id = m.id;
+    const main = el("div", "msg-main");
+    const head = this._head(m.user, m.created, mine);
+    const text = el("p", "said-text", m.text ?? "");
+    text.dir = "auto";
+    main.append(head, text);
+    node.append(avatar(m.user), main);
+    node.setAttribute("aria-label", `${m.user?.name ?? ""}: ${truncate(m.text ?? "", 80)}`);
+    turn.append(node);
+    this.els.log.append(turn);
+    const state = { node, turn };
+    this.said.set(m.id, state);
+    return state;
+  }
+
+  /** A message's header: author, "you", time. */
+  _head(user, created, mine) {
+    const head = el("header", "msg-head");
+    head.append(el("span", "author", user?.name ?? "?"));
+    if (mine) {
+      const you = el("span", "you-tag");
+      you.dataset.i18n = "room.you";
+      you.textContent = t("room.you");
+      head.append(you);
+    }
+    if (created) {
+      const time = el("time", "msg-time", formatTime(created));
+      time.dateTime = created;
+      time.title = formatFullTime(created);
+      head.append(time);
+    }
+    return head;
+  }
+
   _addQuestion(q) {
     if (this.questions.has(q.id)) return this.questions.get(q.id);
     const mine = Boolean(this.me && q.user && q.user.id === this.me.id);
@@ -168,21 +229,12 @@ export class RoomView {
     node.id = `msg-${q.id}`;
     node.dataset.id = q.id;
     const main = el("div", "msg-main");
-    const head = el("header", "msg-head");
-    const author = el("span", "author", q.user?.name ?? "?");
-    head.append(author);
-    if (mine) {
-      const you = el("span", "you-tag");
-      you.dataset.i18n = "room.you";
-      you.textContent = t("room.you");
-      head.append(you);
-    }
-    if (q.created) {
-      const time = el("time", "msg-time", formatTime(q.created));
-      time.dateTime = q.created;
-      time.title = formatFullTime(q.created);
-      head.append(time);
-    }
+    const head = this._head(q.user, q.created, mine);
+    // A question is for the assistant: say so, which tells it apart from a plain message.
+    const asks = el("span", "ask-tag");
+    asks.dataset.i18n = "room.askedAssistant";
+    asks.textContent = t("room.askedAssistant");
+    head.insertBefore(asks, head.querySelector("time"));
     const text = el("p", "question-text", q.text ?? "");
     text.dir = "auto";
     main.append(head, text);
@@ -211,8 +263,12 @@ export class RoomView {
     const main = el("div", "msg-main");
     const head = el("header", "msg-head");
     const author = el("span", "author");
-    author.dataset.i18n = "answer.assistant";
-    author.textContent = t("answer.assistant");
+    if (this.assistantName) {
+      author.textContent = this.assistantName;
+    } else {
+      author.dataset.i18n = "answer.assistant";
+      author.textContent = t("answer.assistant");
+    }
     const badge = el("span", "status-badge");
     badge.hidden = true;
     head.append(author, badge);
@@ -422,6 +478,44 @@ export class RoomView {
     this.els.membersToggle?.setAttribute("aria-label", t("room.membersAria", { n: this.members.length }));
   }
 
+  // --- someone is typing ---------------------------------------------------------------------
+
+  /** A `typing` frame: show "… is typing" for a while (never for ourselves). */
+  showTyping(user) {
+    if (!user?.id || (this.me && user.id === this.me.id)) return;
+    this.typists.set(user.id, { name: user.name ?? "?", until: Date.now() + TYPING_SHOWN_MS });
+    this._renderTyping();
+  }
+
+  _stoppedTyping(userId) {
+    if (userId && this.typists.delete(userId)) this._renderTyping();
+  }
+
+  _renderTyping() {
+    clearTimeout(this.typingTimer);
+    this.typingTimer = null;
+    const now = Date.now();
+    for (const [id, typist] of this.typists) if (typist.until <= now) this.typists.delete(id);
+    const node = this.els.typing;
+    if (!node) return;
+    const names = Array.from(this.typists.values(), (typist) => typist.name);
+    if (!names.length) {
+      node.hidden = true;
+      node.replaceChildren();
+      return;
+    }
+    const key =
+      names.length === 1 ? "typing.one" : names.length === 2 ? "typing.two" : "typing.many";
+    const text = el("span", "typing-text", t(key, { a: names[0], b: names[1] ?? "", n: names.length }));
+    const dots = el("span", "dots");
+    dots.setAttribute("aria-hidden", "true");
+    dots.append(el("i"), el("i"), el("i"));
+    node.replaceChildren(dots, text);
+    node.hidden = false;
+    const next = Math.min(...Array.from(this.typists.values(), (typist) => typist.until));
+    this.typingTimer = setTimeout(() => this._renderTyping(), Math.max(50, next - now));
+  }
+
   // --- notices, announcements --------------------------------------------------------------
 
   /** A dismissable notice. Returns {node, update(text), dismiss()}. */
@@ -491,6 +585,7 @@ export class RoomView {
       }
     }
     this.setMembers(this.members);
+    this._renderTyping();
   }
 
   _codeStrings() {

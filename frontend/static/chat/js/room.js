@@ -1,16 +1,47 @@
 // The room page: wires the protocol client (protocol.js) to the view (room-view.js), the
 // composer, the connection banner and the members drawer. Loaded as an ES module; the page's
 // data comes from the JSON config that Django renders with json_script.
+//
+// The composer talks to the people in the room (`say`) unless the text begins with a mention
+// of the assistant (`@assistant`, `@비서`, `@` and the room's name for it) or is sent with the
+// "Ask the assistant" button (or Ctrl+Enter): then it is a question (`ask`), without the
+// mention.
 
 import { RoomClient, CloseCode } from "./protocol.js";
 import { RoomView } from "./room-view.js";
-import { initI18n, onLanguageChange, pageConfig, t } from "./i18n.js";
+import { getLanguage, initI18n, onLanguageChange, pageConfig, t } from "./i18n.js";
 
 const config = pageConfig();
 initI18n(config);
 
 const $ = (id) => document.getElementById(id);
-const maxChars = Number(config.maxChars) || 4000;
+const maxChars = Number(config.maxChars) || 4000; // a question (ask)
+const maxMessageChars = Number(config.maxMessageChars) || maxChars; // a message (say)
+const assistantName = String(config.assistantName || "").trim();
+// The names that call the assistant, longest first (a room may call it "assistant bot").
+const MENTIONS = Array.from(new Set(["assistant", "비서", assistantName].filter(Boolean))).sort(
+  (a, b) => b.length - a.length,
+);
+
+/**
+ * The question in `text` if it begins with a mention of the assistant ("@비서 라떼 얼마예요?"
+ * -> "라떼 얼마예요?"; an honorific 님 may follow the name), else null. Letter case does not
+ * count; the mention must end the word (a space, punctuation or the end follows).
+ */
+export function mentionedQuestion(text, names = MENTIONS) {
+  const start = text.trimStart();
+  if (!start.startsWith("@")) return null;
+  const rest = start.slice(1);
+  for (const name of names) {
+    if (rest.slice(0, name.length).toLocaleLowerCase() !== name.toLocaleLowerCase()) continue;
+    let after = rest.slice(name.length);
+    if (after.startsWith("님")) after = after.slice(1);
+    if (after === "" || /^[\s,.:;!?，、。]/u.test(after)) {
+      return after.replace(/^[\s,:;，、]+/u, "").trim();
+    }
+  }
+  return null;
+}
 
 const view = new RoomView({
   elements: {
@@ -23,8 +54,10 @@ const view = new RoomView({
     notices: $("notices"),
     announcer: $("announcer"),
     jump: $("jump-latest"),
+    typing: $("typing"),
   },
   onStop: (answerId) => client.cancel(answerId),
+  assistantName,
 });
 view.setMe(config.me);
 
@@ -91,24 +124,47 @@ window.addEventListener("online", renderStatus);
 const form = $("composer");
 const input = $("question");
 const sendButton = $("send");
+const askButton = $("ask-ai");
 const counter = $("char-count");
+const hint = $("composer-hint");
 let blockedUntil = 0;
 let blockTimer = null;
 
-function charCount() {
-  return Array.from(input.value.trim()).length;
+/** What the composer would send now: {type, text, limit}; `forceAsk` for the Ask button. */
+function draft(forceAsk = false) {
+  const raw = input.value.trim();
+  const question = mentionedQuestion(raw);
+  if (question !== null) return { type: "ask", text: question, limit: maxChars };
+  if (forceAsk) return { type: "ask", text: raw, limit: maxChars };
+  return { type: "say", text: raw, limit: maxMessageChars };
+}
+
+/** The mention that asks the assistant, as the page suggests it in this language. */
+function mention() {
+  return `@${assistantName || (getLanguage() === "ko" ? "비서" : "assistant")}`;
+}
+
+function sendable(d) {
+  const n = Array.from(d.text).length;
+  return client.live && n > 0 && n <= d.limit && Date.now() >= blockedUntil;
 }
 
 function updateComposer() {
-  const n = charCount();
-  const over = n - maxChars;
-  counter.textContent = over > 0 ? t("composer.tooLong", { n: over, max: maxChars }) : t("composer.count", { n, max: maxChars });
-  counter.dataset.level = over > 0 ? "over" : n > maxChars * 0.9 ? "near" : "ok";
+  const d = draft();
+  const n = Array.from(d.text).length;
+  const over = n - d.limit;
+  counter.textContent = over > 0 ? t("composer.tooLong", { n: over, max: d.limit }) : t("composer.count", { n, max: d.limit });
+  counter.dataset.level = over > 0 ? "over" : n > d.limit * 0.9 ? "near" : "ok";
   form.classList.toggle("offline", !client.live);
+  form.dataset.mode = d.type;
+  const hintKey = d.type === "ask" ? "composer.hintAsk" : "composer.hint";
+  hint.dataset.i18n = hintKey;
+  hint.textContent = t(hintKey);
   input.placeholder = client.live ? t("composer.placeholder") : t("composer.placeholderOffline");
   input.disabled = client.state === "closed";
   input.setAttribute("aria-invalid", over > 0 ? "true" : "false");
-  sendButton.disabled = !client.live || n === 0 || over > 0 || Date.now() < blockedUntil;
+  sendButton.disabled = !sendable(d);
+  askButton.disabled = !sendable(draft(true));
   autosize();
 }
 
@@ -118,28 +174,43 @@ function autosize() {
   input.style.height = `${Math.min(input.scrollHeight, 200)}px`;
 }
 
-function send() {
+// What the person typed for each message still on its way, to give it back as typed (with
+// its mention) if the server refuses it.
+const typed = new Map();
+
+function send({ forceAsk = false } = {}) {
   updateComposer();
-  if (sendButton.disabled) return;
-  const text = input.value.trim();
-  const clientId = client.ask(text);
+  const d = draft(forceAsk);
+  if (!sendable(d)) return;
+  const raw = input.value.trim();
+  const clientId = d.type === "ask" ? client.ask(d.text) : client.say(d.text);
   if (clientId) {
+    // A question asked with the button gets its mention back if it is refused, so that
+    // sending it again asks again.
+    typed.set(clientId, d.type === "ask" && mentionedQuestion(raw) === null ? `${mention()} ${raw}` : raw);
     input.value = "";
     updateComposer();
   }
 }
 
-input.addEventListener("input", updateComposer);
+input.addEventListener("input", () => {
+  updateComposer();
+  if (input.value.trim()) client.typing(); // throttled by the client
+});
 input.addEventListener("keydown", (event) => {
-  // Enter sends, Shift+Enter adds a line. Not while an IME (Korean!) is composing a syllable:
-  // that Enter commits the syllable.
+  // Enter sends, Shift+Enter adds a line, Ctrl/Cmd+Enter asks the assistant. Not while an IME
+  // (Korean!) is composing a syllable: that Enter commits the syllable.
   if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) return;
   event.preventDefault();
-  send();
+  send({ forceAsk: event.ctrlKey || event.metaKey });
 });
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   send();
+});
+askButton.addEventListener("click", () => {
+  send({ forceAsk: true });
+  input.focus();
 });
 
 function blockAsking(seconds) {
@@ -207,10 +278,18 @@ const client = new RoomClient({
     onPresence(frame) {
       view.setMembers(frame.members || []);
     },
+    onTyping(frame) {
+      view.showTyping(frame.user);
+    },
     onError: showError,
-    onAskRefused(clientId, text) {
+    onAskConfirmed(clientId) {
+      typed.delete(clientId);
+    },
+    onAskRefused(clientId, text, frame, type) {
+      const original = typed.get(clientId);
+      typed.delete(clientId);
       if (!input.value.trim()) {
-        input.value = text;
+        input.value = original ?? (type === "ask" ? `${mention()} ${text}` : text);
         updateComposer();
       }
     },
