@@ -59,7 +59,8 @@ class Room(models.Model):
 
 class RoomMembership(models.Model):
     """A signed-in person's role in a room (the owner is `Room.owner`, not a row here), or
-    their removal from it: a `removed` person may not enter again, public room or not."""
+    someone's removal from it: a `removed` person may not enter again, public room or not. A
+    removed guest is named by `guest_id` (their session's guest id), with no user."""
 
     class Role(models.TextChoices):
         MODERATOR = "moderator"
@@ -68,13 +69,25 @@ class RoomMembership(models.Model):
 
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="room_memberships"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="room_memberships",
     )
+    guest_id = models.CharField(max_length=64, blank=True, default="")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["room", "user"], name="one_role_per_room")]
+        constraints = [
+            models.UniqueConstraint(fields=["room", "user"], name="one_role_per_room"),
+            models.UniqueConstraint(
+                fields=["room", "guest_id"],
+                condition=~models.Q(guest_id=""),
+                name="one_removal_per_guest",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.user_id} {self.role} of {self.room_id}"

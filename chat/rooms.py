@@ -69,10 +69,17 @@ class Access:
             raise ProtocolError("forbidden", "Only the room's owner may change its settings.")
 
 
-def _membership(room: Room, user_pk: int | None) -> str | None:
-    """The person's row in the room: `owner`, a `RoomMembership.Role`, or None."""
+def _membership(room: Room, user_pk: int | None, guest_id: str = "") -> str | None:
+    """The person's row in the room: `owner`, a `RoomMembership.Role`, or None. A guest
+    (`guest_id`) can only have been removed."""
     if user_pk is None:
-        return None
+        if not guest_id:
+            return None
+        return (
+            RoomMembership.objects.filter(room=room, guest_id=guest_id)
+            .values_list("role", flat=True)
+            .first()
+        )
     if room.owner_id == user_pk:
         return "owner"
     return (
@@ -103,7 +110,7 @@ def access_to(room: Room | None, name: str, identity: Identity) -> Access:
     if room is None:
         # Nothing said here yet, nobody made it: a public room anyone the server admits enters.
         return Access(room=name, may_enter=True, is_staff=identity.is_staff)
-    row = _membership(room, identity.user_pk)
+    row = _membership(room, identity.user_pk, identity.id if identity.is_guest else "")
     role = _role(row)
     private = room.visibility == Room.Visibility.PRIVATE
     if identity.is_staff or role is not None:
@@ -177,18 +184,22 @@ def public_rooms(limit: int = 20) -> list[Room]:
 def remove_member(name: str, moderator: Identity, user_id: str) -> None:
     """Remove the person `user_id` (`u:<pk>` or `g:<hex>`) from the room, for good: a
     signed-in person gets a `removed` row, which keeps them out even of a public room (until
-    the owner or a moderator adds them again). A guest cannot be kept out by name (a guest is
-    a new identity at will): their sockets close, and only turning guests off keeps them out.
-    The owner cannot be removed; only the owner (or staff) removes a moderator."""
+    the owner or a moderator adds them again). So does a guest, by the guest id their browser
+    session keeps; but a guest is a new identity at will (a new session), so only turning
+    guests off keeps guests out for sure. The owner cannot be removed; only the owner (or
+    staff) removes a moderator."""
     room = Room.objects.filter(name=name).first()
     access_to(room, name, moderator).check_moderate()
     if user_id == moderator.id:
         raise ProtocolError("invalid", "You cannot remove yourself.")
-    if not user_id.startswith("u:"):
-        return  # a guest: closing their sockets is all there is to do
-    user_pk = _person(user_id)
     if room is None:
         room, _ = Room.objects.get_or_create(name=name)
+    if not user_id.startswith("u:"):
+        RoomMembership.objects.get_or_create(
+            room=room, guest_id=user_id, defaults={"role": RoomMembership.Role.REMOVED}
+        )
+        return
+    user_pk = _person(user_id)
     row = _membership(room, user_pk)
     if row == "owner":
         raise ProtocolError("forbidden", "The room's owner cannot be removed.")

@@ -118,7 +118,9 @@ def room(request: HttpRequest, room: str) -> HttpResponse:
     identity = from_user(request.user)
     if identity is None and not settings.CHAT_ALLOW_GUESTS:
         return redirect_to_login(request.get_full_path())
-    # A private room is a 404 to anyone outside it, like a room that is not there.
+    if identity is None:
+        identity = guest_from_session(request.session)
+    # A private room (or one that removed you) is a 404, like a room that is not there.
     access = rooms.access(room, identity or new_guest())
     if not access.may_enter:
         raise Http404("no such room")

@@ -312,3 +312,23 @@ async def test_a_said_message_is_redacted_like_a_question() -> None:
     assert replay[0] == {**said, "text": "", "redacted": True}
     for client in (author, moderator, fresh, resumed):
         await client.close()
+
+
+async def test_a_removed_guest_is_kept_out_by_their_session() -> None:
+    _, mod, _, _ = await _team(private=False)
+    browser = AsyncClient()
+    assert (await browser.get("/rooms/team/")).status_code == 200  # the session's guest
+    cookie = f"sessionid={browser.cookies['sessionid'].value}".encode()
+    headers = [(b"cookie", cookie), (b"origin", b"http://testserver"), (b"host", b"testserver")]
+    guest = await connect("team", headers=headers)
+    moderator = await connect("team", headers=mod.ws_headers)
+    await moderator.send({"type": "remove", "user_id": guest.welcome["user"]["id"]})
+    assert await _closed_with(guest) == protocol.CLOSE_REMOVED
+    communicator = WebsocketCommunicator(application, "/ws/rooms/team/", headers=headers)
+    connected, _ = await communicator.connect(timeout=5)
+    assert not connected
+    assert (await browser.get("/rooms/team/")).status_code == 404
+    # Another guest (another browser) still gets in: only turning guests off stops that.
+    other = await connect("team")
+    await other.close()
+    await moderator.close()
