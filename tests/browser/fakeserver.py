@@ -21,6 +21,7 @@ ROOM_EVENTS = {
     "answer.sources",
     "answer.delta",
     "answer.end",
+    "message.redacted",
 }
 
 
@@ -58,6 +59,8 @@ class FakeRoomServer:
         self.connections: list[FakeConnection] = []
         # Replaces the default welcome logic when set: called with each new connection.
         self.on_connect: Callable[[FakeConnection], None] | None = None
+        # The welcome's `access` (what the page's person may do), when set.
+        self.access: dict[str, Any] | None = None
         self.accept = True
 
     async def install(self, page: Any) -> None:
@@ -95,7 +98,7 @@ class FakeRoomServer:
             conn.send(self._welcome(seq=self.seq, resumed=False, history=self.history))
 
     def _welcome(self, *, seq: int, resumed: bool, history: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
+        frame = {
             "type": "welcome",
             "room": self.room,
             "user": self.user,
@@ -104,6 +107,9 @@ class FakeRoomServer:
             "history": history,
             "members": self.members,
         }
+        if self.access is not None:
+            frame["access"] = self.access
+        return frame
 
     # --- room events --------------------------------------------------------------------------
 

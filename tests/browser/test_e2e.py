@@ -3,6 +3,7 @@ simulator). Rooms are unique per test so tests do not see each other's answers."
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
@@ -242,3 +243,44 @@ async def test_home_enter_room_guest_login_and_logout(
     await page.goto(roomchat_server.url + "/")
     await page.locator(".account").get_by_role("button", name="Log out").click()
     await expect(page.locator(".account")).to_contain_text("You are not signed in.")
+
+
+async def test_a_moderator_redacts_a_message_and_removes_someone_from_the_page(
+    browser: Browser, roomchat_server: RoomchatServer
+) -> None:
+    """Staff moderate every room: Alice (staff, signed in) removes what a guest said, then the
+    guest; the guest's page says so and does not come back."""
+    room = new_room()
+    with no_page_errors(browser):
+        alice = await browser.page()
+        await alice.goto(f"{roomchat_server.url}/accounts/login/?next=/rooms/{room}/")
+        await alice.fill("#id_username", TEST_USER[0])
+        await alice.fill("#id_password", TEST_USER[1])
+        await alice.get_by_role("button", name="Log in").click()
+        await expect(alice.locator("#conn-status")).to_have_attribute("data-state", "live")
+        alice.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+        guest = await open_live(browser, roomchat_server, room, locale="ko-KR")
+        await guest.fill("#question", "문 비밀번호는 4711이에요")
+        await guest.keyboard.press("Enter")
+        said = alice.locator("article.said").last
+        await expect(said.locator(".said-text")).to_have_text("문 비밀번호는 4711이에요")
+        await said.locator(".mod-redact").click()
+        for page, note in (
+            (alice, "Removed by a moderator"),
+            (guest, "관리자가 삭제한 메시지입니다"),
+        ):
+            await expect(page.locator("article.said.redacted .redacted-note")).to_have_text(note)
+            await expect(page.locator("#log")).not_to_contain_text("4711")
+        # After a reload the words are still gone (the room log and the database).
+        await guest.reload()
+        await expect(guest.locator("#conn-status")).to_have_attribute("data-state", "live")
+        await expect(guest.locator("article.said.redacted")).to_have_count(1)
+        await expect(guest.locator("#log")).not_to_contain_text("4711")
+
+    # (Out of the no-errors block: the browser logs the refused handshake of the guest's one
+    # try to come back, which is the point.)
+    await expect(alice.locator("#member-list .member")).to_have_count(2)
+    await alice.locator("#member-list .mod-remove").click()
+    await expect(guest.locator("#banner-text")).to_have_text("이 방에 더 이상 들어올 수 없습니다.")
+    await expect(guest.locator("#conn-status")).to_have_attribute("data-state", "closed")
+    await expect(alice.locator("#member-list .member")).to_have_count(1)

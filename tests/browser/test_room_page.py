@@ -327,6 +327,97 @@ async def test_close_4004_shows_an_error_and_does_not_retry(
     assert len(server.connections) == 1
 
 
+async def test_moderators_remove_messages_and_people_and_may_stop_any_answer(
+    browser: Browser, roomchat_server: RoomchatServer
+) -> None:
+    server = FakeRoomServer()
+    server.access = {"role": "moderator", "moderate": True, "configure": False}
+    server.members = [ME, OTHER]
+    with no_page_errors(browser):
+        page = await open_room(browser, roomchat_server, server)
+        page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+        server.message("m1", "the door code is 4711", user=OTHER)
+        server.question("q1", "what is the code?", user=OTHER)
+        server.answer("a1", "q1", ["It is ", "4711"], end=False)
+        await expect(answer(page, "a1").locator(".stop-btn")).to_be_visible()
+
+        await page.locator("#msg-m1 .mod-redact").click()
+        assert await server.wait_received("redact") == {"type": "redact", "id": "m1"}
+        server.emit({"type": "message.redacted", "id": "m1"})
+        await expect(page.locator("#msg-m1 .redacted-note")).to_have_text("Removed by a moderator")
+        await expect(page.locator("#msg-m1")).not_to_contain_text("4711")
+        await expect(page.locator("#msg-m1 .mod-redact")).to_have_count(0)
+
+        # An answer redacted while being written: its later deltas come as repeats of the
+        # redaction, and its end without text.
+        server.emit({"type": "message.redacted", "id": "a1"})
+        server.emit({"type": "message.redacted", "id": "a1"})
+        server.emit(
+            {
+                "type": "answer.end",
+                "answer_id": "a1",
+                "status": "cancelled",
+                "text": "",
+                "redacted": True,
+            }
+        )
+        await expect(answer(page, "a1")).to_have_attribute("data-status", "cancelled")
+        await expect(answer(page, "a1")).not_to_contain_text("4711")
+        await expect(answer(page, "a1").locator(".redacted-note")).to_be_visible()
+
+        await page.locator("#member-list .mod-remove").click()
+        assert await server.wait_received("remove") == {"type": "remove", "user_id": OTHER["id"]}
+        # The history of a full welcome shows what was redacted the same way.
+        server.history = [
+            {
+                "id": "m2",
+                "role": "message",
+                "user": OTHER,
+                "text": "",
+                "status": "complete",
+                "created": "2026-11-23T09:41:00+00:00",
+                "redacted": True,
+            },
+        ]
+        await server.current.close(code=4003, reason="access changed")
+        conn = await server.wait_connections(2, timeout=3)
+        assert conn.after is None  # a full welcome: new rights, new controls
+        await expect(page.locator("#msg-m2 .redacted-note")).to_be_visible()
+
+
+async def test_someone_without_moderation_rights_gets_no_moderation_controls(
+    browser: Browser, roomchat_server: RoomchatServer
+) -> None:
+    server = FakeRoomServer()
+    server.access = {"role": "member", "moderate": False, "configure": False}
+    server.members = [ME, OTHER]
+    page = await open_room(browser, roomchat_server, server)
+    server.message("m1", "hello", user=OTHER)
+    server.question("q1", "a question", user=OTHER)
+    server.answer("a1", "q1", ["Hi"], end=False)
+    await expect(answer(page, "a1")).to_be_visible()
+    await expect(page.locator(".mod-redact")).to_have_count(0)
+    await expect(page.locator(".mod-remove")).to_have_count(0)
+    await expect(answer(page, "a1").locator(".stop-btn")).to_have_count(0)
+
+
+async def test_removed_from_the_room_the_page_says_so_and_stops(
+    browser: Browser, roomchat_server: RoomchatServer
+) -> None:
+    server = FakeRoomServer()
+    page = await open_room(browser, roomchat_server, server, locale="ko-KR")
+
+    async def refuse(conn: Any) -> None:
+        await conn.close(code=1000, reason="refused")
+
+    server.on_connect = lambda conn: asyncio.ensure_future(refuse(conn))
+    await server.current.close(code=4003, reason="removed")
+    await expect(page.locator("#conn-status")).to_have_attribute("data-state", "closed")
+    await expect(page.locator("#banner-text")).to_have_text("이 방에 더 이상 들어올 수 없습니다.")
+    await page.wait_for_timeout(1500)
+    assert len(server.connections) == 2  # one try to come back, then no more
+
+
 async def test_close_4008_reconnects_at_once_with_after(
     browser: Browser, roomchat_server: RoomchatServer
 ) -> None:

@@ -50,6 +50,15 @@ const STRINGS = {
     "room.cantConnect":
       "Still can't reach the room. The server may be down, or your session may have ended.",
     "room.badRoom": "This room cannot be opened: its name is not valid.",
+    "room.removed": "You no longer have access to this room.",
+    "room.redacted": "Removed by a moderator",
+    "mod.redact": "Remove",
+    "mod.redactAria": "Remove this message for everyone",
+    "mod.redactConfirm": "Remove this message for everyone? Its text is deleted and cannot be brought back.",
+    "mod.remove": "Remove",
+    "mod.removeAria": "Remove {name} from the room",
+    "mod.removeConfirm": "Remove {name} from this room? They cannot come back unless someone adds them again.",
+    "announce.redacted": "A message was removed by a moderator.",
     "room.closed": "Disconnected",
     "room.policy":
       "The server closed the connection because too many messages were sent. Waiting before reconnecting.",
@@ -158,6 +167,15 @@ const STRINGS = {
     "room.cantConnect":
       "아직 방에 연결할 수 없습니다. 서버가 멈췄거나 세션이 만료되었을 수 있습니다.",
     "room.badRoom": "이 방을 열 수 없습니다. 방 이름이 올바르지 않습니다.",
+    "room.removed": "이 방에 더 이상 들어올 수 없습니다.",
+    "room.redacted": "관리자가 삭제한 메시지입니다",
+    "mod.redact": "삭제",
+    "mod.redactAria": "모두에게서 이 메시지 삭제",
+    "mod.redactConfirm": "모두에게서 이 메시지를 삭제할까요? 내용이 지워지며 되돌릴 수 없습니다.",
+    "mod.remove": "내보내기",
+    "mod.removeAria": "{name}님을 방에서 내보내기",
+    "mod.removeConfirm": "{name}님을 이 방에서 내보낼까요? 다시 추가되기 전까지 들어올 수 없습니다.",
+    "announce.redacted": "관리자가 메시지를 삭제했습니다.",
     "room.closed": "연결 끊김",
     "room.policy":
       "메시지를 너무 많이 보내 서버가 연결을 닫았습니다. 잠시 기다린 뒤 다시 연결합니다.",

@@ -20,6 +20,7 @@ export const CloseCode = Object.freeze({
   TOO_BIG: 1009,
   INTERNAL: 1011,
   RESYNC: 4000, // ours: the client drops a connection to resume (gap, dead socket)
+  REMOVED: 4003, // our access changed (removed, new role, room made private): rejoin once
   BAD_ROOM: 4004, // bad room name: do not retry
   TOO_SLOW: 4008, // send buffer overflowed: reconnect at once with ?after=
 });
@@ -31,6 +32,7 @@ export const ROOM_EVENTS = new Set([
   "answer.sources",
   "answer.delta",
   "answer.end",
+  "message.redacted",
 ]);
 
 /** Error codes that refuse an `ask` or a `say` (its text goes back to the composer). */
@@ -169,6 +171,16 @@ export class RoomClient {
   }
 
   /** Stop an answer (allowed for whoever asked it). */
+  /** Moderators: take a message's text out for everyone. */
+  redact(messageId) {
+    return this._send({ type: "redact", id: messageId });
+  }
+
+  /** Moderators: remove someone from the room (their connections close with 4003). */
+  remove(userId) {
+    return this._send({ type: "remove", user_id: userId });
+  }
+
   cancel(answerId) {
     return this._send({ type: "cancel", answer_id: answerId });
   }
@@ -273,10 +285,21 @@ export class RoomClient {
   _scheduleReconnect(code, reason) {
     if (this.stopped) return;
     this.failuresWithoutWelcome++;
-    if (code === CloseCode.BAD_ROOM) {
+    if (code === CloseCode.BAD_ROOM || (this.removed && code !== CloseCode.REMOVED)) {
+      // A bad name; or, after a 4003, a handshake refused: we may not enter any more.
+      const removed = code !== CloseCode.BAD_ROOM;
       this.stopped = true;
       clearInterval(this.heartbeatTimer);
-      this._setState("closed", { code, reason, fatal: true });
+      this._setState("closed", { code: removed ? CloseCode.REMOVED : code, reason, fatal: true, removed });
+      return;
+    }
+    if (code === CloseCode.REMOVED) {
+      // Our access changed. Come back at once with a full welcome: its history and `access`
+      // show what we may do now (a resume would keep the controls of our old role).
+      this.removed = true;
+      this.lastSeq = null;
+      this._setState("waiting", { code, reason, delayMs: 0, retryAt: Date.now() });
+      this.retryTimer = setTimeout(() => this._connect(), 0);
       return;
     }
     let delay;
@@ -347,6 +370,8 @@ export class RoomClient {
       }
     }
     this.user = frame.user || null;
+    this.access = frame.access || null;
+    this.removed = false;
     this.welcomed = true;
     this.attempt = 0;
     this.failuresWithoutWelcome = 0;

@@ -51,11 +51,16 @@ export class RoomView {
    * @param {object} args.elements  scroller, log, empty, members, memberCount, notices,
    *   announcer, jump, typing
    * @param {(answerId: string) => void} args.onStop
+   * @param {(messageId: string) => void} [args.onRedact]  a moderator removes a message
+   * @param {(user: object) => void} [args.onRemoveMember]  a moderator removes someone
    * @param {string} [args.assistantName]  what the room calls its assistant (blank: default)
    */
-  constructor({ elements, onStop, assistantName = "" }) {
+  constructor({ elements, onStop, onRedact = () => {}, onRemoveMember = () => {}, assistantName = "" }) {
     this.els = elements;
     this.onStop = onStop;
+    this.onRedact = onRedact;
+    this.onRemoveMember = onRemoveMember;
+    this.access = null; // the welcome's `access`: {role, moderate, configure}
     this.assistantName = assistantName;
     this.me = null;
     this.said = new Map(); // id -> {node}: people's plain messages
@@ -84,6 +89,18 @@ export class RoomView {
     this.me = user || null;
   }
 
+  /** What we may do here (the welcome's `access`): moderators get Remove and Stop controls.
+   *  Set before `reset`, which builds the controls; the member list is redrawn at once. */
+  setAccess(access) {
+    this.access = access || null;
+    this.els.log.dataset.moderate = this._moderates() ? "true" : "false";
+    this.setMembers(this.members);
+  }
+
+  _moderates() {
+    return Boolean(this.access?.moderate);
+  }
+
   /** Rebuild from a welcome's history (resumed: false): the old view is dropped whole. */
   reset(history = []) {
     this.questions.clear();
@@ -103,6 +120,11 @@ export class RoomView {
         });
       } else if (message.role === "assistant") {
         const state = this._addAnswer({ id: message.id, question_id: message.question_id });
+        if (message.redacted) {
+          this._endAnswer(state, { status: message.status, text: "", error: message.error });
+          this._redact(message.id);
+          continue;
+        }
         state.tracked = message.status === "streaming";
         if (Array.isArray(message.sources) && message.sources.length) {
           this._setSources(state, message.sources);
@@ -119,6 +141,7 @@ export class RoomView {
           });
         }
       }
+      if (message.redacted) this._redact(message.id);
     }
     this._updateEmpty();
     this.stick = true;
@@ -152,7 +175,7 @@ export class RoomView {
       }
       case "answer.delta": {
         const state = this._answerFor(frame.answer_id);
-        if (state.done || typeof frame.text !== "string") break;
+        if (state.done || state.redacted || typeof frame.text !== "string") break;
         state.md.append(frame.text);
         if (!state.gotText) {
           state.gotText = true;
@@ -161,8 +184,16 @@ export class RoomView {
         this._markDirty(state);
         break;
       }
+      case "message.redacted": {
+        if (this._redact(frame.id)) this.announce(t("announce.redacted"));
+        break;
+      }
       case "answer.end": {
         const state = this._answerFor(frame.answer_id);
+        if (state.redacted) {
+          this._endAnswer(state, { ...frame, text: "" });
+          break;
+        }
         this._endAnswer(state, frame);
         const text = truncate(state.body.textContent, 300);
         this.announce(
@@ -192,6 +223,7 @@ export class RoomView {
     const text = el("p", "said-text", m.text ?? "");
     text.dir = "auto";
     main.append(head, text);
+    this._addRedactControl(head, m.id);
     node.append(avatar(m.user), main);
     node.setAttribute("aria-label", `${m.user?.name ?? ""}: ${truncate(m.text ?? "", 80)}`);
     turn.append(node);
@@ -238,6 +270,7 @@ export class RoomView {
     const text = el("p", "question-text", q.text ?? "");
     text.dir = "auto";
     main.append(head, text);
+    this._addRedactControl(head, q.id);
     node.append(avatar(q.user), main);
     node.setAttribute("aria-label", `${q.user?.name ?? ""}: ${truncate(q.text ?? "", 80)}`);
     turn.append(node);
@@ -272,6 +305,7 @@ export class RoomView {
     const badge = el("span", "status-badge");
     badge.hidden = true;
     head.append(author, badge);
+    this._addRedactControl(head, id);
     const body = el("div", "md answer-body");
     const md = new StreamingMarkdown(body, this._codeStrings());
     const errorNote = el("p", "answer-error");
@@ -288,7 +322,8 @@ export class RoomView {
 
     const askerId = question?.user?.id;
     let stop = null;
-    if (this.me && askerId && askerId === this.me.id) {
+    // The asker stops their own answer; moderators stop any.
+    if ((this.me && askerId && askerId === this.me.id) || this._moderates()) {
       stop = el("button", "stop-btn");
       stop.type = "button";
       stop.append(el("span", "stop-icon"), el("span", "stop-label", t("answer.stop")));
@@ -448,6 +483,50 @@ export class RoomView {
     this._renderFrame();
   }
 
+  // --- moderation --------------------------------------------------------------------------
+
+  /** A moderator's "Remove" button in a message's header (nobody else gets one). */
+  _addRedactControl(head, id) {
+    if (!this._moderates()) return;
+    const button = el("button", "mod-redact");
+    button.type = "button";
+    button.dataset.i18n = "mod.redact";
+    button.textContent = t("mod.redact");
+    button.setAttribute("aria-label", t("mod.redactAria"));
+    button.addEventListener("click", () => {
+      if (!window.confirm(t("mod.redactConfirm"))) return;
+      button.disabled = true;
+      this.onRedact(id);
+    });
+    head.append(button);
+  }
+
+  /** Show a message as removed by a moderator: its words leave the page (idempotent). True
+   *  when it was shown here and is now redacted. */
+  _redact(id) {
+    const node = this.els.log.querySelector(`#${CSS.escape(`msg-${id}`)}`);
+    if (!node || node.classList.contains("redacted")) return false;
+    node.classList.add("redacted");
+    const answer = this.answers.get(id);
+    if (answer) {
+      answer.redacted = true;
+      this.streaming.delete(answer);
+      answer.md.setText("");
+    }
+    for (const words of node.querySelectorAll(".said-text, .question-text, .answer-body, .sources-slot")) {
+      words.replaceChildren();
+      words.hidden = true;
+    }
+    node.querySelector(".mod-redact")?.remove();
+    const note = el("p", "redacted-note", t("room.redacted"));
+    note.dataset.i18n = "room.redacted";
+    node.querySelector(".msg-head")?.after(note);
+    const question = this.questions.get(id);
+    if (question) question.text = "";
+    node.setAttribute("aria-label", t("room.redacted"));
+    return true;
+  }
+
   // --- members -----------------------------------------------------------------------------
 
   setMembers(members = []) {
@@ -466,6 +545,17 @@ export class RoomView {
         const you = el("span", "you-tag", t("room.you"));
         you.dataset.i18n = "room.you";
         item.append(you);
+      } else if (this._moderates()) {
+        const remove = el("button", "mod-remove", t("mod.remove"));
+        remove.type = "button";
+        remove.dataset.i18n = "mod.remove";
+        remove.setAttribute("aria-label", t("mod.removeAria", { name: member.name }));
+        remove.addEventListener("click", () => {
+          if (!window.confirm(t("mod.removeConfirm", { name: member.name }))) return;
+          remove.disabled = true;
+          this.onRemoveMember(member);
+        });
+        item.append(remove);
       }
       list.append(item);
     }

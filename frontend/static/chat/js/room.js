@@ -57,6 +57,8 @@ const view = new RoomView({
     typing: $("typing"),
   },
   onStop: (answerId) => client.cancel(answerId),
+  onRedact: (messageId) => client.redact(messageId),
+  onRemoveMember: (member) => client.remove(member.id),
   assistantName,
 });
 view.setMe(config.me);
@@ -96,7 +98,12 @@ function renderStatus() {
   }
   banner.hidden = false;
   if (state === "closed") {
-    bannerText.textContent = status.code === CloseCode.BAD_ROOM ? t("room.badRoom") : t("room.closed");
+    bannerText.textContent =
+      status.code === CloseCode.BAD_ROOM
+        ? t("room.badRoom")
+        : status.removed
+          ? t("room.removed")
+          : t("room.closed");
     bannerHelp.querySelector("[data-help=login]").hidden = true;
     return;
   }
@@ -260,6 +267,7 @@ const client = new RoomClient({
   handlers: {
     onWelcome(frame, { resumed }) {
       view.setMe(frame.user || config.me);
+      view.setAccess(frame.access);
       if (frame.user?.name) {
         const chip = $("me-chip");
         chip.textContent = frame.user.name;
