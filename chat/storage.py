@@ -20,6 +20,7 @@ from django.utils import timezone
 from chat import rooms
 from chat.identity import Identity
 from chat.models import ApiToken, Message, Room
+from chat.rooms.configuration import AnswerSettings
 
 
 def iso(moment: datetime) -> str:
@@ -44,13 +45,13 @@ def touch_room(name: str, seq: int | None = None) -> None:
 @dataclass(frozen=True, slots=True)
 class StoredQuestion:
     """A question as stored; `created` is False for a repeat of a `client_id` (then this is
-    the question first asked with it). `collection` is its room's own (blank: the server's)."""
+    the question first asked with it). `answer_settings`: its room's, as they are now."""
 
     id: str
     text: str
     created_at: datetime
     created: bool
-    collection: str
+    answer_settings: AnswerSettings
 
 
 def create_question(
@@ -68,7 +69,7 @@ def create_question(
             text=message.text,
             created_at=message.created,
             created=created,
-            collection=room.collection,
+            answer_settings=AnswerSettings.of(room),
         )
 
     if client_id:

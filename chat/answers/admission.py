@@ -138,7 +138,7 @@ class Admission:
                     slot=slot,
                     question_id=stored.id,
                     question=stored.text,
-                    collection=stored.collection,
+                    answer_settings=stored.answer_settings,
                 )
             )
             started = True
