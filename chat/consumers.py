@@ -19,6 +19,7 @@ from chat import protocol, rooms
 from chat.protocol import ProtocolError, dumps
 from chat.ratelimit import TokenBucket
 from chat.realtime.outbox import Outbox
+from chat.rooms.configuration import public_info
 from chat.runtime import Runtime, get_runtime
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.accept()
             await self.close(code=protocol.CLOSE_BAD_ROOM)
             return
-        access = await database_sync_to_async(rooms.access)(self.room, self.identity)
+        access, row = await database_sync_to_async(rooms.access_and_room)(self.room, self.identity)
         if not access.may_enter:
             await self.close()  # Refused like a bad origin: nothing says the room exists.
             return
@@ -85,6 +86,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.conn,
             conn_id=self.conn_id,
             after=_after(self.scope),
+            room_info=public_info(row, self.room),
         )
 
     async def disconnect(self, code: int) -> None:

@@ -40,6 +40,7 @@ ROOM_EVENT_TYPES: Final = (
     "answer.sources",
     "answer.delta",
     "answer.end",
+    "room.updated",
 )
 DIRECT_FRAME_TYPES: Final = ("welcome", "presence", "pong", "error")
 ERROR_CODES: Final = (
@@ -235,6 +236,12 @@ def answer_end_event(
     )
 
 
+def room_updated_event(*, room: dict[str, Any]) -> dict[str, Any]:
+    """The room's owner (or staff) changed its settings: `room` is what members may know of
+    them (`chat.rooms.configuration.public_info`; never the system prompt)."""
+    return {"type": "room.updated", "room": room}
+
+
 # --- Frames to one connection (no seq) -------------------------------------------------------
 
 
@@ -246,8 +253,9 @@ def welcome_frame(
     resumed: bool,
     history: list[dict[str, Any]],
     members: list[dict[str, str]],
+    room_info: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
+    frame = {
         "type": "welcome",
         "protocol": PROTOCOL_VERSION,
         "room": room,
@@ -257,6 +265,9 @@ def welcome_frame(
         "history": history,
         "members": members,
     }
+    if room_info is not None:
+        frame["room_info"] = room_info  # additive: the room's public settings
+    return frame
 
 
 def presence_frame(members: list[dict[str, str]]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import logging
 import secrets
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from typing import Final
+from typing import Any, Final
 
 from django.conf import settings
 
@@ -46,11 +46,13 @@ class RoomMember:
         after: int | None,
         transport_pending: PendingBytes | None = None,
         label: str = "",
+        room_info: dict[str, Any] | None = None,
     ) -> None:
         self._membership = membership
         self.room = room
         self.identity = identity
         self.after = after
+        self.room_info = room_info
         self.conn_id = secrets.token_hex(8)
         # The close code the hub asked for (4008 too slow, 1012 restart), once it did.
         self.close_code: int | None = None
@@ -87,6 +89,7 @@ class RoomMember:
             self.conn,
             conn_id=self.conn_id,
             after=self.after,
+            room_info=self.room_info,
         )
 
     async def _leave(self) -> None:

@@ -36,8 +36,10 @@ class Membership:
         *,
         conn_id: str,
         after: int | None,
+        room_info: dict[str, Any] | None = None,
     ) -> bool:
-        """Make `outbox` a member of `room`: it gets a `welcome`, then every event after it;
+        """Make `outbox` a member of `room`: it gets a `welcome` (with the room's public
+        settings, `room_info`, when the transport read them), then every event after it;
         True when it resumed from `after`. Nothing is written for a join: a room gets its
         database row with the first thing said in it."""
         await self._presence.watch_room(room)
@@ -55,6 +57,7 @@ class Membership:
                         resumed=resumed,
                         history=history,
                         members=members,
+                        room_info=room_info,
                     )
                 )
 

@@ -27,7 +27,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from chat.protocol import dumps
+from chat.protocol import ROOM_EVENT_TYPES, dumps
 from chat.realtime import redis_lua
 from chat.realtime.log import SEQ_RESTART_GAP, Listener, RoomSeeder, Snapshot
 from chat.realtime.redis_client import command_client
@@ -117,6 +117,9 @@ class RedisRoomLog:
                 k: event[k] for k in ("status", "text", "error", "usage") if k in event
             }
             target, payload = event["answer_id"], dumps(patch)
+        elif kind in ROOM_EVENT_TYPES:
+            # An event the view does not fold (room.updated): logged and delivered, no more.
+            target, payload = "", ""
         else:
             raise ValueError(f"Not a room event: {kind!r}")
         room_keys = self._append_keys.get(room)

@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING, Any, Final
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
 
 from chat.identity import Identity
 from chat.models import Room
 from chat.protocol import ProtocolError
 
-from . import access_to
+from . import access_and_room, access_to
 
 # The longest system prompt a room may set (it is sent with every answer's request).
 MAX_SYSTEM_PROMPT_CHARS: Final = 4000
@@ -80,7 +79,7 @@ def public_info(room: Room | None, name: str) -> dict[str, Any]:
             "visibility": Room.Visibility.PUBLIC.value,
             "allow_guests": True,
             "assistant_name": "",
-            "model": settings.CHAT_MODEL,
+            "model": "",
         }
     return {
         "title": room.title or name,
@@ -88,7 +87,8 @@ def public_info(room: Room | None, name: str) -> dict[str, Any]:
         "visibility": room.visibility,
         "allow_guests": room.allow_guests,
         "assistant_name": room.assistant_name,
-        "model": room.model or settings.CHAT_MODEL,
+        # The room's choice ("": the server's CHAT_MODEL, also for one taken off CHAT_MODELS).
+        "model": room.model if room.model in settings.CHAT_MODELS else "",
     }
 
 
@@ -223,16 +223,57 @@ def json_changes(raw: Mapping[str, Any]) -> dict[str, Any]:
     return changes
 
 
-def update_settings(name: str, identity: Identity, changes: Mapping[str, Any]) -> Room:
+@dataclass(frozen=True, slots=True)
+class SettingsChanged:
+    """What `update_settings` did: the room as saved, and the names of the settings that
+    changed (none: nothing to tell anyone)."""
+
+    room: Room
+    changed: tuple[str, ...]
+
+
+def update_settings(name: str, identity: Identity, changes: Mapping[str, Any]) -> SettingsChanged:
     """Apply `changes` (form data: any of `EDITABLE`, the rest keep their values) to the room
     `name`, for its owner or staff. `ProtocolError` as `settings_form`; `InvalidSettings` when
-    a value is refused (nothing is saved then). A room with no row yet (staff) gets one."""
-    with transaction.atomic():
-        room = Room.objects.select_for_update().filter(name=name).first()
-        access_to(room, name, identity).check_configure()
-        if room is None:
-            room, _ = Room.objects.get_or_create(name=name)
-        form = RoomSettingsForm({**current_values(room), **changes}, instance=room)
-        if not form.is_valid():
-            raise InvalidSettings(form)
-        return form.save()
+    a value is refused (nothing is saved then). A room with no row yet (staff) gets one.
+
+    Only the settings that changed are written, in one UPDATE (no read-then-write transaction,
+    which SQLite would refuse while another writer is busy): two people changing different
+    settings at once both keep their change."""
+    room = Room.objects.filter(name=name).first()
+    access_to(room, name, identity).check_configure()
+    if room is None:
+        room, _ = Room.objects.get_or_create(name=name)
+    form = RoomSettingsForm({**current_values(room), **changes}, instance=room)
+    if not form.is_valid():
+        raise InvalidSettings(form)
+    changed = tuple(form.changed_data)
+    if changed:
+        saved = {field: getattr(form.instance, field) for field in changed}
+        Room.objects.filter(pk=room.pk).update(**saved)
+    return SettingsChanged(room=form.instance, changed=changed)
+
+
+def describe(name: str, identity: Identity) -> dict[str, Any]:
+    """`GET /api/rooms/<room>`: the room's public settings and the caller's role; everything
+    `update_settings` takes (and the models allowed) when the caller may change them.
+    `not_found` for whoever may not enter."""
+    access, room = access_and_room(name, identity)
+    access.check_enter()
+    described: dict[str, Any] = {
+        "name": name,
+        **public_info(room, name),
+        "role": access.role,
+        "may_moderate": access.may_moderate,
+        "may_configure": access.may_configure,
+    }
+    if access.may_configure:
+        values = current_values(room or Room(name=name))
+        described.update(
+            collection=values["collection"],
+            system_prompt=values["system_prompt"],
+            temperature=values["temperature"] if values["temperature"] != "" else None,
+            models=list(settings.CHAT_MODELS),
+            default_model=settings.CHAT_MODEL,
+        )
+    return described

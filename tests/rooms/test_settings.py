@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
+from django.test import AsyncClient
 
 from chat import rooms
 from chat.models import Room
@@ -82,11 +83,13 @@ async def test_bad_values_are_refused_field_by_field_and_nothing_is_saved(settin
         with pytest.raises(InvalidSettings):
             await db(update_settings)("checked", owner.identity, {"collection": name})
     # Blank means the server's default; good values are kept.
-    saved = await db(update_settings)(
+    done = await db(update_settings)(
         "checked",
         owner.identity,
         {"model": "", "temperature": "", "collection": "team.docs_2", "assistant_name": "비서"},
     )
+    assert set(done.changed) == {"collection", "assistant_name"}
+    saved = done.room
     assert (saved.model, saved.temperature, saved.collection) == ("", None, "team.docs_2")
     assert saved.assistant_name == "비서"
 
@@ -106,12 +109,133 @@ async def test_only_the_owner_and_staff_change_settings() -> None:
     with pytest.raises(ProtocolError) as hidden:
         await db(update_settings)("mine", outsider.identity, {"title": "Ours"})
     assert hidden.value.code == "not_found"
-    assert (await db(update_settings)("mine", staff.identity, {"title": "Staff's"})).title == (
+    assert (await db(update_settings)("mine", staff.identity, {"title": "Staff's"})).room.title == (
         "Staff's"
     )
     # A room nobody made yet: staff may set it up (it gets its row); nobody else.
     with pytest.raises(ProtocolError):
         await db(update_settings)("fresh", owner.identity, {"title": "Fresh"})
-    assert (await db(update_settings)("fresh", staff.identity, {"title": "Fresh"})).title == (
+    assert (await db(update_settings)("fresh", staff.identity, {"title": "Fresh"})).room.title == (
         "Fresh"
     )
+
+
+# --- the HTTP API: GET and PATCH /api/rooms/<room> ----------------------------------------
+
+
+async def _patch(client: Any, room: str, body: dict[str, Any]) -> Any:
+    return await client.patch(f"/api/rooms/{room}", body, content_type="application/json")
+
+
+async def test_the_api_shows_settings_by_role_and_only_the_owner_patches(settings: Any) -> None:
+    settings.CHAT_MODELS = ["sim-small", "sim-large"]
+    owner, member, outsider = await person("owner"), await person("member"), await person("out")
+    room = await db(rooms.create_room)("team", owner.identity, visibility="private")
+    await db(room.memberships.create)(user=member.user)
+    mine = (await owner.http.get("/api/rooms/team")).json()
+    assert mine == {
+        "name": "team",
+        "title": "team",
+        "description": "",
+        "visibility": "private",
+        "allow_guests": True,
+        "assistant_name": "",
+        "model": "",
+        "role": "owner",
+        "may_moderate": True,
+        "may_configure": True,
+        "collection": "",
+        "system_prompt": "",
+        "temperature": None,
+        "models": ["sim-small", "sim-large"],
+        "default_model": settings.CHAT_MODEL,
+    }
+    changed = await _patch(
+        owner.http, "team", {"title": "Team docs", "system_prompt": "Be brief.", "temperature": 1}
+    )
+    assert changed.status_code == 200, changed.json()
+    assert (changed.json()["title"], changed.json()["temperature"]) == ("Team docs", 1.0)
+    theirs = (await member.http.get("/api/rooms/team")).json()
+    assert theirs["title"] == "Team docs" and theirs["role"] == "member"
+    assert "system_prompt" not in theirs and "collection" not in theirs
+    refused = await _patch(member.http, "team", {"title": "Mine now"})
+    assert (refused.status_code, refused.json()["error"]["code"]) == (403, "forbidden")
+    for response in (
+        await outsider.http.get("/api/rooms/team"),
+        await _patch(outsider.http, "team", {"title": "x"}),
+        await AsyncClient().get("/api/rooms/team"),
+    ):
+        assert (response.status_code, response.json()["error"]["code"]) == (404, "not_found")
+
+
+async def test_the_api_names_each_refused_field_and_checks_json_types(settings: Any) -> None:
+    settings.CHAT_MODELS = ["sim-small"]
+    owner = await person("owner")
+    await db(rooms.create_room)("typed", owner.identity)
+    refused = await _patch(owner.http, "typed", {"title": "", "model": "gpt-9"})
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert error["code"] == "invalid"
+    assert error["fields"]["title"] == [{"code": "required", "message": "A room needs a title."}]
+    assert error["fields"]["model"][0]["code"] == "invalid_choice"
+    for body in (
+        {"allow_guests": "no"},
+        {"temperature": "hot"},
+        {"temperature": True},
+        {"title": 7},
+        {"owner": "me"},
+    ):
+        response = await _patch(owner.http, "typed", body)
+        assert (response.status_code, response.json()["error"]["code"]) == (400, "invalid"), body
+    assert (await owner.http.patch("/api/rooms/typed", "[]", "application/json")).status_code == 400
+    # A session PATCH must pass the CSRF check, as a POST must.
+    strict = AsyncClient(enforce_csrf_checks=True)
+    await db(strict.force_login)(owner.user)
+    forbidden = await _patch(strict, "typed", {"title": "x"})
+    assert (forbidden.status_code, forbidden.json()["error"]["code"]) == (403, "forbidden")
+    assert (await db(Room.objects.get)(name="typed")).title == "typed"
+
+
+async def test_members_are_told_with_room_updated_and_welcome_carries_room_info(
+    settings: Any,
+) -> None:
+    owner, member = await person("owner"), await person("member")
+    room = await db(rooms.create_room)("told", owner.identity, visibility="private")
+    await db(room.memberships.create)(user=member.user)
+    watcher = await connect("told", headers=member.ws_headers)
+    assert watcher.welcome["room_info"] == {
+        "title": "told",
+        "description": "",
+        "visibility": "private",
+        "allow_guests": True,
+        "assistant_name": "",
+        "model": "",
+    }
+    seq = watcher.welcome["seq"]
+    response = await _patch(
+        owner.http,
+        "told",
+        {"title": "Told you", "description": "News", "system_prompt": "Secret sauce."},
+    )
+    assert response.status_code == 200
+    [event] = await watcher.recv_until(lambda f: f["type"] == "room.updated")
+    assert event == {
+        "seq": seq + 1,
+        "type": "room.updated",
+        "room": {**watcher.welcome["room_info"], "title": "Told you", "description": "News"},
+    }
+    # Nothing changed, nothing told: the next room event is the next change's.
+    assert (await _patch(owner.http, "told", {"title": "Told you"})).status_code == 200
+    await _patch(owner.http, "told", {"assistant_name": "bori"})
+    [event] = await watcher.recv_until(lambda f: f["type"] == "room.updated")
+    assert (event["seq"], event["room"]["assistant_name"]) == (seq + 2, "bori")
+    # A later welcome carries the settings as they are now; the history holds no room.updated.
+    again = await connect("told", headers=member.ws_headers)
+    assert again.welcome["room_info"]["title"] == "Told you"
+    assert again.welcome["history"] == [] and again.welcome["seq"] == seq + 2
+    # Resuming replays it like any room event.
+    resumed = await connect("told", query=f"after={seq}", headers=member.ws_headers)
+    replay = await resumed.recv_until(lambda f: f.get("seq") == seq + 2)
+    assert [f["type"] for f in replay] == ["room.updated", "room.updated"]
+    for client in (watcher, again, resumed):
+        await client.close()
