@@ -5,7 +5,8 @@
 // Guarantees to the handlers:
 //  - onWelcome(frame, {resumed}) comes first on every connection. resumed=false means "rebuild
 //    the view from frame.history"; resumed=true means "keep the view, missed events follow".
-//  - onEvent(frame) gets room events (question, answer.*) in seq order, each seq exactly once:
+//  - onEvent(frame) gets room events (question, answer.*, room.updated, and any other frame
+//    with a seq: a newer server may add types) in seq order, each seq exactly once:
 //    a seq <= the last one seen is a duplicate and is dropped; a jump (gap) drops the connection
 //    and resumes from the last seq seen, so the missing events are replayed.
 //  - onStatus(status) tells the connection state: connecting, live, waiting (backoff), closed.
@@ -28,6 +29,7 @@ export const ROOM_EVENTS = new Set([
   "answer.sources",
   "answer.delta",
   "answer.end",
+  "room.updated",
 ]);
 
 /** Error codes that refuse an `ask` (its text goes back to the composer). */
@@ -164,7 +166,9 @@ export class RoomClient {
    */
   receive(frame) {
     if (!frame || typeof frame !== "object" || typeof frame.type !== "string") return;
-    if (ROOM_EVENTS.has(frame.type)) {
+    // A frame with a seq is a room event even if this client does not know its type: its seq
+    // still moves the cursor (skipping it would look like a gap after it, and resync for nothing).
+    if (ROOM_EVENTS.has(frame.type) || Number.isInteger(frame.seq)) {
       this._onRoomEvent(frame);
       return;
     }
