@@ -239,3 +239,87 @@ async def test_members_are_told_with_room_updated_and_welcome_carries_room_info(
     assert [f["type"] for f in replay] == ["room.updated", "room.updated"]
     for client in (watcher, again, resumed):
         await client.close()
+
+
+# --- the settings page: /rooms/<room>/settings/ ---------------------------------------------
+
+
+FORM = {
+    "title": "Team docs",
+    "description": "",
+    "visibility": "private",
+    "assistant_name": "",
+    "model": "",
+    "temperature": "",
+    "collection": "",
+    "system_prompt": "",
+}
+
+
+async def test_the_settings_page_shows_each_error_and_saves_nothing(settings: Any) -> None:
+    settings.CHAT_MODELS = ["sim-small"]
+    owner = await person("owner")
+    await db(rooms.create_room)("paged", owner.identity, visibility="private")
+    page = await owner.http.get("/rooms/paged/settings/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'value="paged"' in html and '<option value="sim-small"' in html
+    refused = await owner.http.post(
+        "/rooms/paged/settings/",
+        {**FORM, "title": "", "model": "gpt-9", "temperature": "3", "allow_guests": "on"},
+    )
+    assert refused.status_code == 400
+    html = refused.content.decode()
+    assert 'data-i18n="settings.error.required"' in html and "A room needs a title." in html
+    assert 'data-i18n="settings.error.invalid_choice"' in html and "gpt-9 is not one" in html
+    assert 'data-i18n="settings.error.max_value"' in html
+    assert 'id="id_title"' in html and 'aria-invalid="true"' in html
+    room = await db(Room.objects.get)(name="paged")
+    assert (room.title, room.model, room.temperature) == ("paged", "", None)
+
+
+async def test_a_saved_change_goes_back_to_the_room_and_the_members_are_told() -> None:
+    owner, member = await person("owner"), await person("member")
+    room = await db(rooms.create_room)("paged", owner.identity)
+    await db(room.memberships.create)(user=member.user)
+    watcher = await connect("paged", headers=member.ws_headers)
+    saved = await owner.http.post(
+        "/rooms/paged/settings/", {**FORM, "assistant_name": "bori", "temperature": "0.5"}
+    )
+    assert (saved.status_code, saved["Location"]) == (302, "/rooms/paged/")
+    [event] = await watcher.recv_until(lambda f: f["type"] == "room.updated")
+    # An unticked box is "no": guests are not allowed any more.
+    assert event["room"] == {
+        "title": "Team docs",
+        "description": "",
+        "visibility": "private",
+        "allow_guests": False,
+        "assistant_name": "bori",
+        "model": "",
+    }
+    room = await db(Room.objects.get)(name="paged")
+    assert (room.temperature, room.allow_guests) == (0.5, False)
+    page = (await member.http.get("/rooms/paged/")).content.decode()
+    assert "Team docs" in page and 'id="settings-link"' not in page
+    assert 'id="settings-link"' in (await owner.http.get("/rooms/paged/")).content.decode()
+    await watcher.close()
+
+
+async def test_only_the_owner_and_staff_open_the_settings_page() -> None:
+    owner, mod, outsider, staff = (
+        await person("owner"),
+        await person("mod"),
+        await person("outsider"),
+        await person("staff", staff=True),
+    )
+    room = await db(rooms.create_room)("paged", owner.identity, visibility="private")
+    await db(room.memberships.create)(user=mod.user, role="moderator")
+    assert (await staff.http.get("/rooms/paged/settings/")).status_code == 200
+    refused = await mod.http.get("/rooms/paged/settings/")
+    assert refused.status_code == 403
+    assert 'data-i18n="settings.notAllowed"' in refused.content.decode()
+    assert (await mod.http.post("/rooms/paged/settings/", FORM)).status_code == 403
+    for client in (outsider.http, AsyncClient()):
+        assert (await client.get("/rooms/paged/settings/")).status_code == 404
+        assert (await client.post("/rooms/paged/settings/", FORM)).status_code == 404
+    assert (await db(Room.objects.get)(name="paged")).title == "paged"
