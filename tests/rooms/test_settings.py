@@ -323,3 +323,49 @@ async def test_only_the_owner_and_staff_open_the_settings_page() -> None:
         assert (await client.get("/rooms/paged/settings/")).status_code == 404
         assert (await client.post("/rooms/paged/settings/", FORM)).status_code == 404
     assert (await db(Room.objects.get)(name="paged")).title == "paged"
+
+
+# --- the admin --------------------------------------------------------------------------------
+
+
+def _admin_form(room: Room, **changes: Any) -> dict[str, Any]:
+    data = {
+        "name": room.name,
+        "owner": str(room.owner_id or ""),
+        "title": room.title,
+        "description": room.description,
+        "visibility": room.visibility,
+        "assistant_name": room.assistant_name,
+        "model": room.model,
+        "temperature": "" if room.temperature is None else str(room.temperature),
+        "collection": room.collection,
+        "system_prompt": room.system_prompt,
+        **({"allow_guests": "on"} if room.allow_guests else {}),
+    }
+    for prefix in ("memberships", "invites"):
+        data |= {f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"}
+    return {**data, **changes}
+
+
+async def test_staff_edit_a_room_in_the_admin_with_the_same_checks(settings: Any) -> None:
+    settings.CHAT_MODELS = ["sim-small"]
+    owner, staff = await person("owner"), await person("staff", staff=True)
+    await db(staff.user.__class__.objects.filter(pk=staff.user.pk).update)(is_superuser=True)
+    room = await db(rooms.create_room)("admined", owner.identity)
+    url = f"/admin/chat/room/{room.pk}/change/"
+    page = await staff.http.get(url)
+    assert page.status_code == 200 and "Invites" in page.content.decode()
+    refused = await staff.http.post(url, _admin_form(room, title="", model="gpt-9"))
+    assert refused.status_code == 200  # the form again, with its errors
+    html = refused.content.decode()
+    assert "A room needs a title." in html and "gpt-9 is not one of the models" in html
+    watcher = await connect("admined", headers=owner.ws_headers)
+    saved = await staff.http.post(url, _admin_form(room, title="Admined", model="sim-small"))
+    assert saved.status_code == 302
+    room = await db(Room.objects.get)(name="admined")
+    assert (room.title, room.model) == ("Admined", "sim-small")
+    [event] = await watcher.recv_until(lambda f: f["type"] == "room.updated")
+    assert (event["room"]["title"], event["room"]["model"]) == ("Admined", "sim-small")
+    await watcher.close()
+    # The admin is staff-only, as Django's is.
+    assert (await owner.http.get(url)).status_code == 302
