@@ -166,15 +166,15 @@ export class RoomClient {
    */
   receive(frame) {
     if (!frame || typeof frame !== "object" || typeof frame.type !== "string") return;
-    // A frame with a seq is a room event even if this client does not know its type: its seq
-    // still moves the cursor (skipping it would look like a gap after it, and resync for nothing).
-    if (ROOM_EVENTS.has(frame.type) || Number.isInteger(frame.seq)) {
-      this._onRoomEvent(frame);
+    const handler = Object.hasOwn(this._dispatch, frame.type) ? this._dispatch[frame.type] : null;
+    if (handler) {
+      handler(frame); // welcome (its seq is the cursor, not an event's), presence, pong, error
       return;
     }
-    const handler = Object.hasOwn(this._dispatch, frame.type) ? this._dispatch[frame.type] : null;
-    if (handler) handler(frame);
-    // Unknown types are ignored: a newer server may send more than this client knows.
+    // Any other frame with a seq is a room event, even of a type this client does not know: its
+    // seq still moves the cursor (skipping it would look like a gap after it, and resync for
+    // nothing). Other unknown types are ignored: a newer server may send more than we know.
+    if (ROOM_EVENTS.has(frame.type) || Number.isInteger(frame.seq)) this._onRoomEvent(frame);
   }
 
   // --- connection -------------------------------------------------------------------------
