@@ -192,8 +192,12 @@ function showRoomInfo(info) {
   roomInfo = info;
   const title = String(info.title || config.room);
   $("room-title").textContent = title;
+  // A room called by its name: "#name" as the heading, not the name twice.
+  const isName = title === config.room;
+  $("room-heading").classList.toggle("is-name", isName);
   $("room-description").textContent = String(info.description || "");
   $("room-private").hidden = info.visibility !== "private";
+  $("room-sub").hidden = isName && info.visibility !== "private" && !info.description;
   document.title = `${title} · #${config.room} · Roomchat`;
 }
 
