@@ -4,6 +4,7 @@ a restart (read with the question, nothing cached), and what the LLM simulator r
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -369,3 +370,23 @@ async def test_staff_edit_a_room_in_the_admin_with_the_same_checks(settings: Any
     await watcher.close()
     # The admin is staff-only, as Django's is.
     assert (await owner.http.get(url)).status_code == 302
+
+
+async def test_an_sse_reader_gets_room_info_and_room_updated_like_a_socket() -> None:
+    owner = await person("owner")
+    await db(rooms.create_room)("streamed", owner.identity, title="Streamed")
+    response = await owner.http.get("/api/rooms/streamed/events")
+    chunks = aiter(response.streaming_content)  # type: ignore[arg-type]
+    welcome = b""
+    while not welcome.startswith(b"event: welcome"):
+        welcome = await anext(chunks)
+    frame = json.loads(welcome.decode().split("data: ", 1)[1])
+    assert frame["room_info"]["title"] == "Streamed"
+    assert (await _patch(owner.http, "streamed", {"title": "Streamed again"})).status_code == 200
+    event = b""
+    while b"room.updated" not in event:
+        event = await anext(chunks)
+    lines = event.decode().splitlines()
+    assert lines[0] == f"id: {frame['seq'] + 1}" and lines[1] == "event: room.updated"
+    assert json.loads(lines[2].removeprefix("data: "))["room"]["title"] == "Streamed again"
+    await chunks.aclose()  # type: ignore[attr-defined]
