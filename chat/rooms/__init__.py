@@ -24,6 +24,7 @@ from chat.models import Room, RoomMembership
 from chat.protocol import ProtocolError, is_room_name
 
 RoleName = Literal["owner", "moderator", "member"]
+MAX_TITLE_CHARS: Final = 100  # Room.title's column
 ROLES: Final = ("owner", "moderator", "member")
 
 
@@ -122,6 +123,8 @@ def create_room(
         raise ProtocolError("forbidden", "Sign in to create a room.")
     if visibility not in Room.Visibility.values:
         raise ProtocolError("invalid", "`visibility` is `public` or `private`.")
+    if len(title) > MAX_TITLE_CHARS or "\x00" in title:
+        raise ProtocolError("invalid", f"A title is at most {MAX_TITLE_CHARS} characters.")
     try:
         with transaction.atomic():
             return Room.objects.create(

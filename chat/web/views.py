@@ -191,7 +191,9 @@ async def create_room(request: HttpRequest) -> HttpResponseBase:
         return redirect_to_login(reverse("home"))
     values = {
         "name": request.POST.get("name", "").strip(),
-        "title": request.POST.get("title", "").strip()[:100],
+        "title": " ".join(request.POST.get("title", "").replace("\x00", "").split())[
+            : rooms.MAX_TITLE_CHARS
+        ],
         "visibility": request.POST.get("visibility", Room.Visibility.PUBLIC),
     }
     try:

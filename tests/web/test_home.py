@@ -70,11 +70,14 @@ async def test_creating_a_room_makes_me_its_owner() -> None:
     assert (response.status_code, response["Location"]) == (302, "/rooms/team/")
     room = await db(Room.objects.get)(name="team")
     assert (room.owner_id, room.visibility, room.title) == (me.user.pk, "private", "Our team")
+    # A title is one line of at most 100 characters (a NUL, which no column holds, goes).
+    await me.http.post("/create-room/", {"name": "long", "title": "  a\x00b\n" + "x" * 200})
+    assert (await db(Room.objects.get)(name="long")).title == ("ab " + "x" * 200)[:100]
     # Without a title, the name is the title.
     await me.http.post("/create-room/", {"name": "plain", "visibility": "public"})
     assert (await db(Room.objects.get)(name="plain")).title == "plain"
     html = (await me.http.get("/")).content.decode()
-    assert sorted(listed(html, "my-rooms")) == ["plain", "team"]
+    assert sorted(listed(html, "my-rooms")) == ["long", "plain", "team"]
 
 
 async def test_a_bad_or_taken_name_shows_the_form_again_with_its_message() -> None:
