@@ -1,13 +1,92 @@
+"""The admin (staff only, as Django's admin is): rooms with their owner, members and invites,
+messages, API tokens. A room's settings are checked by the same form as the settings page, and
+a change is told to the room's members (`room.updated`) as the page and the API tell them."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
 from django.contrib import admin
+from django.core.handlers.asgi import ASGIRequest
+from django.db import transaction
 from django.http import HttpRequest
 
-from chat.models import ApiToken, Message, Room
+from chat.background import detached
+from chat.models import ApiToken, Invite, Message, Room, RoomMembership
+from chat.rooms.configuration import RoomSettingsForm, public_info
+from chat.runtime import get_runtime
+
+logger = logging.getLogger(__name__)
+
+
+class RoomMembershipInline(admin.TabularInline):
+    model = RoomMembership
+    raw_id_fields = ("user",)
+    readonly_fields = ("created",)
+    extra = 0
+
+
+class InviteInline(admin.TabularInline):
+    """Invites can be seen and withdrawn (deleted) here; they are made from the room page."""
+
+    model = Invite
+    fields = ("created_by", "created", "expires", "max_uses", "uses")
+    readonly_fields = ("created_by", "created", "uses")
+    extra = 0
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class RoomAdminForm(RoomSettingsForm):
+    """The settings page's checks, plus what only the admin changes."""
+
+    class Meta(RoomSettingsForm.Meta):
+        fields = ("name", "owner", *RoomSettingsForm.Meta.fields)
 
 
 @admin.register(Room)
 class RoomAdmin(admin.ModelAdmin):
-    list_display = ("name", "collection", "created", "last_activity", "last_seq")
-    search_fields = ("name",)
+    form = RoomAdminForm
+    list_display = ("name", "title", "owner", "visibility", "allow_guests", "last_activity")
+    list_filter = ("visibility", "allow_guests")
+    search_fields = ("name", "title", "owner__username")
+    raw_id_fields = ("owner",)
+    readonly_fields = ("created", "last_activity", "last_seq")
+    inlines = (RoomMembershipInline, InviteInline)
+    fieldsets = (
+        (None, {"fields": ("name", "owner", "title", "description")}),
+        ("Who gets in", {"fields": ("visibility", "allow_guests")}),
+        (
+            "The assistant",
+            {"fields": ("assistant_name", "model", "temperature", "collection", "system_prompt")},
+        ),
+        ("Activity", {"fields": ("created", "last_activity", "last_seq")}),
+    )
+
+    def save_model(self, request: HttpRequest, obj: Room, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and form.changed_data:
+            info = public_info(obj, obj.name)
+            transaction.on_commit(lambda: _announce(request, obj.name, info))
+
+
+def _announce(request: HttpRequest, room: str, info: dict[str, Any]) -> None:
+    """Tell the room's members (a `room.updated` event), from the worker's own event loop:
+    only where the admin is served by the ASGI application, as daphne serves it."""
+    if not isinstance(request, ASGIRequest):
+        return
+
+    async def announce() -> None:
+        runtime = await detached(get_runtime())
+        await detached(runtime.room_updated(room, info))
+
+    try:
+        async_to_sync(announce)()
+    except Exception:
+        logger.exception("Could not tell room %s that its settings changed", room)
 
 
 @admin.register(Message)

@@ -20,6 +20,7 @@ from chat import protocol, rooms
 from chat.protocol import ProtocolError, dumps
 from chat.ratelimit import TokenBucket
 from chat.realtime.outbox import Outbox
+from chat.rooms.configuration import public_info
 from chat.runtime import Runtime, get_runtime
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=protocol.CLOSE_BAD_ROOM)
             return
         admitted_at = time.monotonic()
-        access = await database_sync_to_async(rooms.access)(self.room, self.identity)
+        access, row = await database_sync_to_async(rooms.access_and_room)(self.room, self.identity)
         if not access.may_enter:
             await self.close()  # Refused like a bad origin: nothing says the room exists.
             return
@@ -93,6 +94,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             after=_after(self.scope),
             admitted_at=admitted_at,
             access=access.to_wire(),
+            room_info=public_info(row, self.room),
         )
 
     async def disconnect(self, code: int) -> None:

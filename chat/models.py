@@ -39,7 +39,7 @@ class Room(models.Model):
         max_length=16, choices=Visibility.choices, default=Visibility.PUBLIC
     )
     allow_guests = models.BooleanField(default=True)
-    # What the room's settings page edits (chat.rooms.RoomSettings checks every value).
+    # What the room's settings edit (chat.rooms.configuration.RoomSettingsForm checks them).
     title = models.CharField(max_length=100, blank=True, default="")
     description = models.CharField(max_length=500, blank=True, default="")
     # What people call the assistant (`@name`); blank: "assistant" (and its Korean alias).
@@ -94,7 +94,7 @@ class RoomMembership(models.Model):
 
 
 class Invite(models.Model):
-    """An invite link to a room: its URL carries this row's id, signed (chat.invites); the row
+    """An invite link to a room: its URL carries this row's id, signed (chat.rooms.invites); the row
     says until when and how many times it admits someone."""
 
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="invites")

@@ -45,6 +45,7 @@ ROOM_EVENT_TYPES: Final = (
     "answer.delta",
     "answer.end",
     "message.redacted",
+    "room.updated",
 )
 DIRECT_FRAME_TYPES: Final = ("welcome", "presence", "typing", "pong", "error")
 ERROR_CODES: Final = (
@@ -369,6 +370,12 @@ def message_redacted_event(*, id: str) -> dict[str, Any]:
     return {"type": "message.redacted", "id": id}
 
 
+def room_updated_event(*, room: dict[str, Any]) -> dict[str, Any]:
+    """The room's owner (or staff) changed its settings: `room` is what members may know of
+    them (`chat.rooms.configuration.public_info`; never the system prompt)."""
+    return {"type": "room.updated", "room": room}
+
+
 # --- Frames to one connection (no seq) -------------------------------------------------------
 
 
@@ -381,6 +388,7 @@ def welcome_frame(
     history: list[dict[str, Any]],
     members: list[dict[str, str]],
     access: dict[str, Any] | None = None,
+    room_info: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return _frame(
         "welcome",
@@ -392,6 +400,7 @@ def welcome_frame(
         history=history,
         members=members,
         access=access,
+        room_info=room_info,  # additive: the room's public settings
     )
 
 

@@ -18,10 +18,12 @@ import socket
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import Error as DatabaseError
 
+from chat import protocol, storage
 from chat.answers.admission import Admission
 from chat.answers.assistants import assistant_for
 from chat.answers.moderation import EXPEL, RECHECK, Moderation
@@ -109,6 +111,17 @@ class Runtime:
         await aclose_provider()
         await self.log.close()
         await self.coordinator.close()
+
+    async def room_updated(self, room: str, info: dict[str, Any]) -> int | None:
+        """Tell the room's members, on every worker, that its settings changed: a
+        `room.updated` event in its log (answers need nothing: they read the settings with
+        each question). Its seq is recorded, as a question's is. Then every worker closes the
+        connections of people the room no longer admits (made private, or closed to guests)."""
+        seq = await self.log.append(room, protocol.room_updated_event(room=info))
+        if seq is not None:
+            await database_sync_to_async(storage.touch_room)(room, seq)
+        await self.moderation.access_changed(room)
+        return seq
 
     async def _warm_up(self) -> None:
         """Open Chroma and load the embedding model now, in the background, so the first

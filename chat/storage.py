@@ -21,6 +21,7 @@ from chat import rooms
 from chat.identity import Identity
 from chat.models import ApiToken, Message, Room
 from chat.protocol import ProtocolError
+from chat.rooms.configuration import AnswerSettings
 
 
 def iso(moment: datetime) -> str:
@@ -45,14 +46,14 @@ def touch_room(name: str, seq: int | None = None) -> None:
 @dataclass(frozen=True, slots=True)
 class StoredQuestion:
     """A question (or a person's message) as stored; `created` is False for a repeat of a
-    `client_id` (then this is the message first sent with it). `collection` is its room's own
-    (blank: the server's)."""
+    `client_id` (then this is the message first sent with it). `answer_settings`: its room's,
+    as they are now."""
 
     id: str
     text: str
     created_at: datetime
     created: bool
-    collection: str
+    answer_settings: AnswerSettings
 
 
 def create_question(
@@ -104,7 +105,7 @@ def _create_said(
             text=message.text,
             created_at=message.created,
             created=created,
-            collection=room.collection,
+            answer_settings=AnswerSettings.of(room),
         )
 
     # A client_id is the person's own in the room, whether it went with an ask or a say.
@@ -385,12 +386,6 @@ def context_messages(room_name: str, *, before_id: str, limit: int) -> list[Mess
     )
     rows.reverse()
     return rows
-
-
-def assistant_name(room_name: str) -> str:
-    """What the room calls its assistant (blank: the default names)."""
-    name = Room.objects.filter(name=room_name).values_list("assistant_name", flat=True).first()
-    return name or ""
 
 
 def api_token_user(key: str, *, touch_after: timedelta) -> Any | None:

@@ -232,6 +232,8 @@ CHAT_SSE_KEEPALIVE_SECONDS: float = env.float("CHAT_SSE_KEEPALIVE_SECONDS", defa
 OPENAI_API_KEY: str = env.str("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL: str = env.str("OPENAI_BASE_URL", default="")
 CHAT_MODEL: str = env.str("CHAT_MODEL", default="gpt-4o-mini")
+# The models a room's owner may choose for its answers (blank: CHAT_MODEL); default: that one.
+CHAT_MODELS: list[str] = [m for m in env.list("CHAT_MODELS", default=[]) if m] or [CHAT_MODEL]
 CHAT_LLM_PROVIDER: str = env.str("CHAT_LLM_PROVIDER", default="")
 CHAT_LLM_CONNECT_TIMEOUT: float = env.float("CHAT_LLM_CONNECT_TIMEOUT", default=5.0)
 CHAT_LLM_READ_TIMEOUT: float = env.float("CHAT_LLM_READ_TIMEOUT", default=30.0)

@@ -34,6 +34,8 @@ class RequestRecord:
     ended: float | None = None
     # The request's messages as sent (role, content): lets tests check what the LLM was shown.
     messages: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # The request's `temperature`, None when it sent none (the model's default).
+    temperature: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -64,7 +66,12 @@ class SimulatorState:
         self._next_id = 1
 
     def new_record(
-        self, *, stream: bool, model: str, messages: list[dict[str, Any]] | None = None
+        self,
+        *,
+        stream: bool,
+        model: str,
+        messages: list[dict[str, Any]] | None = None,
+        temperature: float | None = None,
     ) -> RequestRecord:
         record = RequestRecord(
             id=self._next_id,
@@ -72,6 +79,7 @@ class SimulatorState:
             stream=stream,
             model=model,
             messages=list(messages or []),
+            temperature=temperature,
         )
         self._next_id += 1
         self.records.append(record)

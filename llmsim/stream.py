@@ -176,6 +176,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         stream=stream,
         model=str(body.get("model") or config.model),
         messages=[m for m in messages if isinstance(m, dict)],
+        temperature=_temperature(body.get("temperature")),
     )
     # Directive faults are counted per question text, so a retried request counts as the same.
     key = last_user if "fault" in directives else ""
@@ -215,6 +216,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     finally:
         record.ended = time.time()
     return response
+
+
+def _temperature(value: object) -> float | None:
+    """The request's sampling temperature as sent (any model name is accepted, and so is any
+    number: the simulator only records them), or None when absent or not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
 
 
 def _close_connection(request: web.Request) -> None:

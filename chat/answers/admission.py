@@ -151,8 +151,8 @@ class Admission:
                     slot=slot,
                     question_id=stored.id,
                     question=stored.text,
-                    collection=stored.collection,
                     asker=identity.name,
+                    answer_settings=stored.answer_settings,
                 )
             )
             started = True

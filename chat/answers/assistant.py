@@ -36,12 +36,20 @@ class Assistant:
         collection: str,
         k: int = 4,
         system_prompt: str = "",
+        assistant_name: str = "",
+        model: str | None = None,
+        temperature: float | None = None,
     ) -> None:
         self.llm = llm
         self.retriever = retriever
         self.collection = collection
         self.k = k
         self.system_prompt = system_prompt
+        # What the room calls its assistant (the prompt tells the model); blank: no name.
+        self.assistant_name = assistant_name
+        # None: the provider's own (CHAT_MODEL, the model's default temperature).
+        self.model = model
+        self.temperature = temperature
 
     async def astream_events(
         self, question: str, *, history: Sequence[ChatMessage] = (), asker: str = ""
@@ -68,9 +76,12 @@ class Assistant:
                 history=history,
                 system_prompt=self.system_prompt,
                 asker=asker,
+                assistant_name=self.assistant_name,
             ),
             question=question,
             sources=sources,
+            model=self.model,
+            temperature=self.temperature,
         )
         parts: list[str] = []
         stream = self.llm.stream(request)

@@ -1,9 +1,9 @@
-"""Making the assistant that answers in a room, from the settings and the room's collection.
+"""Making the assistant that answers in a room, from the settings and the room's own choices.
 
 No per-room cache: an `Assistant` is a few references (the process's LLM provider and
-retriever are built once, in `chat.llm` and `chat.retrieval`), and the room's collection comes
-with the question's own database write (`storage.create_question`), so a change made in the
-admin reaches every worker's next answer.
+retriever are built once, in `chat.llm` and `chat.retrieval`), and the room's settings come
+with the question's own database write (`storage.create_question`), so a change made on the
+page, through the API or in the admin reaches every worker's next answer.
 """
 
 from __future__ import annotations
@@ -13,14 +13,20 @@ from django.conf import settings
 from chat.answers.assistant import Assistant
 from chat.llm import get_provider
 from chat.retrieval import get_retriever
+from chat.rooms.configuration import AnswerSettings
 
 
-def assistant_for(collection: str = "") -> Assistant:
-    """The assistant searching `collection` (blank: the server's CHAT_COLLECTION)."""
+def assistant_for(room: AnswerSettings | None = None) -> Assistant:
+    """The assistant with a room's settings (None, or blank ones: the server's). A model the
+    allow-list (CHAT_MODELS) no longer holds is not used: the server's default answers."""
+    room = room or AnswerSettings()
     return Assistant(
         llm=get_provider(),
         retriever=get_retriever(),
-        collection=collection or settings.CHAT_COLLECTION,
+        collection=room.collection or settings.CHAT_COLLECTION,
         k=settings.CHAT_RETRIEVAL_K,
-        system_prompt=settings.CHAT_SYSTEM_PROMPT,
+        system_prompt=room.system_prompt or settings.CHAT_SYSTEM_PROMPT,
+        assistant_name=room.assistant_name,
+        model=room.model if room.model in settings.CHAT_MODELS else None,
+        temperature=room.temperature,
     )

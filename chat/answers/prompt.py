@@ -74,6 +74,7 @@ def build_messages(
     history: Sequence[ChatMessage],
     system_prompt: str = "",
     asker: str = "",
+    assistant_name: str = "",
 ) -> list[ChatMessage]:
     """The system prompt, the conversation, the numbered passages in a delimited block of their
     own, then the question as the person wrote it (the last message; `Name: question` when the
@@ -81,7 +82,8 @@ def build_messages(
 
     The passages go on the user's side, not in the system message, where an instruction hidden
     in a document would weigh the most; the system prompt says that they are data."""
-    system = f"{system_prompt or DEFAULT_SYSTEM_PROMPT}\n\n{DOCUMENTS_RULE}"
+    system = _named(system_prompt or DEFAULT_SYSTEM_PROMPT, assistant_name)
+    system = f"{system}\n\n{DOCUMENTS_RULE}"
     if asker:
         system = f"{system}\n\n{CONVERSATION_RULE}"
     messages = [ChatMessage(role="system", content=system)]
@@ -101,6 +103,17 @@ def build_messages(
     return messages
 
 
+def _named(system_prompt: str, assistant_name: str) -> str:
+    """The system prompt, telling the model the name its room gives it, if any (a room's
+    settings allow only a word of letters, digits, `-` and `_` there: nothing to escape)."""
+    if not assistant_name:
+        return system_prompt
+    if system_prompt.startswith(_DEFAULT_OPENING):
+        return f"You are {assistant_name}, the{system_prompt[len(_DEFAULT_OPENING) :]}"
+    return f"You are {assistant_name}; people call you @{assistant_name}.\n\n{system_prompt}"
+
+
+_DEFAULT_OPENING = "You are the"
 _MARKER = re.compile(r"<\s*(/?)\s*documents\s*>", re.IGNORECASE)
 
 

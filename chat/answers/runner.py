@@ -27,6 +27,7 @@ from chat.llm.base import ChatMessage
 from chat.protocol import AnswerStatus, ProtocolError
 from chat.realtime.coordination import AnswerSlot, Coordinator
 from chat.realtime.log import RoomLog, append_patiently
+from chat.rooms.configuration import AnswerSettings
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +35,8 @@ CHECKPOINT_SECONDS = 2.0
 
 db = database_sync_to_async
 
-# collection -> the assistant that answers from it (chat.answers.assistants.assistant_for).
-AssistantFor = Callable[[str], Assistant]
+# A room's settings -> the assistant that answers there (chat.answers.assistants.assistant_for).
+AssistantFor = Callable[[AnswerSettings], Assistant]
 
 
 def new_id(prefix: str) -> str:
@@ -49,8 +50,9 @@ class QuestionToAnswer:
     slot: AnswerSlot  # in a room (never None here), its asker, the answer's id
     question_id: str
     question: str
-    collection: str = ""  # the room's own collection; blank: the server's
     asker: str = ""  # the asker's name, as the conversation shows it to the LLM
+    # The room's collection, model, prompt…, read with the question (blank: the server's).
+    answer_settings: AnswerSettings = field(default_factory=AnswerSettings)
 
     @property
     def answer_id(self) -> str:
@@ -231,7 +233,7 @@ class AnswerRunner:
     async def _stream(self, running: RunningAnswer, history: list[ChatMessage]) -> None:
         """The assistant's events into the room log, and into the running answer's record."""
         asked = running.asked
-        events = self._assistant_for(asked.collection).astream_events(
+        events = self._assistant_for(asked.answer_settings).astream_events(
             asked.question, history=history, asker=asked.asker
         )
         last_checkpoint = time.monotonic()

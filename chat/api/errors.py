@@ -13,6 +13,7 @@ from typing import Final
 from django.http import JsonResponse
 
 from chat.protocol import ProtocolError
+from chat.rooms.configuration import InvalidSettings
 
 # One status per code (docs/http-api.md, "Errors"). `too_long` is 413 whether the body or a
 # field is too long; `busy` is 429 like `rate_limited`: both are limits on this client or room,
@@ -40,6 +41,8 @@ def error_response(err: ProtocolError) -> JsonResponse:
     body: dict[str, object] = {"code": err.code, "message": err.message}
     if err.retry_after is not None:
         body["retry_after"] = round(err.retry_after, 3)
+    if isinstance(err, InvalidSettings):
+        body["fields"] = err.fields
     response = JsonResponse({"error": body}, status=STATUS_BY_CODE.get(err.code, 400))
     if err.retry_after is not None:
         # The header takes whole seconds; round up so a client that waits it is served.

@@ -6,6 +6,7 @@ from django.urls import path, re_path
 from . import views
 
 urlpatterns = [
+    path("rooms/<str:room>", views.room_settings, name="api_room"),
     path("rooms/<str:room>/events", views.room_events, name="api_room_events"),
     path("rooms/<str:room>/questions", views.post_question, name="api_post_question"),
     path("rooms/<str:room>/messages", views.post_message, name="api_post_message"),

@@ -26,6 +26,8 @@ from chat.api.errors import error_response
 from chat.background import detached
 from chat.protocol import ProtocolError, dumps
 from chat.realtime.member import RoomMember
+from chat.rooms import configuration
+from chat.rooms.configuration import public_info
 from chat.runtime import get_runtime
 
 logger = logging.getLogger(__name__)
@@ -90,24 +92,26 @@ def _parse(
     """The command a WebSocket frame of type `kind` with the body's fields would be: the same
     parser, so the same error codes. `fields` (from the URL) win over the body's; the body is
     read when there are no such fields, or `with_body` says so."""
-    frame: dict[str, Any] = {}
-    if with_body or (with_body is None and fields is None):
-        too_long = ProtocolError(
-            "too_long", f"The body is over {settings.CHAT_MAX_FRAME_BYTES} bytes."
-        )
-        try:
-            body = request.body
-        except RequestDataTooBig:  # Over Django's DATA_UPLOAD_MAX_MEMORY_SIZE.
-            raise too_long from None
-        if len(body) > settings.CHAT_MAX_FRAME_BYTES:
-            raise too_long
-        frame = protocol.load_json_object(body, what="body")
+    read_body = with_body or (with_body is None and fields is None)
+    frame = _json_body(request) if read_body else {}
     frame = {**frame, **(fields or {}), "type": kind}
     return protocol.parse_frame(
         frame,
         max_chars=settings.CHAT_MAX_QUESTION_CHARS,
         max_message_chars=settings.CHAT_MAX_MESSAGE_CHARS,
     )
+
+
+def _json_body(request: HttpRequest) -> dict[str, Any]:
+    """The body's JSON object, at most CHAT_MAX_FRAME_BYTES (`too_long`, `bad_json`...)."""
+    too_long = ProtocolError("too_long", f"The body is over {settings.CHAT_MAX_FRAME_BYTES} bytes.")
+    try:
+        body = request.body
+    except RequestDataTooBig:  # Over Django's DATA_UPLOAD_MAX_MEMORY_SIZE.
+        raise too_long from None
+    if len(body) > settings.CHAT_MAX_FRAME_BYTES:
+        raise too_long
+    return protocol.load_json_object(body, what="body")
 
 
 def _parse_ask(request: HttpRequest) -> protocol.Ask:
@@ -123,7 +127,7 @@ async def room_events(request: HttpRequest, room: str) -> HttpResponseBase:
     _check_room(room)
     identity = await authenticate(request, write=False)
     admitted_at = time.monotonic()
-    access = await database_sync_to_async(rooms.access)(room, identity)
+    access, row = await database_sync_to_async(rooms.access_and_room)(room, identity)
     access.check_enter()
     get_token(request)  # Sets the csrftoken cookie: a browser reader can POST next.
     runtime = await detached(get_runtime())
@@ -136,6 +140,7 @@ async def room_events(request: HttpRequest, room: str) -> HttpResponseBase:
         label=f"{room}/{identity.name} (sse)",
         admitted_at=admitted_at,
         access=access.to_wire(),
+        room_info=public_info(row, room),
     )
     return sse.response(_room_stream(member))
 
@@ -154,6 +159,24 @@ async def _room_stream(member: RoomMember) -> AsyncIterator[bytes]:
         yield sse.comment(f"closed {member.close_code}: you were removed from this room")
     elif member.close_code is not None:
         yield sse.comment(f"closed {member.close_code}: reconnect with Last-Event-ID")
+
+
+@api_view("GET", "PATCH")
+async def room_settings(request: HttpRequest, room: str) -> HttpResponseBase:
+    """`GET /api/rooms/<room>`: the room's settings and your role in it. `PATCH`: change some of
+    them (owner or staff; `invalid` with each field's errors); the members are told with a
+    `room.updated` event, and the next answer on every worker uses them."""
+    _check_room(room)
+    identity = await authenticate(request, write=request.method == "PATCH")
+    if request.method == "PATCH":
+        changes = configuration.json_changes(_json_body(request))
+        done = await database_sync_to_async(configuration.update_settings)(room, identity, changes)
+        if done.changed:
+            runtime = await detached(get_runtime())
+            info = configuration.public_info(done.room, room)
+            await detached(runtime.room_updated(room, info))
+    described = await database_sync_to_async(configuration.describe)(room, identity)
+    return JsonResponse(described)
 
 
 @api_view("POST")

@@ -29,11 +29,15 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class LLMRequest:
-    """Everything a provider may need: the full prompt, and the raw parts for the offline one."""
+    """Everything a provider may need: the full prompt, and the raw parts for the offline one.
+    `model` and `temperature` are a room's own choice (None: the provider's default); a provider
+    that has no such knob (offline, fake) accepts them and does without."""
 
     messages: Sequence[ChatMessage]
     question: str
     sources: Sequence[Source] = field(default_factory=tuple)
+    model: str | None = None
+    temperature: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +61,8 @@ StreamItem = TextDelta | StreamEnd
 class LLMProvider(Protocol):
     """Streams one answer. The stream yields `TextDelta`s then exactly one `StreamEnd`, or raises
     `chat.errors.LLMError`. Whoever iterates it must exhaust it or `aclose()` it; the provider
-    closes its upstream HTTP response in `finally`, so a cancelled answer stops the LLM."""
+    closes its upstream HTTP response in `finally`, so a cancelled answer stops the LLM.
+    A request's `model` and `temperature`, when set, win over the provider's own defaults."""
 
     name: str
 

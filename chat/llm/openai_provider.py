@@ -180,9 +180,12 @@ class OpenAIProvider:
             try:
                 # Cancelling here abandons the request; the SDK closes what it opened.
                 return await client.chat.completions.create(
-                    model=self.model,
+                    model=request.model or self.model,
                     messages=messages,
                     max_tokens=self.max_tokens,
+                    temperature=(
+                        request.temperature if request.temperature is not None else openai.omit
+                    ),
                     stream=True,
                     stream_options={"include_usage": True} if self.include_usage else openai.omit,
                 )

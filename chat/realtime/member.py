@@ -48,6 +48,7 @@ class RoomMember:
         label: str = "",
         admitted_at: float | None = None,
         access: dict[str, Any] | None = None,
+        room_info: dict[str, Any] | None = None,
     ) -> None:
         self._membership = membership
         self.admitted_at = admitted_at  # see Membership.join
@@ -55,6 +56,7 @@ class RoomMember:
         self.room = room
         self.identity = identity
         self.after = after
+        self.room_info = room_info
         self.conn_id = secrets.token_hex(8)
         # The close code the hub asked for (4008 too slow, 1012 restart), once it did.
         self.close_code: int | None = None
@@ -94,6 +96,7 @@ class RoomMember:
             after=self.after,
             admitted_at=self.admitted_at,
             access=self.access,
+            room_info=self.room_info,
         )
 
     async def _leave(self) -> None:

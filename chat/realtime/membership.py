@@ -46,8 +46,10 @@ class Membership:
         after: int | None,
         admitted_at: float | None = None,
         access: dict[str, Any] | None = None,
+        room_info: dict[str, Any] | None = None,
     ) -> bool:
-        """Make `outbox` a member of `room`: it gets a `welcome`, then every event after it;
+        """Make `outbox` a member of `room`: it gets a `welcome` (with the room's public
+        settings, `room_info`, when the transport read them), then every event after it;
         True when it resumed from `after`. Nothing is written for a join: a room gets its
         database row with the first thing said in it. `admitted_at` (`time.monotonic()`
         before the transport checked the person's access): a removal after it closes them.
@@ -68,6 +70,7 @@ class Membership:
                         history=history,
                         members=members,
                         access=access,
+                        room_info=room_info,
                     )
                 )
 

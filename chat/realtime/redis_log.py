@@ -27,7 +27,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from chat.protocol import dumps
+from chat.protocol import ROOM_EVENT_TYPES, dumps
 from chat.realtime import redis_lua
 from chat.realtime.log import (
     SEQ_RESTART_GAP,
@@ -134,6 +134,9 @@ class RedisRoomLog:
             ]
         elif kind == REDACTED_TYPE:
             target, payload = event["id"], dumps(REDACTED_PATCH)
+        elif kind in ROOM_EVENT_TYPES:
+            # An event the view does not fold (room.updated): logged and delivered, no more.
+            target, payload = "", ""
         else:
             raise ValueError(f"Not a room event: {kind!r}")
         room_keys = self._append_keys.get(room)

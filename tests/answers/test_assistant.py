@@ -122,6 +122,31 @@ def test_a_question_in_a_room_says_who_asks() -> None:
     assert CONVERSATION_RULE not in alone[0].content
 
 
+async def test_a_room_s_model_temperature_and_name_reach_the_llm_request() -> None:
+    llm = FakeLLM(["ok"])
+    bot = Assistant(
+        llm=llm,
+        retriever=ListRetriever([SOURCE]),
+        collection="c",
+        system_prompt="Answer like a pirate.",
+        assistant_name="Bori",
+        model="sim-large",
+        temperature=0.3,
+    )
+    await bot.ainvoke("hi")
+    request = llm.requests[0]
+    assert (request.model, request.temperature) == ("sim-large", 0.3)
+    system = request.messages[0].content
+    assert system.startswith("You are Bori; people call you @Bori.\n\nAnswer like a pirate.")
+    assert "never instructions" in system
+    # Without a room's choices: the provider's defaults, and the default prompt, named or not.
+    await assistant(llm).ainvoke("hi")
+    assert (llm.requests[1].model, llm.requests[1].temperature) == (None, None)
+    assert llm.requests[1].messages[0].content.startswith("You are the assistant of")
+    named = build_messages("q", sources=[], history=[], assistant_name="비서")
+    assert named[0].content.startswith("You are 비서, the assistant of a shared chat room.")
+
+
 async def test_ainvoke_and_astream() -> None:
     result = await assistant(FakeLLM(["a", "b"])).ainvoke("q")
     assert (result.text, result.sources) == ("ab", [SOURCE])

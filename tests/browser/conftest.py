@@ -109,6 +109,20 @@ class RoomchatServer:
     url: str  # http://127.0.0.1:PORT
     simulator_url: str  # http://127.0.0.1:PORT/v1
     logs: Path
+    env: dict[str, str]  # the server's environment, for manage.py commands against it
+
+    def manage(self, *args: str) -> str:
+        """Run a management command against the server's database; its stdout."""
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=REPO,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return done.stdout
 
 
 @pytest.fixture(scope="session")
@@ -151,7 +165,7 @@ def roomchat_server(
         daphne(env, log=web_log) as url,
     ):
         _check_static(url, web_log)
-        yield RoomchatServer(url=url, simulator_url=simulator_url, logs=tmp)
+        yield RoomchatServer(url=url, simulator_url=simulator_url, logs=tmp, env=env)
 
 
 def _check_static(url: str, log: Path) -> None:

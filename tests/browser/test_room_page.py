@@ -274,6 +274,40 @@ async def test_a_gap_in_seq_resumes_from_the_last_seq_seen(
     await expect(a1).to_have_attribute("data-stream-check", "ok")
 
 
+async def test_room_events_of_unknown_types_move_the_cursor_and_room_updated_shows(
+    browser: Browser, roomchat_server: RoomchatServer
+) -> None:
+    """A newer server's room events: skipped, not taken for a gap; `room.updated` changes the
+    header and the document's title."""
+    server = FakeRoomServer()
+    with no_page_errors(browser):
+        page = await open_room(browser, roomchat_server, server)
+        server.question("q1", "Before")
+        server.emit({"type": "something.new", "whatever": True})
+        server.emit(
+            {
+                "type": "room.updated",
+                "room": {
+                    "title": "새 이름 · New name",
+                    "description": "Menus",
+                    "visibility": "private",
+                    "allow_guests": False,
+                    "assistant_name": "bori",
+                    "model": "",
+                },
+            }
+        )
+        server.question("q2", "After")
+        await expect(page.locator("#msg-q2")).to_be_visible()
+        await expect(page.locator("#room-title")).to_have_text("새 이름 · New name")
+        await expect(page.locator("#room-description")).to_have_text("Menus")
+        await expect(page.locator("#room-private")).to_be_visible()
+        await expect(page.locator(".notice-info")).to_contain_text("settings changed")
+        assert await page.title() == "새 이름 · New name · #lobby · Roomchat"
+        await asyncio.sleep(0.3)
+        assert len(server.connections) == 1  # no resync: nothing was missing
+
+
 async def test_welcome_not_resumed_rebuilds_the_view(
     browser: Browser, roomchat_server: RoomchatServer
 ) -> None:

@@ -227,6 +227,27 @@ async def test_a_room_seeded_with_messages_shows_them_alike_in_both_logs(
     await redis.close()
 
 
+async def test_room_updated_is_logged_and_resumed_and_leaves_the_view_alone(
+    logs: tuple[MemoryRoomLog, RedisRoomLog],
+) -> None:
+    """An event the view does not fold (the rooms issue's `room.updated`): both logs give it a
+    seq, replay it on resume, and keep their history as it was."""
+    memory, redis = logs
+    events = conversation(2)
+    for event in events:
+        assert await memory.append("told", event) == await redis.append("told", event)
+    before = await redis.snapshot("told", 50)
+    updated = protocol.room_updated_event(room={"title": "Told", "visibility": "private"})
+    seq = len(events) + 1
+    assert await memory.append("told", updated) == await redis.append("told", updated) == seq
+    after = await redis.snapshot("told", 50)
+    assert (after.seq, after.history) == (seq, before.history)
+    assert await memory.snapshot("told", 50) == after
+    replay = await redis.read_after("told", seq - 1)
+    assert replay == await memory.read_after("told", seq - 1)
+    assert replay is not None and json.loads(replay[0][1]) == {"seq": seq, **updated}
+
+
 async def test_an_answer_ends_once_and_nothing_of_it_follows_its_end(
     logs: tuple[MemoryRoomLog, RedisRoomLog],
 ) -> None:

@@ -139,3 +139,25 @@ async def test_fake_llm_records_an_early_close() -> None:
 
     assert fake.closed_early
     assert fake.closed.is_set()
+
+
+async def test_a_room_s_model_and_temperature_are_accepted_where_there_is_no_such_knob() -> None:
+    """Offline and fake providers take a request with a room's model and temperature and
+    answer as they always do (the fake keeps the request, for tests to look at)."""
+    plain = request("How do rooms work?", [source(1)])
+    chosen = LLMRequest(
+        messages=plain.messages,
+        question=plain.question,
+        sources=plain.sources,
+        model="sim-large",
+        temperature=0.7,
+    )
+    offline = OfflineAnswerer(token_delay=0)
+    texts = [
+        "".join([i.text async for i in offline.stream(r) if isinstance(i, TextDelta)])
+        for r in (plain, chosen)
+    ]
+    assert texts[0] == texts[1] and texts[0]
+    fake = FakeLLM(["ok"])
+    assert [i async for i in fake.stream(chosen)][-1] == StreamEnd("stop", fake.usage)
+    assert (fake.requests[0].model, fake.requests[0].temperature) == ("sim-large", 0.7)

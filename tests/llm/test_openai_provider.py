@@ -72,6 +72,24 @@ async def test_joined_deltas_are_the_simulated_answer_and_usage_is_reported(
     assert not record.client_disconnected_early
 
 
+async def test_a_request_s_model_and_temperature_win_over_the_provider_s(
+    sim: SimulatorServer, make_provider: MakeProvider
+) -> None:
+    provider = make_provider()
+    await collect(provider.stream(ask()))
+    chosen = ask()
+    await collect(
+        provider.stream(
+            LLMRequest(
+                messages=chosen.messages, question=chosen.question, model="other", temperature=0.2
+            )
+        )
+    )
+    default, room = sim.stats()
+    assert (default.model, default.temperature) == ("sim-model", None)  # none sent
+    assert (room.model, room.temperature) == ("other", 0.2)
+
+
 async def test_korean_tokens_arrive_intact(
     sim: SimulatorServer, make_provider: MakeProvider
 ) -> None:

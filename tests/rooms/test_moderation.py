@@ -332,3 +332,21 @@ async def test_a_removed_guest_is_kept_out_by_their_session() -> None:
     other = await connect("team")
     await other.close()
     await moderator.close()
+
+
+async def test_the_owner_making_the_room_private_closes_who_may_no_longer_enter() -> None:
+    """Through the settings' own path (PATCH /api/rooms/<room>), not the moderation call."""
+    owner, _, member, _ = await _team(private=False)
+    outsider = await person("outsider")
+    guest = await connect("team")
+    stranger = await connect("team", headers=outsider.ws_headers)
+    insider = await connect("team", headers=member.ws_headers)
+    changed = await owner.http.patch(
+        "/api/rooms/team", {"visibility": "private"}, content_type="application/json"
+    )
+    assert changed.status_code == 200, changed.content
+    assert await _closed_with(guest) == protocol.CLOSE_REMOVED
+    assert await _closed_with(stranger) == protocol.CLOSE_REMOVED
+    updated = (await insider.recv_until(lambda f: f["type"] == "room.updated"))[-1]
+    assert updated["room"]["visibility"] == "private"
+    await insider.close()

@@ -1,7 +1,7 @@
-// Home and login pages: language, relative times of recent rooms, and checking a room name
-// before going there (the server checks it again: GET /rooms/?name=).
+// The site's pages (home, login, invites, room settings, notices): language, times, and
+// checking a room name before going there (the server checks it again: GET /rooms/?name=).
 
-import { formatRelative, initI18n, onLanguageChange, pageConfig, t } from "./i18n.js";
+import { formatFullTime, formatRelative, initI18n, onLanguageChange, pageConfig, t } from "./i18n.js";
 
 const config = pageConfig();
 // The server's one room-name rule (chat.protocol.ROOM_NAME_PATTERN), matched as a whole string.
@@ -14,6 +14,9 @@ function renderTimes() {
     const label = time.querySelector("[data-time-label]") || time;
     label.textContent = t("home.active", { time: formatRelative(time.dateTime) });
     time.title = new Date(time.dateTime).toLocaleString();
+  }
+  for (const time of document.querySelectorAll("time[data-absolute]")) {
+    time.textContent = formatFullTime(time.dateTime);
   }
 }
 

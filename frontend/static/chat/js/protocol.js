@@ -5,10 +5,11 @@
 // Guarantees to the handlers:
 //  - onWelcome(frame, {resumed}) comes first on every connection. resumed=false means "rebuild
 //    the view from frame.history"; resumed=true means "keep the view, missed events follow".
-//  - onEvent(frame) gets room events (message, question, answer.*, and any later type: every
-//    frame with a seq is one) in seq order, each seq exactly once: a seq <= the last one seen is
-//    a duplicate and is dropped; a jump (gap) drops the connection and resumes from the last seq
-//    seen, so the missing events are replayed.
+//  - onEvent(frame) gets room events (message, question, answer.*, message.redacted,
+//    room.updated, and any other frame with a seq: a newer server may add types) in seq order,
+//    each seq exactly once: a seq <= the last one seen is a duplicate and is dropped; a jump
+//    (gap) drops the connection and resumes from the last seq seen, so the missing events are
+//    replayed.
 //  - onTyping(frame) gets the ephemeral "someone is typing" frames (no seq).
 //  - onStatus(status) tells the connection state: connecting, live, waiting (backoff), closed.
 
@@ -33,6 +34,7 @@ export const ROOM_EVENTS = new Set([
   "answer.delta",
   "answer.end",
   "message.redacted",
+  "room.updated",
 ]);
 
 /** Error codes that refuse an `ask` or a `say` (its text goes back to the composer). */
@@ -203,19 +205,15 @@ export class RoomClient {
    */
   receive(frame) {
     if (!frame || typeof frame !== "object" || typeof frame.type !== "string") return;
-    if (ROOM_EVENTS.has(frame.type)) {
-      this._onRoomEvent(frame);
-      return;
-    }
     const handler = Object.hasOwn(this._dispatch, frame.type) ? this._dispatch[frame.type] : null;
     if (handler) {
-      handler(frame);
-    } else if (Number.isInteger(frame.seq)) {
-      // A room event of a type this page does not know (a newer server): it still moves the
-      // cursor, or the next known event would look like a gap. The view ignores it.
-      this._onRoomEvent(frame);
+      handler(frame); // welcome (its seq is the cursor, not an event's), presence, pong, error
+      return;
     }
-    // Other unknown types are ignored: a newer server may send more than this client knows.
+    // Any other frame with a seq is a room event, even of a type this client does not know: its
+    // seq still moves the cursor (skipping it would look like a gap after it, and resync for
+    // nothing). Other unknown types are ignored: a newer server may send more than we know.
+    if (ROOM_EVENTS.has(frame.type) || Number.isInteger(frame.seq)) this._onRoomEvent(frame);
   }
 
   // --- connection -------------------------------------------------------------------------

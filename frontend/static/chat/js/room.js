@@ -9,7 +9,7 @@
 
 import { RoomClient, CloseCode } from "./protocol.js";
 import { RoomView } from "./room-view.js";
-import { getLanguage, initI18n, onLanguageChange, pageConfig, t } from "./i18n.js";
+import { formatFullTime, getLanguage, initI18n, onLanguageChange, pageConfig, t } from "./i18n.js";
 
 const config = pageConfig();
 initI18n(config);
@@ -260,6 +260,95 @@ function showError(frame) {
   if (frame.message && known.includes(code)) notice.node.title = frame.message;
 }
 
+// --- the room's settings (header, title) and the invite panel -------------------------------
+
+let roomInfo = config.roomInfo || { title: config.room };
+
+/** Show the room's public settings: from the page, a welcome's room_info, a room.updated. */
+function showRoomInfo(info) {
+  if (!info || typeof info !== "object") return;
+  roomInfo = info;
+  const title = String(info.title || config.room);
+  $("room-title").textContent = title;
+  // A room called by its name: "#name" as the heading, not the name twice.
+  const isName = title === config.room;
+  $("room-heading").classList.toggle("is-name", isName);
+  $("room-description").textContent = String(info.description || "");
+  $("room-private").hidden = info.visibility !== "private";
+  $("room-sub").hidden = isName && info.visibility !== "private" && !info.description;
+  document.title = `${title} · #${config.room} · Roomchat`;
+}
+
+const inviteToggle = $("invite-toggle");
+const invitePanel = $("invite-panel");
+if (inviteToggle && invitePanel) {
+  const inviteForm = $("invite-form");
+  const inviteResult = $("invite-result");
+  const inviteUrl = $("invite-url");
+  const inviteNote = $("invite-note");
+  const inviteError = $("invite-error");
+  let made = null;
+
+  const setOpen = (open) => {
+    invitePanel.hidden = !open;
+    inviteToggle.setAttribute("aria-expanded", String(open));
+    if (open) $("invite-expires").focus();
+  };
+  const showMade = () => {
+    if (!made) return;
+    inviteNote.textContent = t("invite.made", { time: formatFullTime(made.expires), n: made.max_uses });
+  };
+  inviteToggle.addEventListener("click", () => setOpen(invitePanel.hidden));
+  inviteForm.addEventListener("submit", async (event) => {
+    // The form works without this script too (a page with the link); here it stays in the room.
+    event.preventDefault();
+    inviteError.hidden = true;
+    const submit = inviteForm.querySelector("button[type=submit]");
+    submit.disabled = true;
+    try {
+      const response = await fetch(inviteForm.action, {
+        method: "POST",
+        body: new FormData(inviteForm),
+        headers: { Accept: "application/json", "X-CSRFToken": inviteForm.elements.csrfmiddlewaretoken.value },
+        credentials: "same-origin",
+      });
+      const body = await response.json().catch(() => ({}));
+      if (!response.ok) throw new Error(body?.error?.message || `HTTP ${response.status}`);
+      made = body;
+      inviteUrl.value = body.url;
+      inviteResult.hidden = false;
+      showMade();
+      inviteUrl.focus();
+      inviteUrl.select();
+    } catch (err) {
+      inviteError.textContent = t("invite.failed", { message: err.message });
+      inviteError.hidden = false;
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  $("invite-copy").addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(inviteUrl.value);
+    } catch {
+      inviteUrl.select();
+      document.execCommand?.("copy");
+    }
+    $("invite-copy").textContent = t("invite.copied");
+    setTimeout(() => {
+      $("invite-copy").textContent = t("code.copy");
+    }, 2000);
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && !invitePanel.hidden && !event.defaultPrevented) {
+      setOpen(false);
+      inviteToggle.focus();
+      event.preventDefault();
+    }
+  });
+  onLanguageChange(showMade);
+}
+
 // --- the client -----------------------------------------------------------------------------
 
 const client = new RoomClient({
@@ -274,6 +363,7 @@ const client = new RoomClient({
         chip.title = frame.user.name;
       }
       if (!resumed) view.reset(frame.history || []);
+      if (frame.room_info) showRoomInfo(frame.room_info);
       view.setMembers(frame.members || []);
       if (!everLive && document.activeElement === document.body && matchMedia("(pointer: fine)").matches) {
         input.focus();
@@ -281,6 +371,11 @@ const client = new RoomClient({
       everLive = true;
     },
     onEvent(frame) {
+      if (frame.type === "room.updated") {
+        showRoomInfo(frame.room);
+        view.notice(t("room.settingsChanged"), { kind: "info", timeoutMs: 6000 });
+        return;
+      }
       view.applyEvent(frame);
     },
     onPresence(frame) {
@@ -347,7 +442,7 @@ onLanguageChange(() => {
   updateComposer();
 });
 
-document.title = `#${config.room} · Roomchat`;
+showRoomInfo(roomInfo);
 updateComposer();
 client.start();
 

@@ -25,6 +25,7 @@ from chat.models import Room, RoomMembership
 from chat.protocol import ProtocolError, access_info, is_room_name
 
 RoleName = Literal["owner", "moderator", "member"]
+MAX_TITLE_CHARS: Final = 100  # Room.title's column
 ROLES: Final = ("owner", "moderator", "member")
 
 
@@ -140,20 +141,23 @@ def create_room(
     visibility: str = Room.Visibility.PUBLIC,
     title: str = "",
 ) -> Room:
-    """Make a room owned by `owner` (a signed-in person). `ProtocolError`: `invalid` for a
-    bad name or a guest owner, `conflict` when the name is taken (said the same way whether
-    the room taken is public or private: a private name was already not secret to its
-    creator's choice of it, and refusing is the only way not to hand it over)."""
+    """Make a room owned by `owner` (a signed-in person); without a title, its name is its
+    title. `ProtocolError`: `invalid` for a bad name, `forbidden` for a guest owner, `conflict`
+    when the name is taken (said the same way whether the room taken is public or private: a
+    private name was already not secret to its creator's choice of it, and refusing is the
+    only way not to hand it over)."""
     if not is_room_name(name):
         raise ProtocolError("invalid", "A room name is 1 to 64 characters of A-Z a-z 0-9 _ -.")
     if owner.user_pk is None:
         raise ProtocolError("forbidden", "Sign in to create a room.")
     if visibility not in Room.Visibility.values:
         raise ProtocolError("invalid", "`visibility` is `public` or `private`.")
+    if len(title) > MAX_TITLE_CHARS or "\x00" in title:
+        raise ProtocolError("invalid", f"A title is at most {MAX_TITLE_CHARS} characters.")
     try:
         with transaction.atomic():
             return Room.objects.create(
-                name=name, owner_id=owner.user_pk, visibility=visibility, title=title
+                name=name, owner_id=owner.user_pk, visibility=visibility, title=title or name
             )
     except IntegrityError:
         raise ProtocolError("conflict", f"There is already a room called {name}.") from None
@@ -266,3 +270,33 @@ def who_may_stay(name: str, user_ids: list[str]) -> set[str]:
         if access_to(room, name, person).may_enter:
             allowed.add(user_id)
     return allowed
+
+
+def rooms_of(identity: Identity, limit: int = 50) -> list[tuple[Room, RoleName]]:
+    """The rooms `identity` owns or is a member of, with their role there, most recently
+    active first (what the home page lists as "my rooms")."""
+    user_pk = identity.user_pk
+    if user_pk is None:
+        return []
+    found: dict[int, tuple[Room, RoleName]] = {
+        room.pk: (room, "owner") for room in Room.objects.filter(owner_id=user_pk)[:limit]
+    }
+    memberships = RoomMembership.objects.filter(
+        user_id=user_pk,
+        role__in=[RoomMembership.Role.MODERATOR, RoomMembership.Role.MEMBER],  # not removals
+    ).select_related("room")
+    for membership in memberships.order_by("-room__last_activity")[:limit]:
+        role: RoleName = (
+            "moderator" if membership.role == RoomMembership.Role.MODERATOR else "member"
+        )
+        found.setdefault(membership.room.pk, (membership.room, role))
+    rows = sorted(found.values(), key=lambda pair: pair[0].last_activity, reverse=True)
+    return [(room, role) for room, role in rows if is_room_name(room.name)][:limit]
+
+
+def access_and_room(name: str, identity: Identity) -> tuple[Access, Room | None]:
+    """`access`, and the room's row (None: none yet), in one trip to the database thread."""
+    if not is_room_name(name):
+        return Access(room=name, may_enter=False), None
+    room = Room.objects.filter(name=name).first()
+    return access_to(room, name, identity), room
