@@ -166,8 +166,12 @@ class MemoryCoordinator:
 
 
 def unique_members(entries: object) -> list[dict[str, str]]:
-    """One entry per person (a person may have several tabs open), order kept."""
+    """One entry per person (a person may have several tabs open), order kept; with their
+    `role` in the room when they have one."""
     seen: dict[str, dict[str, str]] = {}
     for member in entries:  # type: ignore[attr-defined]
-        seen.setdefault(member["id"], {"id": member["id"], "name": member["name"]})
+        entry = {"id": member["id"], "name": member["name"]}
+        if member.get("role"):
+            entry["role"] = member["role"]
+        seen.setdefault(member["id"], entry)
     return list(seen.values())

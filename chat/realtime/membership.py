@@ -56,7 +56,11 @@ class Membership:
         `access`: the welcome's `access` (protocol.access_info), if the transport knows it."""
         await self._presence.watch_room(room)
         user = identity.to_wire()
-        await self._coordinator.presence_add(room, conn_id, user)
+        role = access.get("role") if access else None
+        # The member list shows each person's role in the room (owner, moderator, member).
+        await self._coordinator.presence_add(
+            room, conn_id, {**user, "role": role} if role else user
+        )
         try:
             members = await self._coordinator.members(room)
 

@@ -152,7 +152,7 @@ class RedisCoordinator:
     # --- presence -----------------------------------------------------------------------
 
     async def presence_add(self, room: str, conn_id: str, member: dict[str, str]) -> None:
-        entry = json.dumps({"id": member["id"], "name": member["name"], "w": self.worker_id})
+        entry = json.dumps({**member, "w": self.worker_id})
         self._presence[(room, conn_id)] = entry
         await self._presence_add(
             keys=[self._k("presence", room), self._heartbeat],

@@ -267,7 +267,7 @@ async def test_a_moderator_redacts_a_message_and_removes_someone_from_the_page(
         await said.locator(".mod-redact").click()
         for page, note in (
             (alice, "Removed by a moderator"),
-            (guest, "관리자가 삭제한 메시지입니다"),
+            (guest, "운영자가 삭제한 메시지입니다"),
         ):
             await expect(page.locator("article.said.redacted .redacted-note")).to_have_text(note)
             await expect(page.locator("#log")).not_to_contain_text("4711")

@@ -419,6 +419,26 @@ async def test_moderators_remove_messages_and_people_and_may_stop_any_answer(
         await expect(page.locator("#msg-m2 .redacted-note")).to_be_visible()
 
 
+async def test_the_owner_names_and_demotes_moderators_from_the_member_list(
+    browser: Browser, roomchat_server: RoomchatServer
+) -> None:
+    server = FakeRoomServer()
+    server.access = {"role": "owner", "moderate": True, "configure": True}
+    mod = {"id": "u:8", "name": "Joon", "role": "moderator"}
+    server.members = [{**ME, "role": "owner"}, mod, OTHER]
+    page = await open_room(browser, roomchat_server, server, locale="ko-KR")
+    joon = page.locator("#member-list .member", has_text="Joon")
+    await expect(joon.locator(".role-tag")).to_have_text("운영자")
+    await joon.locator(".mod-role").click()
+    assert await server.wait_received("set_role") == {
+        "type": "set_role",
+        "user_id": "u:8",
+        "role": "member",
+    }
+    minji = page.locator("#member-list .member", has_text=OTHER["name"])
+    await expect(minji.locator(".mod-role")).to_have_text("운영자로 지정")
+
+
 async def test_someone_without_moderation_rights_gets_no_moderation_controls(
     browser: Browser, roomchat_server: RoomchatServer
 ) -> None:

@@ -350,3 +350,18 @@ async def test_the_owner_making_the_room_private_closes_who_may_no_longer_enter(
     updated = (await insider.recv_until(lambda f: f["type"] == "room.updated"))[-1]
     assert updated["room"]["visibility"] == "private"
     await insider.close()
+
+
+async def test_the_member_list_shows_roles() -> None:
+    owner, mod, member, _ = await _team(private=False)
+    first = await connect("team", headers=owner.ws_headers)
+    second = await connect("team", headers=mod.ws_headers)
+    last = await connect("team", headers=member.ws_headers)
+    roles = {m["name"]: m.get("role") for m in last.welcome["members"]}
+    assert roles == {"owner": "owner", "mod": "moderator", "member": "member"}
+    presence = (await first.recv_until(lambda f: f["type"] == "presence", skip_presence=False))[-1]
+    assert {m.get("role") for m in presence["members"]} <= {"owner", "moderator", "member"}
+    guest = await connect("team")
+    assert "role" not in next(m for m in guest.welcome["members"] if m["id"].startswith("g:"))
+    for client in (first, second, last, guest):
+        await client.close()

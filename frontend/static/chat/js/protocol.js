@@ -183,6 +183,11 @@ export class RoomClient {
     return this._send({ type: "remove", user_id: userId });
   }
 
+  /** The owner (or staff): make someone a `moderator` or a `member`. */
+  setRole(userId, role) {
+    return this._send({ type: "set_role", user_id: userId, role });
+  }
+
   cancel(answerId) {
     return this._send({ type: "cancel", answer_id: answerId });
   }

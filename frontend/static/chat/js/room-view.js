@@ -53,13 +53,22 @@ export class RoomView {
    * @param {(answerId: string) => void} args.onStop
    * @param {(messageId: string) => void} [args.onRedact]  a moderator removes a message
    * @param {(user: object) => void} [args.onRemoveMember]  a moderator removes someone
+   * @param {(user: object, role: string) => void} [args.onSetRole]  the owner names a role
    * @param {string} [args.assistantName]  what the room calls its assistant (blank: default)
    */
-  constructor({ elements, onStop, onRedact = () => {}, onRemoveMember = () => {}, assistantName = "" }) {
+  constructor({
+    elements,
+    onStop,
+    onRedact = () => {},
+    onRemoveMember = () => {},
+    onSetRole = () => {},
+    assistantName = "",
+  }) {
     this.els = elements;
     this.onStop = onStop;
     this.onRedact = onRedact;
     this.onRemoveMember = onRemoveMember;
+    this.onSetRole = onSetRole;
     this.access = null; // the welcome's `access`: {role, moderate, configure}
     this.assistantName = assistantName;
     this.me = null;
@@ -541,11 +550,31 @@ export class RoomView {
     for (const member of sorted) {
       const item = el("li", "member");
       item.append(avatar(member), el("span", "member-name", member.name));
+      if (member.role === "owner" || member.role === "moderator") {
+        const tag = el("span", "role-tag", t(`role.${member.role}`));
+        tag.dataset.i18n = `role.${member.role}`;
+        tag.dataset.role = member.role;
+        item.append(tag);
+      }
       if (this.me && member.id === this.me.id) {
         const you = el("span", "you-tag", t("room.you"));
         you.dataset.i18n = "room.you";
         item.append(you);
       } else if (this._moderates()) {
+        if (this.access?.configure && String(member.id).startsWith("u:") && member.role !== "owner") {
+          // The owner (or staff) names moderators and takes the role back.
+          const next = member.role === "moderator" ? "member" : "moderator";
+          const key = next === "moderator" ? "mod.makeModerator" : "mod.makeMember";
+          const roleButton = el("button", "mod-role", t(key));
+          roleButton.type = "button";
+          roleButton.dataset.i18n = key;
+          roleButton.dataset.role = next;
+          roleButton.addEventListener("click", () => {
+            roleButton.disabled = true;
+            this.onSetRole(member, next);
+          });
+          item.append(roleButton);
+        }
         const remove = el("button", "mod-remove", t("mod.remove"));
         remove.type = "button";
         remove.dataset.i18n = "mod.remove";

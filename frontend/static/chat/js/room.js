@@ -59,6 +59,7 @@ const view = new RoomView({
   onStop: (answerId) => client.cancel(answerId),
   onRedact: (messageId) => client.redact(messageId),
   onRemoveMember: (member) => client.remove(member.id),
+  onSetRole: (member, role) => client.setRole(member.id, role),
   assistantName,
 });
 view.setMe(config.me);
