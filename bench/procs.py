@@ -3,7 +3,7 @@
 Each runs as its own OS process (so none shares an event loop or a core with the clients), logs
 to a file in the run's work directory, and is stopped when the benchmark's `ExitStack` closes.
 
-`free_port`, `wait_for_port` and `stop_process` are also the tests' (tests/servers.py,
+`free_port`, `reachable`, `wait_for_port` and `stop_process` are also the tests' (tests/servers.py,
 tests/cluster/harness.py, ...): the tests import them from here, this package never imports the
 tests. They need nothing but the standard library.
 """
@@ -56,6 +56,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def reachable(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether something accepts TCP connections on `host`:`port` now."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def wait_for_port(
