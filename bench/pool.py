@@ -87,6 +87,10 @@ class ClientPool:
     def barrier(self, steps: int) -> Barrier:
         return Barrier(self._manager, steps)
 
+    def queue(self) -> Any:
+        """A queue the client jobs can put reports on while they run (the soak's progress)."""
+        return self._manager.Queue()
+
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         return self._executor.submit(fn, *args)
 

@@ -415,19 +415,27 @@ def _idle_table(runs: list[Run]) -> list[str]:
     )
 
 
-def update_doc(path: Path, text: str) -> None:
-    """Replace the results section of `path` (between the markers), creating it if needed."""
-    block = f"{START}\n{text.rstrip()}\n{END}"
+def update_doc(
+    path: Path,
+    text: str,
+    *,
+    markers: tuple[str, str] = (START, END),
+    heading: str = "Latest results",
+) -> None:
+    """Replace the section of `path` between `markers` (the results', by default), creating
+    it (under `heading`) if needed."""
+    start, end = markers
+    block = f"{start}\n{text.rstrip()}\n{end}"
     if not path.exists():
-        path.write_text(f"# Benchmarks\n\n## Latest results\n\n{block}\n")
+        path.write_text(f"# Benchmarks\n\n## {heading}\n\n{block}\n")
         return
     doc = path.read_text()
-    if START in doc and END in doc:
-        head, _, rest = doc.partition(START)
-        _, _, tail = rest.partition(END)
+    if start in doc and end in doc:
+        head, _, rest = doc.partition(start)
+        _, _, tail = rest.partition(end)
         path.write_text(f"{head}{block}{tail}")
     else:
-        path.write_text(f"{doc.rstrip()}\n\n## Latest results\n\n{block}\n")
+        path.write_text(f"{doc.rstrip()}\n\n## {heading}\n\n{block}\n")
 
 
 def main(argv: list[str] | None = None) -> None:
