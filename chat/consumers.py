@@ -19,6 +19,7 @@ from chat import identity as identities
 from chat import protocol, rooms
 from chat.protocol import ProtocolError, dumps
 from chat.ratelimit import TokenBucket
+from chat.realtime.backends import store_unavailable
 from chat.realtime.outbox import Outbox
 from chat.rooms.configuration import public_info
 from chat.runtime import Runtime, get_runtime
@@ -86,16 +87,25 @@ class ChatConsumer(AsyncWebsocketConsumer):
             user_id=self.identity.id,
         )
         self.conn.start()
-        await self.runtime.membership.join(
-            self.room,
-            self.identity,
-            self.conn,
-            conn_id=self.conn_id,
-            after=_after(self.scope),
-            admitted_at=admitted_at,
-            access=access.to_wire(),
-            room_info=public_info(row, self.room),
-        )
+        try:
+            await self.runtime.membership.join(
+                self.room,
+                self.identity,
+                self.conn,
+                conn_id=self.conn_id,
+                after=_after(self.scope),
+                admitted_at=admitted_at,
+                access=access.to_wire(),
+                room_info=public_info(row, self.room),
+            )
+        except Exception as err:
+            # The join left nothing behind (Membership.join); the client tries again.
+            if not store_unavailable(err):
+                raise
+            logger.warning(
+                "Join of %s to %s: Redis is away (%s)", self.identity.name, self.room, err
+            )
+            await self._close_with(protocol.CLOSE_TRY_AGAIN)
 
     async def disconnect(self, code: int) -> None:
         """Drop the socket only: answers keep running and are stored for everyone."""

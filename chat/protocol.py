@@ -30,6 +30,7 @@ CLOSE_TOO_BIG: Final = 1009
 CLOSE_POLICY: Final = 1008
 CLOSE_INTERNAL: Final = 1011
 CLOSE_RESTART: Final = 1012
+CLOSE_TRY_AGAIN: Final = 1013
 CLOSE_REMOVED: Final = 4003
 CLOSE_BAD_ROOM: Final = 4004
 CLOSE_TOO_SLOW: Final = 4008
@@ -58,6 +59,7 @@ ERROR_CODES: Final = (
     "busy",
     "not_found",
     "forbidden",
+    "unavailable",
 )
 FINAL_STATUSES: Final = ("complete", "cancelled", "failed", "interrupted")
 AnswerStatus = Literal["complete", "cancelled", "failed", "interrupted"]

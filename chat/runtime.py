@@ -41,7 +41,10 @@ from chat.retrieval import get_retriever
 
 logger = logging.getLogger(__name__)
 
-REAP_SECONDS = 1.0
+REAP_SECONDS = 0.5
+# After a failed lease refresh (Redis away), try again this soon: an owner re-takes its
+# expired leases within this of Redis coming back, before any reaper confirms them lost.
+REFRESH_RETRY_SECONDS = 0.1
 # Slower than the reaper: each pass asks the database, and what it repairs is rare (an end the
 # room saw while the database was away, left unstored by a worker that died or gave up).
 REPAIR_SECONDS = 10.0
@@ -82,6 +85,9 @@ class Runtime:
         if hasattr(self.coordinator, "on_data_loss"):
             # Redis lost its data (restarted): our channel-layer groups went with it.
             self.coordinator.on_data_loss = self.presence.rejoin_groups
+        if hasattr(self.coordinator, "on_presence_healed"):
+            # Members who left while Redis was away are gone from the list only now.
+            self.coordinator.on_presence_healed = self._presence_healed
         self._tasks: list[asyncio.Task[None]] = []
         self._rechecks: set[asyncio.Task[Any]] = set()
 
@@ -91,7 +97,14 @@ class Runtime:
         self.typing.control_channel = channel
         loops: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = [
             ("control channel", self._control_loop),
-            ("answer leases", self._every(settings.CHAT_LEASE_SECONDS / 3, self._refresh_leases)),
+            (
+                "answer leases",
+                self._every(
+                    settings.CHAT_LEASE_SECONDS / 3,
+                    self._refresh_leases,
+                    retry_after=REFRESH_RETRY_SECONDS,
+                ),
+            ),
             ("orphan reaper", self._every(REAP_SECONDS, self._reap)),
             ("repair of stored ends", self._every(REPAIR_SECONDS, self._repair)),
             ("room groups", self.presence.run_group_refresh),
@@ -111,6 +124,10 @@ class Runtime:
         await aclose_provider()
         await self.log.close()
         await self.coordinator.close()
+
+    async def _presence_healed(self, rooms: set[str]) -> None:
+        for room in rooms:
+            await self.presence.changed(room)
 
     async def room_updated(self, room: str, info: dict[str, Any]) -> int | None:
         """Tell the room's members, on every worker, that its settings changed: a
@@ -168,16 +185,21 @@ class Runtime:
                 logger.exception("Control message %r failed", kind)
 
     def _every(
-        self, seconds: float, step: Callable[[], Awaitable[object]]
+        self,
+        seconds: float,
+        step: Callable[[], Awaitable[object]],
+        *,
+        retry_after: float | None = None,
     ) -> Callable[[], Coroutine[Any, Any, None]]:
-        """A loop running `step` every `seconds`, logging one line per outage, not one a
-        pass (a traceback only for what is not Redis or the database being away)."""
+        """A loop running `step` every `seconds` (every `retry_after` while it fails, if
+        given), logging one line per outage, not one a pass (a traceback only for what is not
+        Redis or the database being away)."""
 
         async def loop() -> None:
             failing = False
             what = step.__name__.strip("_").replace("_", " ")
             while True:
-                await asyncio.sleep(seconds)
+                await asyncio.sleep(retry_after if failing and retry_after else seconds)
                 try:
                     await step()
                 except Exception as err:

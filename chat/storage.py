@@ -161,6 +161,12 @@ def redact_message(
     return RedactedMessage(id=message.id, streaming=message.status == Message.Status.STREAMING)
 
 
+def forget_unposted(message_id: str) -> None:
+    """Delete a question or message that was stored but never reached the room log (it was
+    refused as `unavailable`): nobody saw it, and its `client_id` is free again."""
+    Message.objects.filter(id=message_id, seq__isnull=True).delete()
+
+
 def set_seq(message_id: str, seq: int) -> None:
     Message.objects.filter(id=message_id).update(seq=seq)
 

@@ -18,7 +18,10 @@ will, an address cannot.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -29,8 +32,9 @@ from chat.answers.direct import DirectAnswer, answer_events
 from chat.answers.runner import AnswerRunner, QuestionToAnswer, new_id
 from chat.identity import Identity
 from chat.protocol import ProtocolError
+from chat.realtime.backends import store_unavailable
 from chat.realtime.coordination import AnswerSlot, Coordinator, SlotLimits
-from chat.realtime.log import RoomLog
+from chat.realtime.log import RoomLog, RoomLogUnavailable, append_patiently
 
 db = database_sync_to_async
 
@@ -60,6 +64,28 @@ class Said:
 
     message_id: str
     duplicate: bool = False
+
+
+# How long an ask or a say waits for the room log through a blip before it is refused.
+POST_PATIENCE_SECONDS = 5.0
+UNAVAILABLE = (
+    "The room cannot be reached right now (the server lost its link to Redis); "
+    "send it again in a moment."
+)
+
+
+@contextlib.asynccontextmanager
+async def _refusing_outages() -> AsyncIterator[None]:
+    """Redis being away (the coordinator's limits, the room log) refuses the request with
+    `unavailable`, which the transport shows like any refusal, not as a server error."""
+    try:
+        yield
+    except ProtocolError:
+        raise
+    except Exception as err:
+        if not store_unavailable(err):
+            raise
+        raise ProtocolError("unavailable", UNAVAILABLE, retry_after=2.0) from err
 
 
 class Admission:
@@ -94,6 +120,16 @@ class Admission:
             if wait:
                 raise ProtocolError("rate_limited", message, retry_after=wait)
 
+    async def _post(self, room: str, message_id: str, event: dict[str, Any]) -> int | None:
+        """Append a stored message's event, riding out a blip of the room log. If the log
+        stays away, the stored row goes (it was never posted: sending it again with the same
+        `client_id` posts it then) and the request is refused (`unavailable`)."""
+        try:
+            return await append_patiently(self._log, room, event, within=POST_PATIENCE_SECONDS)
+        except RoomLogUnavailable:
+            await db(storage.forget_unposted)(message_id)
+            raise
+
     async def _reserve(self, slot: AnswerSlot) -> None:
         reservation = await self._coordinator.reserve_answer(
             slot,
@@ -120,6 +156,12 @@ class Admission:
     ) -> Admitted:
         """Post a question to `room` and start its answer (see the module docstring).
         `address`: the asker's client address, if the transport knows it."""
+        async with _refusing_outages():
+            return await self._ask(room, identity, ask, address)
+
+    async def _ask(
+        self, room: str, identity: Identity, ask: protocol.Ask, address: str | None
+    ) -> Admitted:
         await self._take_ask_tokens(identity, address)
         slot = self._slot(room, identity, address)
         await self._reserve(slot)
@@ -134,8 +176,9 @@ class Admission:
             )
             if not stored.created:
                 return Admitted(question_id=stored.id, answer_id=None, duplicate=True)
-            seq = await self._log.append(
+            seq = await self._post(
                 room,
+                stored.id,
                 protocol.question_event(
                     id=stored.id,
                     user=identity.to_wire(),
@@ -164,6 +207,10 @@ class Admission:
     async def say(self, room: str, identity: Identity, say: protocol.Say) -> Said:
         """Post a person's plain message to `room`: stored, then its `message` event; refused
         (`not_found`) where they may not enter. It asks the assistant nothing."""
+        async with _refusing_outages():
+            return await self._say(room, identity, say)
+
+    async def _say(self, room: str, identity: Identity, say: protocol.Say) -> Said:
         wait = await self._coordinator.take_token(
             f"say:user:{identity.id}",
             rate=settings.CHAT_SAY_RATE_PER_MINUTE / 60.0,
@@ -182,8 +229,9 @@ class Admission:
         )
         if not stored.created:
             return Said(message_id=stored.id, duplicate=True)
-        seq = await self._log.append(
+        seq = await self._post(
             room,
+            stored.id,
             protocol.message_event(
                 id=stored.id,
                 user=identity.to_wire(),

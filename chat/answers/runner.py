@@ -32,6 +32,11 @@ from chat.rooms.configuration import AnswerSettings
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_SECONDS = 2.0
+# An answer of another worker is ended as orphaned only when seen without an owner in two looks
+# at least this far apart (the reaper looks every half second, owners refresh every third of a
+# lease, and every 0.1 s after a failed refresh): a live owner coming back from an outage
+# re-takes its lease in between.
+OWNERLESS_CONFIRM_SECONDS = 0.4
 
 db = database_sync_to_async
 
@@ -128,6 +133,8 @@ class AnswerRunner:
         # The reaper's view of Redis: whether its last look failed, and when it last came back.
         self._reaper_failing = False
         self._reaper_back_at = float("-inf")
+        # Answers of other workers seen without an owner, and when first (monotonic).
+        self._ownerless_since: dict[str, float] = {}
         # Checkpoint writes in flight (a reference keeps each task alive until it is done).
         self._background: set[asyncio.Task[None]] = set()
 
@@ -333,9 +340,15 @@ class AnswerRunner:
         if self._reaper_failing:  # this look is the first to reach Redis again
             self._reaper_failing = False
             self._reaper_back_at = now
+        # Seen ownerless twice, the looks far enough apart that a live owner, refreshing every
+        # third of a lease (every REFRESH_RETRY after a failure), would have refreshed.
+        seen = {answer_id: self._ownerless_since.get(answer_id, now) for _, answer_id in orphans}
+        self._ownerless_since = seen
         if now - self._reaper_back_at < settings.CHAT_LEASE_SECONDS:
             return
         for room, answer_id in orphans:
+            if now - seen[answer_id] < OWNERLESS_CONFIRM_SECONDS:
+                continue
             if await self.ends.interrupt_orphan(room, answer_id):
                 logger.warning("Answer %s lost its worker: interrupted", answer_id)
 

@@ -32,6 +32,7 @@ STATUS_BY_CODE: Final[dict[str, int]] = {
     "rate_limited": 429,
     "busy": 429,
     "internal": 500,
+    "unavailable": 503,
 }
 
 

@@ -25,6 +25,7 @@ from chat.api.auth import authenticate
 from chat.api.errors import error_response
 from chat.background import detached
 from chat.protocol import ProtocolError, dumps
+from chat.realtime.backends import store_unavailable
 from chat.realtime.member import RoomMember
 from chat.rooms import configuration
 from chat.rooms.configuration import public_info
@@ -151,8 +152,13 @@ async def _room_stream(member: RoomMember) -> AsyncIterator[bytes]:
         async with aclosing(member.frames(idle=settings.CHAT_SSE_KEEPALIVE_SECONDS)) as frames:
             async for frame in frames:
                 yield sse.KEEP_ALIVE if frame is None else sse.frame_event(frame)
-    except Exception:
-        logger.exception("Event stream of %s failed", member.conn.label)
+    except Exception as err:
+        if not store_unavailable(err):
+            logger.exception("Event stream of %s failed", member.conn.label)
+            return
+        # Redis is away: end the stream; `EventSource` comes back by itself.
+        logger.warning("Event stream of %s: Redis is away (%s)", member.conn.label, err)
+        yield sse.comment(f"closed {protocol.CLOSE_TRY_AGAIN}: try again shortly")
         return
     if member.close_code == protocol.CLOSE_REMOVED:
         # `EventSource` reconnects anyway, and gets the 404 that ends it.

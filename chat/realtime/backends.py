@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from chat import storage
 from chat.realtime.coordination import Coordinator, MemoryCoordinator
-from chat.realtime.log import RoomLog, RoomSeed, RoomSeeder
+from chat.realtime.log import RoomLog, RoomLogUnavailable, RoomSeed, RoomSeeder
 from chat.realtime.memory import MemoryRoomLog
 
 
@@ -40,6 +40,18 @@ def build_backends(worker_id: str) -> tuple[RoomLog, Coordinator]:
         ),
         MemoryCoordinator(worker_id),
     )
+
+
+def store_unavailable(err: BaseException) -> bool:
+    """Whether `err` says the shared store (Redis: the room log, the coordinator, the channel
+    layer) could not be reached: a failure to report in one line and to retry, not a bug."""
+    if isinstance(err, (RoomLogUnavailable, ConnectionError, TimeoutError, OSError)):
+        return True
+    try:
+        from redis.exceptions import RedisError
+    except ImportError:  # pragma: no cover - redis is a dependency
+        return False
+    return isinstance(err, RedisError)
 
 
 def _view_size() -> int:

@@ -14,6 +14,7 @@ from django.conf import settings
 from chat import protocol, rooms
 from chat.identity import Identity
 from chat.protocol import dumps
+from chat.realtime.backends import store_unavailable
 from chat.realtime.coordination import Coordinator
 from chat.realtime.hub import RoomHub
 from chat.realtime.outbox import Outbox
@@ -54,14 +55,14 @@ class Membership:
         database row with the first thing said in it. `admitted_at` (`time.monotonic()`
         before the transport checked the person's access): a removal after it closes them.
         `access`: the welcome's `access` (protocol.access_info), if the transport knows it."""
-        await self._presence.watch_room(room)
         user = identity.to_wire()
         role = access.get("role") if access else None
-        # The member list shows each person's role in the room (owner, moderator, member).
-        await self._coordinator.presence_add(
-            room, conn_id, {**user, "role": role} if role else user
-        )
         try:
+            await self._presence.watch_room(room)
+            # The member list shows each person's role in the room (owner, moderator, member).
+            await self._coordinator.presence_add(
+                room, conn_id, {**user, "role": role} if role else user
+            )
             members = await self._coordinator.members(room)
 
             def welcome(seq: int, resumed: bool, history: list[dict[str, Any]]) -> str:
@@ -106,8 +107,11 @@ class Membership:
             try:
                 await self._coordinator.presence_remove(room, conn_id)
                 await self._presence.changed(room)
-            except Exception:
-                logger.exception("Could not update presence of %s", outbox.label)
+            except Exception as err:
+                if not store_unavailable(err):
+                    logger.exception("Could not update presence of %s", outbox.label)
+                else:  # The coordinator removes it once Redis is back, and tells the room.
+                    logger.info("Presence of %s not told now (%s)", outbox.label, err)
 
     def expel(self, room: str, user_id: str) -> int:
         """Close `user_id`'s connections to `room` on this worker with 4003 (they were removed,

@@ -139,6 +139,10 @@ class RedisCoordinator:
         # Called after we published our state again (Redis lost its data): the worker
         # re-joins its channel-layer groups, which were lost too.
         self.on_data_loss: Callable[[], Awaitable[None]] | None = None
+        # Presence entries whose removal failed (Redis away), removed at the next refresh; then
+        # this is called with their rooms, whose member lists changed.
+        self._stale_presence: set[tuple[str, str]] = set()
+        self.on_presence_healed: Callable[[set[str]], Awaitable[None]] | None = None
 
     # --- keys ---------------------------------------------------------------------------
 
@@ -160,8 +164,15 @@ class RedisCoordinator:
         )
 
     async def presence_remove(self, room: str, conn_id: str) -> None:
+        """Never raises for Redis being away: an entry that could not be removed now is
+        removed by the next refresh that reaches Redis (`on_presence_healed` then tells its
+        rooms), instead of staying in the member list for good."""
         self._presence.pop((room, conn_id), None)
-        await self._presence_remove(keys=[self._k("presence", room)], args=[conn_id])
+        try:
+            await self._presence_remove(keys=[self._k("presence", room)], args=[conn_id])
+        except (RedisError, OSError) as err:
+            self._stale_presence.add((room, conn_id))
+            logger.info("Presence of %s in %s left for later (%s)", conn_id, room, err)
 
     async def members(self, room: str) -> list[dict[str, str]]:
         key = self._k("presence", room)
@@ -253,6 +264,22 @@ class RedisCoordinator:
             if self.on_data_loss is not None:
                 await self.on_data_loss()
         self._heartbeat_seen = True
+        if self._stale_presence:
+            await self._remove_stale_presence()
+
+    async def _remove_stale_presence(self) -> None:
+        """Remove the presence entries whose removal failed while Redis was away."""
+        stale = list(self._stale_presence)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for room, conn_id in stale:
+                await self._presence_remove(
+                    keys=[self._k("presence", room)], args=[conn_id], client=pipe
+                )
+            await pipe.execute()
+        self._stale_presence.difference_update(stale)
+        logger.info("Removed %d presence entries left behind by an outage", len(stale))
+        if self.on_presence_healed is not None:
+            await self.on_presence_healed({room for room, _ in stale})
 
     def _queue_slot(self, pipe: Any, slot: AnswerSlot, expiry: int) -> None:
         for key in self._slot_keys(slot):

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import websockets
 
 from tests.cluster.clients import Member, assert_consecutive, deltas, stored_message
 from tests.cluster.conftest import ClusterFactory
@@ -78,3 +79,48 @@ async def test_an_answer_rides_out_a_redis_outage(
     assert "lost its worker" not in logs
     await asker.close()
     await watcher.close()
+
+
+async def test_while_redis_is_away_people_are_told_clearly_and_nothing_is_left_behind(
+    make_cluster: ClusterFactory, redis_proxy: tuple[TcpProxy, str]
+) -> None:
+    """Found by the soak: during a cut, a question closed the socket with 1011 (its row kept,
+    so sending it again did nothing), a join left its writer task behind, and a member who left
+    stayed in the member list for good."""
+    proxy, url = redis_proxy
+    cluster = make_cluster(workers=2, env={"REDIS_URL": url})
+    room = "outage-told"
+    asker = await Member.join(cluster.ws_url(0, room))
+    leaver = await Member.join(cluster.ws_url(1, room))
+    await asker.until(lambda f: f["type"] == "presence" and len(f["members"]) == 2)
+
+    proxy.cut()
+    await asker.ask("Are you there? [[sim tokens=5 tps=0]]", client_id="c-1")
+    refused = (await asker.until(lambda f: f["type"] == "error", timeout=30))[-1]
+    assert (refused["code"], refused["retry_after"]) == ("unavailable", 2.0)
+    await asker.send({"type": "ping"})
+    await asker.until(lambda f: f["type"] == "pong")  # the socket lives on
+    newcomer = await websockets.connect(cluster.ws_url(1, room), proxy=None)
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await asyncio.wait_for(newcomer.recv(), 30)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+    await leaver.close()
+    await asyncio.sleep(1.0)
+    proxy.restore()
+
+    # The one who left leaves the list too, once Redis is back; the question goes through.
+    await asker.until(
+        lambda f: (
+            f["type"] == "presence"
+            and [m["id"] for m in f["members"]] == [asker.welcome["user"]["id"]]
+        ),
+        timeout=30,
+    )
+    await asker.ask("Are you there? [[sim tokens=5 tps=0]]", client_id="c-1")
+    question = (await asker.until(lambda f: f["type"] == "question", timeout=30))[-1]
+    assert question["client_id"] == "c-1"
+    assert (await asker.until_end())["status"] == "complete"
+    await asker.close()
+    logs = cluster.logs(0) + cluster.logs(1)
+    for sign in ("Traceback", "Task was destroyed", "never retrieved"):
+        assert sign not in logs, logs[-3000:]

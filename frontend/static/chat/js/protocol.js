@@ -38,7 +38,7 @@ export const ROOM_EVENTS = new Set([
 ]);
 
 /** Error codes that refuse an `ask` or a `say` (its text goes back to the composer). */
-const ASK_REFUSALS = new Set(["too_long", "rate_limited", "busy"]);
+const ASK_REFUSALS = new Set(["too_long", "rate_limited", "busy", "unavailable"]);
 
 export const DEFAULTS = Object.freeze({
   baseDelayMs: 500,

@@ -251,7 +251,7 @@ function showError(frame) {
     blockAsking(seconds);
     return;
   }
-  const known = ["busy", "too_long", "forbidden", "not_found"];
+  const known = ["busy", "too_long", "forbidden", "not_found", "unavailable"];
   let text;
   if (known.includes(code)) text = t(`error.${code}`);
   else if (code === "invalid") text = t("error.invalid", { message: frame.message || code });
