@@ -103,6 +103,7 @@ class TcpProxy:
         self._open.set()
         if self._handlers:
             await asyncio.wait(self._handlers, timeout=5)
+        self._close_all()  # what a handler still stuck there holds
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -145,14 +146,19 @@ class TcpProxy:
             self._writers.discard(writer)
             writer.transport.abort()
             return
-        self._writers.add(upstream_writer)
-        await asyncio.gather(
-            self._pipe(reader, upstream_writer),
-            self._pipe(upstream_reader, writer, replies=True),
-        )
-        for side in (writer, upstream_writer):
-            self._writers.discard(side)
-            side.transport.abort()
+        try:
+            if writer not in self._writers:
+                return  # cut while the upstream connection was being made
+            self._writers.add(upstream_writer)
+            await asyncio.gather(
+                self._pipe(reader, upstream_writer),
+                self._pipe(upstream_reader, writer, replies=True),
+            )
+        finally:
+            # Whatever ended the forwarding, both sides close (never left to the collector).
+            for side in (writer, upstream_writer):
+                self._writers.discard(side)
+                side.transport.abort()
 
     async def _pipe(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, replies: bool = False
