@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import aclosing
 from functools import wraps
-from typing import Any
+from typing import Any, TypeVar
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -32,6 +32,8 @@ from chat.rooms.configuration import public_info
 from chat.runtime import get_runtime
 
 logger = logging.getLogger(__name__)
+
+CommandT = TypeVar("CommandT", bound=protocol.Command)
 
 AsyncView = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
 
@@ -103,6 +105,21 @@ def _parse(
     )
 
 
+def _parse_as(
+    request: HttpRequest,
+    kind: str,
+    command_type: type[CommandT],
+    fields: dict[str, Any] | None = None,
+    *,
+    with_body: bool | None = None,
+) -> CommandT:
+    """`_parse`, typed: the parser maps `kind` to `command_type` (anything else is a bug)."""
+    command = _parse(request, kind, fields, with_body=with_body)
+    if not isinstance(command, command_type):
+        raise TypeError(f"parsed {command!r} for a {kind}")
+    return command
+
+
 def _json_body(request: HttpRequest) -> dict[str, Any]:
     """The body's JSON object, at most CHAT_MAX_FRAME_BYTES (`too_long`, `bad_json`...)."""
     too_long = ProtocolError("too_long", f"The body is over {settings.CHAT_MAX_FRAME_BYTES} bytes.")
@@ -116,9 +133,7 @@ def _json_body(request: HttpRequest) -> dict[str, Any]:
 
 
 def _parse_ask(request: HttpRequest) -> protocol.Ask:
-    command = _parse(request, "ask")
-    if not isinstance(command, protocol.Ask):  # The parser maps "ask" to Ask.
-        raise TypeError(f"parsed {command!r} for an ask")
+    command = _parse_as(request, "ask", protocol.Ask)
     return command
 
 
@@ -207,9 +222,7 @@ async def post_message(request: HttpRequest, room: str) -> HttpResponseBase:
     200 with `duplicate: true` and the first message's id for a repeated `client_id`."""
     _check_room(room)
     identity = await authenticate(request, write=True)
-    command = _parse(request, "say")
-    if not isinstance(command, protocol.Say):  # The parser maps "say" to Say.
-        raise TypeError(f"parsed {command!r} for a say")
+    command = _parse_as(request, "say", protocol.Say)
     runtime = await detached(get_runtime())
     said = await detached(runtime.admission.say(room, identity, command))
     if said.duplicate:
@@ -223,9 +236,7 @@ async def cancel_answer(request: HttpRequest, room: str, answer_id: str) -> Http
     202: the answer ends as `cancelled` in the room (at once if it already ended)."""
     _check_room(room)
     identity = await authenticate(request, write=True)
-    command = _parse(request, "cancel", {"answer_id": answer_id})
-    if not isinstance(command, protocol.Cancel):  # The parser maps "cancel" to Cancel.
-        raise TypeError(f"parsed {command!r} for a cancel")
+    command = _parse_as(request, "cancel", protocol.Cancel, {"answer_id": answer_id})
     runtime = await detached(get_runtime())
     await detached(runtime.runner.cancel(room, identity, command.answer_id))
     return JsonResponse({"id": command.answer_id}, status=202)
@@ -237,9 +248,7 @@ async def redact_message(request: HttpRequest, room: str, message_id: str) -> Ht
     owner, moderators, staff). 200: the text is gone for everyone."""
     _check_room(room)
     identity = await authenticate(request, write=True)
-    command = _parse(request, "redact", {"id": message_id})
-    if not isinstance(command, protocol.Redact):  # The parser maps "redact" to Redact.
-        raise TypeError(f"parsed {command!r} for a redact")
+    command = _parse_as(request, "redact", protocol.Redact, {"id": message_id})
     runtime = await detached(get_runtime())
     redacted = await detached(runtime.moderation.redact(room, identity, command))
     return JsonResponse({"id": redacted, "redacted": True})
@@ -251,9 +260,7 @@ async def remove_member(request: HttpRequest, room: str, user_id: str) -> HttpRe
     stored, and their connections to the room are closing on every worker."""
     _check_room(room)
     identity = await authenticate(request, write=True)
-    command = _parse(request, "remove", {"user_id": user_id})
-    if not isinstance(command, protocol.Remove):  # The parser maps "remove" to Remove.
-        raise TypeError(f"parsed {command!r} for a remove")
+    command = _parse_as(request, "remove", protocol.Remove, {"user_id": user_id})
     runtime = await detached(get_runtime())
     await detached(runtime.moderation.remove(room, identity, command.user_id))
     return JsonResponse({"user_id": command.user_id, "removed": True})
@@ -265,9 +272,7 @@ async def set_member_role(request: HttpRequest, room: str, user_id: str) -> Http
     `set_role`. 200; their connections to the room reconnect with their new rights."""
     _check_room(room)
     identity = await authenticate(request, write=True)
-    command = _parse(request, "set_role", {"user_id": user_id}, with_body=True)
-    if not isinstance(command, protocol.SetRole):  # The parser maps "set_role" to SetRole.
-        raise TypeError(f"parsed {command!r} for a set_role")
+    command = _parse_as(request, "set_role", protocol.SetRole, {"user_id": user_id}, with_body=True)
     runtime = await detached(get_runtime())
     await detached(runtime.moderation.set_role(room, identity, command.user_id, command.role))
     return JsonResponse({"user_id": command.user_id, "role": command.role})
