@@ -5,13 +5,14 @@ per session, the LLM simulator (a thread: it outlives every test's event loop), 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.cluster.clients import close_open_clients
 from tests.cluster.harness import (
     Cluster,
     RedisServer,
@@ -21,6 +22,13 @@ from tests.cluster.harness import (
 )
 
 ClusterFactory = Callable[..., Cluster]
+
+
+@pytest.fixture(autouse=True)
+async def _close_clients() -> AsyncIterator[None]:
+    """Closes, in the test's own loop, every client the test opened and left open."""
+    yield
+    await close_open_clients()
 
 
 @pytest.fixture(scope="session")
