@@ -17,7 +17,7 @@ from chat.answers.events import (
     RetrievalFinished,
     RetrievalStarted,
 )
-from chat.answers.prompt import build_messages
+from chat.answers.prompt import build_messages, continuing
 from chat.errors import ChatError
 from chat.llm.base import ChatMessage, LLMProvider, LLMRequest, StreamEnd, TextDelta
 from chat.retrieval.base import Retriever, Source
@@ -52,11 +52,18 @@ class Assistant:
         self.temperature = temperature
 
     async def astream_events(
-        self, question: str, *, history: Sequence[ChatMessage] = (), asker: str = ""
+        self,
+        question: str,
+        *,
+        history: Sequence[ChatMessage] = (),
+        asker: str = "",
+        partial: str = "",
     ) -> AsyncGenerator[AnswerEvent, None]:
         """Retrieval started and finished, each delta, then exactly one end or error.
         `asker`: the name of who asks, shown to the LLM with the question (in a room, where
-        the conversation carries everyone's names too).
+        the conversation carries everyone's names too). `partial`: the text already written
+        of an answer that stopped short; the LLM is asked to continue it, and the events are
+        the continuation only (the end's `text` too).
 
         Closing this generator early (cancel) closes the LLM stream, which closes the
         upstream HTTP request.
@@ -69,15 +76,16 @@ class Assistant:
             yield AnswerError(error=err)
             return
         yield RetrievalFinished(sources=sources)
+        messages = build_messages(
+            question,
+            sources=sources,
+            history=history,
+            system_prompt=self.system_prompt,
+            asker=asker,
+            assistant_name=self.assistant_name,
+        )
         request = LLMRequest(
-            messages=build_messages(
-                question,
-                sources=sources,
-                history=history,
-                system_prompt=self.system_prompt,
-                asker=asker,
-                assistant_name=self.assistant_name,
-            ),
+            messages=continuing(messages, partial) if partial else messages,
             question=question,
             sources=sources,
             model=self.model,
