@@ -33,6 +33,7 @@ is_supported() {
 # versions pyenv was told to use).
 find_python() {
     local want="${1:-}" candidate version found=""
+    [ -z "$want" ] || is_supported "$want" || return 1
     local supported="${SUPPORTED_PYTHONS[*]}"
     supported="${supported// /, }"
     if [ -n "${ROOMCHAT_PYTHON:-}" ]; then
@@ -61,7 +62,7 @@ find_python() {
             printf '%s\n' "$candidate"
             return
         fi
-        found+=" ${candidate} is ${version};"
+        found+="${found:+, }$candidate is Python $version"
     done
     local root
     if root="$(pyenv root 2>/dev/null)"; then
@@ -76,7 +77,7 @@ find_python() {
         done
     fi
     [ -z "$want" ] || return 1
-    die "no supported Python found: Roomchat runs on Python $supported (looked for python3.11, python3.12, python3.13 and python3 on PATH, and in pyenv;${found:- none runs}). Install one (Debian, Ubuntu: apt-get install python3 python3-venv; macOS: brew install python@3.13), or set ROOMCHAT_PYTHON to one."
+    die "no supported Python found: Roomchat runs on Python $supported (looked for python3.11, python3.12, python3.13 and python3 on PATH and in pyenv; found ${found:-none}). Install one (Debian, Ubuntu: apt-get install python3 python3-venv; macOS: brew install python@3.13), or set ROOMCHAT_PYTHON to one."
 }
 
 # ensure_venv [EXTRAS [VENV [3.X]]]: make VENV (.venv) with a supported Python (release 3.X if
@@ -121,13 +122,17 @@ ensure_venv() {
     if [ ! -f "$stamp" ]; then
         "$py" "$ROOT/scripts/locked-uv" >/dev/null || die "cannot install: see the line above."
         local uv="$venv/bin/uv" sync=(sync --locked)
-        [ -x "$uv" ] || die "${venv#"$ROOT/"} has no uv: remove ${venv#"$ROOT/"} and run again."
+        if [ ! -x "$uv" ]; then
+            # A venv made before uv.lock (pip installed into it): bring in the locked uv.
+            "$py" -m pip install --quiet --disable-pip-version-check "$("$py" "$ROOT/scripts/locked-uv")" ||
+                die "${venv#"$ROOT/"} has no uv and pip could not install it: remove ${venv#"$ROOT/"} and run again."
+        fi
         # --inexact without extras: ./scripts/serve keeps what ./scripts/test installed beside.
         if [ -n "$extras" ]; then sync+=(--extra "$extras"); else sync+=(--inexact); fi
         export UV_PROJECT_ENVIRONMENT="$venv" UV_PYTHON_DOWNLOADS=never
         # uv is told no Python but the venv's; pip's settings (/etc/pip.conf, caps) are not uv's.
         if ! "$uv" lock --check --quiet --python "$py" --project "$ROOT"; then
-            die "uv.lock does not match pyproject.toml (above). If you changed the dependencies, run '${venv#"$ROOT/"}/bin/uv lock' and commit uv.lock (docs/development.md, \"The lock file\"); if not, 'git checkout uv.lock'."
+            die "uv.lock is out of date with pyproject.toml, or damaged (uv says which, above). If you changed the dependencies, run '${venv#"$ROOT/"}/bin/uv lock' and commit uv.lock (docs/development.md, \"The lock file\"); if not, 'git checkout uv.lock'."
         fi
         say "Installing Python packages from uv.lock${extras:+ (with [$extras])}"
         "$uv" "${sync[@]}" --quiet --python "$py" --project "$ROOT" ||
