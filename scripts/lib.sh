@@ -69,7 +69,8 @@ find_python() {
         local versions=("${SUPPORTED_PYTHONS[@]}")
         [ -z "$want" ] || versions=("$want")
         for version in "${versions[@]}"; do
-            candidate="$(ls -d "$root"/versions/"$version".*/bin/python"$version" 2>/dev/null | sort -V | tail -n 1)"
+            candidate="$(ls -d "$root"/versions/"$version".*/bin/python"$version" 2>/dev/null |
+                sort -V | tail -n 1)" || true
             if [ -n "$candidate" ] && [ "$(python_version "$candidate")" = "$version" ]; then
                 printf '%s\n' "$candidate"
                 return
