@@ -29,8 +29,8 @@ is_supported() {
 # find_python [3.X]: print the path of a supported Python (of release 3.X if given), or stop
 # with a message saying what was found and what to do. ROOMCHAT_PYTHON (a command or a path)
 # chooses one; otherwise the first of python3.11, python3.12, python3.13 and python3 on PATH
-# that runs and is supported, then pyenv's own versions (its shims on PATH run only the
-# versions pyenv was told to use).
+# that runs and is supported, then pyenv's own versions (`pyenv root`, else PYENV_ROOT or
+# ~/.pyenv: its shims on PATH run only the versions pyenv was told to use).
 find_python() {
     local want="${1:-}" candidate version found=""
     [ -z "$want" ] || is_supported "$want" || return 1
@@ -65,7 +65,8 @@ find_python() {
         found+="${found:+, }$candidate is Python $version"
     done
     local root
-    if root="$(pyenv root 2>/dev/null)"; then
+    root="$(pyenv root 2>/dev/null)" || root="${PYENV_ROOT:-$HOME/.pyenv}"
+    if [ -d "$root/versions" ]; then
         local versions=("${SUPPORTED_PYTHONS[@]}")
         [ -z "$want" ] || versions=("$want")
         for version in "${versions[@]}"; do
