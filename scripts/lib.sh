@@ -123,14 +123,16 @@ ensure_venv() {
     stamp="$venv/.installed-$(cat "$ROOT/uv.lock" "$ROOT/pyproject.toml" | sha1sum | cut -c1-12)-${extras:-base}"
     if [ ! -f "$stamp" ]; then
         "$py" "$ROOT/scripts/locked-uv" >/dev/null || die "cannot install: see the line above."
-        local uv="$venv/bin/uv" sync=(sync --locked)
+        # --inexact: what the lock lists is installed at its pinned release, and nothing else is
+        # removed: pip, the test tools when ./scripts/serve runs, what a developer added by hand.
+        # A new venv (a fresh clone, CI) holds exactly the lock all the same.
+        local uv="$venv/bin/uv" sync=(sync --locked --inexact)
         if [ ! -x "$uv" ]; then
             # A venv made before uv.lock (pip installed into it): bring in the locked uv.
             "$py" -m pip install --quiet --disable-pip-version-check "$("$py" "$ROOT/scripts/locked-uv")" ||
                 die "${venv#"$ROOT/"} has no uv and pip could not install it: remove ${venv#"$ROOT/"} and run again."
         fi
-        # --inexact without extras: ./scripts/serve keeps what ./scripts/test installed beside.
-        if [ -n "$extras" ]; then sync+=(--extra "$extras"); else sync+=(--inexact); fi
+        [ -z "$extras" ] || sync+=(--extra "$extras")
         export UV_PROJECT_ENVIRONMENT="$venv" UV_PYTHON_DOWNLOADS=never
         # uv is told no Python but the venv's; pip's settings (/etc/pip.conf, caps) are not uv's.
         if ! "$uv" lock --check --quiet --python "$py" --project "$ROOT"; then
