@@ -24,6 +24,8 @@ from chat.answers.publisher import DeltaPublisher
 from chat.background import keep_until_done, start_detached
 from chat.identity import Identity
 from chat.llm.base import ChatMessage
+from chat.observability import context, metrics
+from chat.observability.context import LLMCall
 from chat.protocol import AnswerStatus, ProtocolError
 from chat.realtime.coordination import AnswerSlot, Coordinator
 from chat.realtime.log import RoomLog, append_patiently
@@ -58,6 +60,8 @@ class QuestionToAnswer:
     asker: str = ""  # the asker's name, as the conversation shows it to the LLM
     # The room's collection, model, prompt…, read with the question (blank: the server's).
     answer_settings: AnswerSettings = field(default_factory=AnswerSettings)
+    # When it was asked (monotonic): the first delta's wait is measured from here.
+    asked_at: float = field(default_factory=time.monotonic)
 
     @property
     def answer_id(self) -> str:
@@ -87,6 +91,10 @@ class RunningAnswer:
     status: AnswerStatus = "complete"
     error: dict[str, str] | None = None
     usage: dict[str, int] | None = None
+    # What its log lines carry: the request that asked it, its LLM call, its first delta.
+    request_id: str = ""
+    llm: LLMCall = field(default_factory=LLMCall)
+    first_delta_seconds: float | None = None
 
     @property
     def answer_id(self) -> str:
@@ -147,9 +155,11 @@ class AnswerRunner:
         answer_id = asked.answer_id
         running = RunningAnswer(
             asked=asked,
-            publisher=DeltaPublisher(lambda text: self._append_delta(asked.room, answer_id, text)),
+            publisher=DeltaPublisher(lambda text: self._append_delta(running, text)),
+            request_id=context.current().request_id,
         )
         self._running[answer_id] = running
+        metrics.ANSWERS_RUNNING.inc()
         # Detached: the answer outlives the frame or request that asked it.
         running.task = start_detached(self._run(running), name=f"answer {answer_id}")
 
@@ -190,6 +200,14 @@ class AnswerRunner:
 
     async def _run(self, running: RunningAnswer) -> None:
         asked = running.asked
+        # Every line logged for this answer (and its LLM call) says which it is.
+        context.bind(
+            room=asked.room,
+            answer_id=asked.answer_id,
+            user_id=asked.slot.user_id,
+            request_id=running.request_id,
+        )
+        running.llm = context.start_llm_call()
         # The conversation so far is read while the answer is being set up, not after.
         history_task = asyncio.ensure_future(self._history(asked.room, asked.question_id))
         try:
@@ -255,6 +273,7 @@ class AnswerRunner:
                         ),
                     )
                 elif isinstance(event, AnswerDelta):
+                    metrics.DELTAS.inc()
                     running.publisher.add(event.text)
                     if time.monotonic() - last_checkpoint > CHECKPOINT_SECONDS:
                         last_checkpoint = time.monotonic()
@@ -263,6 +282,8 @@ class AnswerRunner:
                 elif isinstance(event, AnswerEnd):
                     if event.usage is not None:
                         running.usage = event.usage.to_wire()
+                        metrics.PROMPT_TOKENS.inc(event.usage.prompt_tokens)
+                        metrics.COMPLETION_TOKENS.inc(event.usage.completion_tokens)
                 elif isinstance(event, AnswerError):
                     running.fail("failed", event.error.as_dict())
         finally:
@@ -285,6 +306,8 @@ class AnswerRunner:
             logger.exception("Could not finish answer %s", answer_id)
         finally:
             self._running.pop(answer_id, None)
+            metrics.ANSWERS_RUNNING.dec()
+            _log_end(running)
             await self._coordinator.disown(answer_id)
             await self._coordinator.release_answer(running.asked.slot)
 
@@ -300,8 +323,17 @@ class AnswerRunner:
             self._log, room, event, within=settings.CHAT_LOG_OUTAGE_SECONDS
         )
 
-    async def _append_delta(self, room: str, answer_id: str, text: str) -> None:
-        await self._append(room, protocol.answer_delta_event(answer_id=answer_id, text=text))
+    async def _append_delta(self, running: RunningAnswer, text: str) -> None:
+        seq = await self._append(
+            running.room, protocol.answer_delta_event(answer_id=running.answer_id, text=text)
+        )
+        if seq is not None and running.first_delta_seconds is None:
+            running.first_delta_seconds = time.monotonic() - running.asked.asked_at
+            metrics.FIRST_DELTA_SECONDS.observe(running.first_delta_seconds)
+            llm_seconds = running.llm.first_token_seconds
+            if llm_seconds is not None:
+                server_seconds = max(0.0, running.first_delta_seconds - llm_seconds)
+                metrics.FIRST_DELTA_SERVER_SECONDS.observe(server_seconds)
 
     async def _history(self, room: str, question_id: str) -> list[ChatMessage]:
         """The room's conversation before the question, with who said what, bounded by
@@ -368,3 +400,37 @@ class AnswerRunner:
                 tasks.append(running.task)
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.ends.shutdown()
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}s"
+
+
+def _log_end(running: RunningAnswer) -> None:
+    """The answer's one line: how it ended, how long its first delta took, and which LLM
+    request made it, with that request's own first token time (a slow LLM or a slow server).
+    Never the question's or the answer's text."""
+    llm = running.llm
+    error = running.error["code"] if running.error else "-"
+    logger.info(
+        "Answer %s ended %s (error %s): %d characters, first delta %s, LLM request %s, "
+        "LLM first token %s, %d LLM retries",
+        running.answer_id,
+        running.status,
+        error,
+        len(running.publisher.text),
+        _seconds(running.first_delta_seconds),
+        llm.request_id or "-",
+        _seconds(llm.first_token_seconds),
+        llm.retries,
+        extra={
+            "fields": {
+                "status": running.status,
+                "error": running.error["code"] if running.error else None,
+                "first_delta_seconds": running.first_delta_seconds,
+                "llm_request_id": llm.request_id or None,
+                "llm_first_token_seconds": llm.first_token_seconds,
+                "llm_retries": llm.retries,
+            }
+        },
+    )
