@@ -79,6 +79,8 @@ class Readiness:
             reason, detail = "the previous check has not finished", "still waiting"
         else:
             check.in_flight = asyncio.ensure_future(check.run(within))
+            # Its outcome, once it times out here, is read by nobody: retrieve it.
+            check.in_flight.add_done_callback(_retrieved)
             try:
                 # Shielded: a check that times out goes on (its thread cannot be stopped);
                 # the next probe reports it unfinished rather than start another.
@@ -103,6 +105,11 @@ class Readiness:
             logger.log(level, "Readiness: %s failed (%s)", check.name, detail)
         check.failing = True
         return {**result, "ok": False, "error": reason}
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 async def _in_thread(function: Callable[[], object]) -> None:
