@@ -25,6 +25,7 @@ from chat.background import keep_until_done, start_detached
 from chat.identity import Identity
 from chat.llm.base import ChatMessage
 from chat.observability import context, metrics
+from chat.observability.answers import log_answer_end, observe_first_delta
 from chat.observability.context import LLMCall
 from chat.protocol import AnswerStatus, ProtocolError
 from chat.realtime.coordination import AnswerSlot, Coordinator
@@ -307,7 +308,14 @@ class AnswerRunner:
         finally:
             self._running.pop(answer_id, None)
             metrics.ANSWERS_RUNNING.dec()
-            _log_end(running)
+            log_answer_end(
+                answer_id,
+                status=running.status,
+                error_code=running.error["code"] if running.error else None,
+                characters=len(running.publisher.text),
+                first_delta_seconds=running.first_delta_seconds,
+                llm=running.llm,
+            )
             await self._coordinator.disown(answer_id)
             await self._coordinator.release_answer(running.asked.slot)
 
@@ -329,11 +337,7 @@ class AnswerRunner:
         )
         if seq is not None and running.first_delta_seconds is None:
             running.first_delta_seconds = time.monotonic() - running.asked.asked_at
-            metrics.FIRST_DELTA_SECONDS.observe(running.first_delta_seconds)
-            llm_seconds = running.llm.first_token_seconds
-            if llm_seconds is not None:
-                server_seconds = max(0.0, running.first_delta_seconds - llm_seconds)
-                metrics.FIRST_DELTA_SERVER_SECONDS.observe(server_seconds)
+            observe_first_delta(running.first_delta_seconds, running.llm)
 
     async def _history(self, room: str, question_id: str) -> list[ChatMessage]:
         """The room's conversation before the question, with who said what, bounded by
@@ -400,37 +404,3 @@ class AnswerRunner:
                 tasks.append(running.task)
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.ends.shutdown()
-
-
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}s"
-
-
-def _log_end(running: RunningAnswer) -> None:
-    """The answer's one line: how it ended, how long its first delta took, and which LLM
-    request made it, with that request's own first token time (a slow LLM or a slow server).
-    Never the question's or the answer's text."""
-    llm = running.llm
-    error = running.error["code"] if running.error else "-"
-    logger.info(
-        "Answer %s ended %s (error %s): %d characters, first delta %s, LLM request %s, "
-        "LLM first token %s, %d LLM retries",
-        running.answer_id,
-        running.status,
-        error,
-        len(running.publisher.text),
-        _seconds(running.first_delta_seconds),
-        llm.request_id or "-",
-        _seconds(llm.first_token_seconds),
-        llm.retries,
-        extra={
-            "fields": {
-                "status": running.status,
-                "error": running.error["code"] if running.error else None,
-                "first_delta_seconds": running.first_delta_seconds,
-                "llm_request_id": llm.request_id or None,
-                "llm_first_token_seconds": llm.first_token_seconds,
-                "llm_retries": llm.retries,
-            }
-        },
-    )

@@ -44,7 +44,7 @@ ANSWERS = Counter(
     "chat_answers",
     "Answers ended, by final status and error code (`none` without one), counted by the "
     "worker that appended the end: the owner's, or a survivor's for `interrupted` answers "
-    "whose worker died.",
+    "whose worker died (answers outside rooms by their own worker).",
     ["status", "error"],
 )
 

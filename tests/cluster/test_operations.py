@@ -205,3 +205,30 @@ async def test_readyz_is_503_while_redis_is_away_and_200_again_after_without_a_r
     assert "Readiness: redis failed" in logs
     assert "Readiness: redis is usable again" in logs
     assert "Traceback" not in logs
+
+
+async def test_a_dropped_redis_connection_opened_again_is_counted(
+    redis_proxy: tuple[TcpProxy, str],
+) -> None:
+    """`chat_redis_reconnects_total`: the room log's client, through a proxy that is cut."""
+    from prometheus_client import REGISTRY
+
+    from chat.realtime.redis_client import command_client
+
+    def reconnects() -> float:
+        return REGISTRY.get_sample_value("chat_redis_reconnects_total") or 0.0
+
+    proxy, url = redis_proxy
+    client = command_client(url, max_connections=4)
+    try:
+        await client.ping()
+        before = reconnects()
+        proxy.cut()
+        proxy.restore()
+        await client.ping()  # its connection was closed: it connects again (a retry)
+        assert reconnects() - before == 1
+        await client.ping()
+        assert reconnects() - before == 1
+    finally:
+        await client.aclose()
+        await client.connection_pool.disconnect()
