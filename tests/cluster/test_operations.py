@@ -132,8 +132,13 @@ async def test_a_429_is_retried_counted_and_logged_without_the_key_or_the_questi
     assert grew("chat_room_log_append_seconds_count") >= 3  # question, start, deltas, end
     assert grew("chat_llm_tokens_total", kind="completion") >= 1
 
+    # A request the LLM refuses (a bad key): the failure is logged, the key is not.
+    await member.ask(f"{question_words} again [[sim fault=401]]")
+    failed = await member.until_end(timeout=30)
+    assert (failed["status"], failed["error"]["code"]) == ("failed", "llm_rejected")
+
     # The answer's line, in JSON: who, where, and the LLM request behind it.
-    await wait_for(lambda: "ended complete" in cluster.logs(0), timeout=10)
+    await wait_for(lambda: "ended failed" in cluster.logs(0), timeout=10)
     logs = cluster.logs(0)
     lines = []
     for text in logs.splitlines():
@@ -148,6 +153,7 @@ async def test_a_429_is_retried_counted_and_logged_without_the_key_or_the_questi
     ended = [line for line in lines if line.get("answer_id") == end["answer_id"]]
     answer_line = next(line for line in ended if "ended complete" in line["message"])
     assert answer_line["room"] == room
+    assert answer_line["request_id"].startswith("ws_")  # the socket that asked
     assert answer_line["user_id"] == member.welcome["user"]["id"]
     assert answer_line["llm_request_id"].startswith("req_")
     assert answer_line["llm_retries"] == 1
