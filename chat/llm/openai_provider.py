@@ -128,8 +128,6 @@ class OpenAIProvider:
         # The answer's record of this call (None outside an answer task: `manage.py ask`).
         call = context.llm_call()
         sent_at = time.monotonic()
-        if call is not None:
-            call.sent_at = sent_at
         upstream = await self._open(request)
         if call is not None:
             # The server's id for this request, to find it in the LLM's own logs.
@@ -197,6 +195,7 @@ class OpenAIProvider:
         """Send the request until the server accepts it, retrying 429, 5xx and failed connects."""
         client = self._get_client()
         messages = [_message_param(message) for message in request.messages]
+        call = context.llm_call()  # the answer's record of this call, if in an answer
         attempt = 0
         while True:
             try:
@@ -212,6 +211,9 @@ class OpenAIProvider:
                     stream_options={"include_usage": True} if self.include_usage else openai.omit,
                 )
             except openai.OpenAIError as err:
+                if call is not None and isinstance(err, openai.APIStatusError):
+                    # A refused request has an id too: the one to ask the provider about.
+                    call.request_id = str(err.response.headers.get("x-request-id", ""))[:100]
                 failure = self._classify(err)
                 if not failure.retryable or attempt >= self.max_retries:
                     raise failure.error from err
@@ -220,7 +222,6 @@ class OpenAIProvider:
             )
             attempt += 1
             metrics.LLM_RETRIES.labels(failure.error.code).inc()
-            call = context.llm_call()
             if call is not None:
                 call.retries = attempt
             logger.warning(

@@ -30,8 +30,8 @@ class LLMCall:
     """One answer's LLM request, as the provider saw it."""
 
     request_id: str = ""  # the LLM server's (`x-request-id`), to find the call in its logs
-    sent_at: float | None = None  # monotonic, first attempt
-    first_token_seconds: float | None = None  # from `sent_at`, retries included
+    # From the first attempt sent to the first token received, retries included.
+    first_token_seconds: float | None = None
     retries: int = 0
 
 

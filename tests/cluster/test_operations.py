@@ -158,6 +158,13 @@ async def test_a_429_is_retried_counted_and_logged_without_the_key_or_the_questi
     assert answer_line["llm_request_id"].startswith("req_")
     assert answer_line["llm_retries"] == 1
     assert answer_line["first_delta_seconds"] > answer_line["llm_first_token_seconds"] > 0
+    # A refused request's line names its request id too, and the error code.
+    refused = next(
+        line
+        for line in lines
+        if line.get("answer_id") == failed["answer_id"] and "ended failed" in line["message"]
+    )
+    assert (refused["error"], refused["llm_request_id"][:4]) == ("llm_rejected", "req_")
     # The retry was logged (a warning), with the answer's ids, and no secret.
     assert any("retry 1 of" in line["message"] for line in ended)
     assert api_key not in logs
