@@ -193,6 +193,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         runtime, identity = self._member()
         await runtime.moderation.set_role(self.room, identity, command.user_id, command.role)
 
+    async def on_feedback(self, command: protocol.Feedback) -> None:
+        runtime, identity = self._member()
+        await runtime.feedback.give(self.room, identity, command)
+
     async def on_ping(self, command: protocol.Ping) -> None:
         if self.conn is not None:
             self.conn.push(dumps(protocol.pong_frame()))
@@ -207,6 +211,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         "redact": on_redact,
         "remove": on_remove,
         "set_role": on_set_role,
+        "feedback": on_feedback,
     }
 
     async def _send_text(self, frame: str) -> None:

@@ -1,0 +1,185 @@
+"""A room's history as a file: JSON that reads back losslessly (`load_room`, `manage.py
+importroom`), and Markdown for people to read.
+
+The JSON holds one entry per stored message, oldest first (by `created`): people's messages,
+questions, answers with their status, sources, error, usage and feedback counts. An answer
+names its question (`question_id`); versions of an answer would be more entries naming the
+same question. What a moderator removed stays removed: its entry
+has `redacted: true` and no text.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils.dateparse import parse_datetime
+
+from chat.history.feedback import readable_room
+from chat.identity import Identity
+from chat.models import FeedbackCount, Message, Room
+from chat.protocol import ProtocolError
+
+FORMAT: Final = "roomchat.room-export"
+VERSION: Final = 1
+# Stored fields of a message, in the order an entry lists them.
+_FIELDS: Final = (
+    "id",
+    "seq",
+    "end_seq",
+    "role",
+    "status",
+    "user_id",
+    "user_name",
+    "client_id",
+    "question_id",
+    "text",
+    "sources",
+    "usage",
+    "error",
+    "created",
+    "finished",
+    "redacted",
+)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _entry(message: Message) -> dict[str, Any]:
+    entry: dict[str, Any] = {}
+    for name in _FIELDS:
+        value = getattr(message, name)
+        entry[name] = _iso(value) if isinstance(value, datetime) else value
+    try:
+        count = message.feedback_count
+        entry["feedback"] = {"up": count.up, "down": count.down}
+    except FeedbackCount.DoesNotExist:
+        entry["feedback"] = {"up": 0, "down": 0}
+    return entry
+
+
+def export_room(room_name: str, identity: Identity) -> dict[str, Any]:
+    """The room as JSON-ready data; `not_found` where `identity` may not read it."""
+    room = readable_room(room_name, identity)
+    messages: list[Message] = []
+    if room is not None:
+        messages = list(
+            Message.objects.filter(room=room)
+            .select_related("feedback_count")
+            .order_by("created", "id")
+        )
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "room": {
+            "name": room_name,
+            "title": room.title if room is not None else "",
+            "description": room.description if room is not None else "",
+        },
+        "messages": [_entry(message) for message in messages],
+    }
+
+
+def to_markdown(data: dict[str, Any], *, labels: dict[str, str] | None = None) -> str:
+    """The export as Markdown: who said what, when; answers with their status, sources and
+    feedback. People's words are quoted as they are (the file is read, not rendered here)."""
+    room = data["room"]
+    lines = [f"# {room['title'] or room['name']}", ""]
+    if room.get("description"):
+        lines += [room["description"], ""]
+    for entry in data["messages"]:
+        when = entry["created"] or ""
+        if entry["role"] == Message.Role.ASSISTANT:
+            head = f"### Assistant · {when}"
+            if entry["status"] != Message.Status.COMPLETE:
+                head += f" · {entry['status']}"
+        else:
+            asked = " (asked the assistant)" if entry["role"] == Message.Role.USER else ""
+            head = f"### {entry['user_name'] or entry['user_id']}{asked} · {when}"
+        lines += [head, ""]
+        if entry["redacted"]:
+            lines += ["*Removed by a moderator.*", ""]
+            continue
+        if entry["text"]:
+            lines += [entry["text"], ""]
+        if entry.get("error"):
+            lines += [
+                f"> Error `{entry['error'].get('code', '')}`: {entry['error'].get('message', '')}",
+                "",
+            ]
+        if entry["role"] == Message.Role.ASSISTANT:
+            for number, source in enumerate(entry.get("sources") or [], start=1):
+                name = source.get("source") or source.get("title") or source.get("id", "")
+                snippet = " ".join(str(source.get("snippet", "")).split())
+                lines.append(f"{number}. **{source.get('title') or name}** ({name}): {snippet}")
+            if entry.get("sources"):
+                lines.append("")
+            feedback = entry.get("feedback") or {}
+            if feedback.get("up") or feedback.get("down"):
+                lines += [f"👍 {feedback.get('up', 0)} · 👎 {feedback.get('down', 0)}", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _moment(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    moment = parse_datetime(value) if isinstance(value, str) else None
+    if moment is None:
+        raise ProtocolError("invalid", f"Not a date and time: {str(value)[:40]!r}.")
+    return moment
+
+
+def load_room(data: dict[str, Any], *, room_name: str | None = None) -> Room:
+    """Store an export (as `export_room` made it) as a new room, `room_name` or the one it
+    names: every message with its fields and feedback counts. `invalid` for data that is not
+    such an export, `conflict` when the room or one of the messages is already stored.
+    The room starts as a public room with no owner (give it one in the admin)."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
+        raise ProtocolError("invalid", f"Not a {FORMAT} version {VERSION} file.")
+    name = room_name or str(data.get("room", {}).get("name", ""))
+    entries = data.get("messages")
+    if not isinstance(entries, list):
+        raise ProtocolError("invalid", "`messages` must be a list.")
+    with transaction.atomic():
+        if Room.objects.filter(name=name).exists():
+            raise ProtocolError("conflict", f"There is already a room called {name}.")
+        ids = [entry.get("id") for entry in entries if isinstance(entry, dict)]
+        if Message.objects.filter(id__in=ids).exists():
+            raise ProtocolError("conflict", "Some of these messages are already stored.")
+        info = data.get("room", {})
+        seqs = [e.get("end_seq") or e.get("seq") or 0 for e in entries if isinstance(e, dict)]
+        room = Room.objects.create(
+            name=name,
+            title=str(info.get("title", "")),
+            description=str(info.get("description", "")),
+            last_seq=max(seqs, default=0),
+        )
+        for entry in entries:
+            if not isinstance(entry, dict):
+                raise ProtocolError("invalid", "Each message must be an object.")
+            fields = {key: entry.get(key) for key in _FIELDS}
+            for key in ("created", "finished"):
+                fields[key] = _moment(fields[key])
+            for key in ("user_id", "user_name", "client_id", "text"):
+                fields[key] = fields[key] or ""
+            fields["sources"] = fields["sources"] or []
+            fields["redacted"] = bool(fields["redacted"])
+            message = Message(room=room, **fields)
+            try:
+                message.full_clean(exclude=["room", "question", "sources"])
+            except ValidationError as err:
+                raise ProtocolError("invalid", f"Message {str(fields['id'])[:40]}: {err}") from None
+            message.save(force_insert=True)
+            feedback = entry.get("feedback") or {}
+            if feedback.get("up") or feedback.get("down"):
+                FeedbackCount.objects.create(
+                    answer=message,
+                    up=int(feedback.get("up", 0)),
+                    down=int(feedback.get("down", 0)),
+                    rev=1,
+                )
+    return room

@@ -1,0 +1,86 @@
+"""👍 / 👎 on answers: one per person and answer, changeable, removable. Each change updates the
+answer's `FeedbackCount` under a row lock and raises its `rev`, so the counts every change
+reports are exact and ordered, whichever worker made it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from chat import rooms
+from chat.identity import Identity
+from chat.models import Feedback, FeedbackCount, Message, Room
+from chat.protocol import ProtocolError
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """An answer's counts after a change, and the change's `rev`."""
+
+    answer_id: str
+    up: int
+    down: int
+    rev: int
+    changed: bool = True
+
+    def to_wire(self) -> dict[str, int]:
+        return {"up": self.up, "down": self.down, "rev": self.rev}
+
+
+def readable_room(room_name: str, identity: Identity) -> Room | None:
+    """The room's row (None: nothing was ever said in it), or `not_found` where `identity` may
+    not read it (a private room is not confirmed to outsiders)."""
+    room = Room.objects.filter(name=room_name).first()
+    rooms.access_to(room, room_name, identity).check_enter()
+    return room
+
+
+def set_feedback(room_name: str, identity: Identity, answer_id: str, value: str | None) -> Counts:
+    """Store `identity`'s feedback on an answer of this room (`None` takes it back); anyone who
+    may read the room may give it. `not_found` for anything that is not an answer here. A
+    change that changes nothing still reports the counts (with the same `rev`)."""
+    room = readable_room(room_name, identity)
+    with transaction.atomic():
+        answer = (
+            Message.objects.select_for_update()
+            .filter(room=room, id=answer_id, role=Message.Role.ASSISTANT)
+            .first()
+            if room is not None
+            else None
+        )
+        if answer is None:
+            raise ProtocolError("not_found", "There is no such answer in this room.")
+        # The count row is the lock every change of this answer's feedback takes, in turn.
+        FeedbackCount.objects.get_or_create(answer=answer)
+        count = FeedbackCount.objects.select_for_update().get(answer=answer)
+        before = Feedback.objects.filter(answer=answer, user_id=identity.id).first()
+        old = before.value if before is not None else None
+        if old == value:
+            return Counts(answer.id, count.up, count.down, count.rev, changed=False)
+        if value is None:
+            if before is not None:
+                before.delete()
+        elif before is None:
+            Feedback.objects.create(answer=answer, user_id=identity.id, value=value)
+        else:
+            before.value = value
+            before.save(update_fields=["value", "updated"])
+        # Moved by the change, not recounted: counts that came with an imported room stay.
+        for side, delta in ((old, -1), (value, +1)):
+            if side == Feedback.Value.UP:
+                count.up = max(0, count.up + delta)
+            elif side == Feedback.Value.DOWN:
+                count.down = max(0, count.down + delta)
+        count.rev += 1
+        count.save(update_fields=["up", "down", "rev"])
+        return Counts(answer.id, count.up, count.down, count.rev)
+
+
+def mine(room_name: str, identity: Identity) -> dict[str, str]:
+    """`identity`'s feedback in this room: answer id -> `up` / `down`."""
+    room = readable_room(room_name, identity)
+    if room is None:
+        return {}
+    rows = Feedback.objects.filter(answer__room=room, user_id=identity.id)
+    return dict(rows.values_list("answer_id", "value"))
