@@ -20,7 +20,7 @@ from django.utils.dateparse import parse_datetime
 from chat.history.feedback import readable_room
 from chat.identity import Identity
 from chat.models import FeedbackCount, Message, Room
-from chat.protocol import ProtocolError
+from chat.protocol import ProtocolError, is_room_name
 
 FORMAT: Final = "roomchat.room-export"
 VERSION: Final = 1
@@ -140,7 +140,12 @@ def load_room(data: dict[str, Any], *, room_name: str | None = None) -> Room:
     The room starts as a public room with no owner (give it one in the admin)."""
     if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
         raise ProtocolError("invalid", f"Not a {FORMAT} version {VERSION} file.")
-    name = room_name or str(data.get("room", {}).get("name", ""))
+    info = data.get("room")
+    if not isinstance(info, dict):
+        raise ProtocolError("invalid", "`room` must be an object.")
+    name = room_name or str(info.get("name", ""))
+    if not is_room_name(name):
+        raise ProtocolError("invalid", "A room name is 1 to 64 characters of A-Z a-z 0-9 _ -.")
     entries = data.get("messages")
     if not isinstance(entries, list):
         raise ProtocolError("invalid", "`messages` must be a list.")
@@ -150,7 +155,6 @@ def load_room(data: dict[str, Any], *, room_name: str | None = None) -> Room:
         ids = [entry.get("id") for entry in entries if isinstance(entry, dict)]
         if Message.objects.filter(id__in=ids).exists():
             raise ProtocolError("conflict", "Some of these messages are already stored.")
-        info = data.get("room", {})
         seqs = [e.get("end_seq") or e.get("seq") or 0 for e in entries if isinstance(e, dict)]
         room = Room.objects.create(
             name=name,

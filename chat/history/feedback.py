@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import F
 
 from chat import rooms
 from chat.identity import Identity
@@ -42,18 +43,14 @@ def set_feedback(room_name: str, identity: Identity, answer_id: str, value: str 
     change that changes nothing still reports the counts (with the same `rev`)."""
     room = readable_room(room_name, identity)
     with transaction.atomic():
-        answer = (
-            Message.objects.select_for_update()
-            .filter(room=room, id=answer_id, role=Message.Role.ASSISTANT)
-            .first()
-            if room is not None
-            else None
-        )
-        if answer is None:
+        answers = Message.objects.filter(room=room, id=answer_id, role=Message.Role.ASSISTANT)
+        # A write first, that changes nothing: it locks the answer's row (PostgreSQL), so that
+        # every change of its feedback takes its turn, and on SQLite takes the write lock at
+        # once (a read first would fail, not wait, if another write came in between).
+        if room is None or answers.update(role=F("role")) == 0:
             raise ProtocolError("not_found", "There is no such answer in this room.")
-        # The count row is the lock every change of this answer's feedback takes, in turn.
-        FeedbackCount.objects.get_or_create(answer=answer)
-        count = FeedbackCount.objects.select_for_update().get(answer=answer)
+        answer = answers.get()
+        count, _ = FeedbackCount.objects.get_or_create(answer=answer)
         before = Feedback.objects.filter(answer=answer, user_id=identity.id).first()
         old = before.value if before is not None else None
         if old == value:

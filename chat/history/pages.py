@@ -16,7 +16,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any, Final
 
-from django.db.models import F, QuerySet, Value
+from django.db.models import F, QuerySet, TextField, Value
 from django.db.models.functions import Coalesce, Lower, Replace
 
 from chat import storage
@@ -117,7 +117,7 @@ def search(room_name: str, identity: Identity, query: str, *, limit: int) -> lis
         return []
     squashed: Any = Lower("text")
     for space in (" ", "\n", "\t", "\r"):
-        squashed = Replace(squashed, Value(space), Value(""))
+        squashed = Replace(squashed, Value(space), Value(""), output_field=TextField())
     rows = (
         _placed(Message.objects.filter(room=room, redacted=False))
         .select_related("feedback_count")
