@@ -73,7 +73,7 @@ async def test_json_export_holds_every_message_and_reads_back_losslessly(tmp_pat
 
 
 async def test_markdown_export_reads_as_the_conversation() -> None:
-    alice, ids = await _room_with_everything("export-md")
+    alice, _ = await _room_with_everything("export-md")
     response = await AsyncClient().get("/api/rooms/export-md/export", {"format": "md"})
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/markdown")

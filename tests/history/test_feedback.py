@@ -12,9 +12,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import AsyncClient
 
-from chat.models import Feedback, FeedbackCount, Room
+from chat.models import Feedback, FeedbackCount, Message, Room
 from chat.runtime import reset_runtime
-from tests.conftest import Client, connect
+from tests.conftest import Client, connect, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -153,9 +153,6 @@ async def test_a_private_room_takes_no_feedback_from_outsiders() -> None:
     # The owner's own question and answer, over HTTP.
     asked = await http.post("/api/rooms/fb-private/questions", {"text": "hi"}, "application/json")
     assert asked.status_code == 202
-    from tests.conftest import wait_for
-    from chat.models import Message
-
     answer = await wait_for(
         lambda: (
             Message.objects.filter(room__name="fb-private", role="assistant")
