@@ -35,6 +35,7 @@ export const ROOM_EVENTS = new Set([
   "answer.end",
   "message.redacted",
   "room.updated",
+  "answer.feedback",
 ]);
 
 /** Error codes that refuse an `ask` or a `say` (its text goes back to the composer). */
@@ -190,6 +191,11 @@ export class RoomClient {
 
   cancel(answerId) {
     return this._send({ type: "cancel", answer_id: answerId });
+  }
+
+  /** Your 👍 (`up`) or 👎 (`down`) on an answer; null takes yours back. */
+  feedback(answerId, value) {
+    return this._send({ type: "feedback", answer_id: answerId, value });
   }
 
   /** While waiting to reconnect: try now (the "Retry now" button, coming back online). */

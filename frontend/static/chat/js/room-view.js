@@ -40,6 +40,11 @@ function avatar(user) {
   return node;
 }
 
+/** The element id of an answer's source n (1-based), which its `[n]` links to. */
+export function sourceId(answerId, n) {
+  return `src-${answerId}-${n}`;
+}
+
 function truncate(text, n) {
   const chars = Array.from(String(text).replace(/\s+/g, " ").trim());
   return chars.length > n ? `${chars.slice(0, n).join("")}…` : chars.join("");
@@ -54,6 +59,7 @@ export class RoomView {
    * @param {(messageId: string) => void} [args.onRedact]  a moderator removes a message
    * @param {(user: object) => void} [args.onRemoveMember]  a moderator removes someone
    * @param {(user: object, role: string) => void} [args.onSetRole]  the owner names a role
+   * @param {(answerId: string, value: string|null) => void} [args.onFeedback]  👍 / 👎 / take back
    * @param {string} [args.assistantName]  what the room calls its assistant (blank: default)
    */
   constructor({
@@ -62,6 +68,7 @@ export class RoomView {
     onRedact = () => {},
     onRemoveMember = () => {},
     onSetRole = () => {},
+    onFeedback = () => {},
     assistantName = "",
   }) {
     this.els = elements;
@@ -69,6 +76,9 @@ export class RoomView {
     this.onRedact = onRedact;
     this.onRemoveMember = onRemoveMember;
     this.onSetRole = onSetRole;
+    this.onFeedback = onFeedback;
+    this.mine = new Map(); // answer id -> "up" | "down": my own feedback
+    this.oldestSeq = null; // the lowest seq shown: history pages go on from it
     this.access = null; // the welcome's `access`: {role, moderate, configure}
     this.assistantName = assistantName;
     this.me = null;
@@ -89,6 +99,11 @@ export class RoomView {
     this.els.log.addEventListener("click", (event) => {
       const copy = event.target.closest?.(".copy-code");
       if (copy) copyCode(copy, this._codeStrings());
+      const cite = event.target.closest?.("a.cite");
+      if (cite) {
+        event.preventDefault();
+        this.showSource(cite.getAttribute("href").slice(1));
+      }
     });
   }
 
@@ -116,8 +131,48 @@ export class RoomView {
     this.answers.clear();
     this.said.clear();
     this.streaming.clear();
+    this.oldestSeq = null;
     this.els.log.replaceChildren();
+    this._addHistory(history);
+    this._updateEmpty();
+    this.stick = true;
+    this.scrollToBottom(false);
+  }
+
+  /** Older messages (a history page, oldest first) above what is shown, the reader's place
+   *  on the screen kept. Messages already shown are skipped. How many were added. */
+  prependHistory(messages = []) {
+    const fresh = messages.filter(
+      (m) => !this.said.has(m.id) && !this.questions.has(m.id) && !this.answers.has(m.id),
+    );
+    const log = this.els.log;
+    const scroller = this.els.scroller;
+    const before = scroller.scrollHeight;
+    const top = scroller.scrollTop;
+    // Built in a list of their own (the add functions append to this.els.log), then moved.
+    const older = document.createElement("ol");
+    this.els.log = older;
+    try {
+      this._addHistory(fresh);
+    } finally {
+      this.els.log = log;
+    }
+    log.prepend(...older.children);
+    this.stick = false;
+    scroller.scrollTop = top + (scroller.scrollHeight - before);
+    this.lastTop = scroller.scrollTop;
+    for (const m of messages) this._seenSeq(m.seq);
+    this._updateEmpty();
+    return fresh.length;
+  }
+
+  _seenSeq(seq) {
+    if (Number.isInteger(seq) && (this.oldestSeq === null || seq < this.oldestSeq)) this.oldestSeq = seq;
+  }
+
+  _addHistory(history) {
     for (const message of history) {
+      this._seenSeq(message.seq);
       if (message.role === "message") {
         this._addSaid(message);
       } else if (message.role === "user") {
@@ -135,6 +190,7 @@ export class RoomView {
           continue;
         }
         state.tracked = message.status === "streaming";
+        if (message.feedback) this.setFeedback(message.id, message.feedback);
         if (Array.isArray(message.sources) && message.sources.length) {
           this._setSources(state, message.sources);
         }
@@ -152,9 +208,6 @@ export class RoomView {
       }
       if (message.redacted) this._redact(message.id);
     }
-    this._updateEmpty();
-    this.stick = true;
-    this.scrollToBottom(false);
   }
 
   // --- room events -------------------------------------------------------------------------
@@ -197,6 +250,9 @@ export class RoomView {
         if (this._redact(frame.id)) this.announce(t("announce.redacted"));
         break;
       }
+      case "answer.feedback":
+        this.setFeedback(frame.answer_id, frame);
+        break;
       case "answer.end": {
         const state = this._answerFor(frame.answer_id);
         if (state.redacted) {
@@ -362,11 +418,15 @@ export class RoomView {
       progressLabel,
       stop,
       status: "streaming",
+      feedback: { up: 0, down: 0, rev: 0 },
+      feedbackBar: null,
       gotText: false,
       gotSources: false,
       done: false,
       tracked: true,
     };
+    // `[n]` links to source n of this answer once its sources are known.
+    md.cite = (n) => (state.sources && n >= 1 && n <= state.sources.length ? sourceId(id, n) : null);
     this.answers.set(id, state);
     this._updateAnswerState(state);
     return state;
@@ -399,12 +459,16 @@ export class RoomView {
     details.append(summary);
     {
       const list = el("ol", "sources-list");
-      for (const source of sources) {
+      sources.forEach((source, index) => {
         const item = el("li", "source");
+        item.id = sourceId(state.id, index + 1);
+        item.tabIndex = -1; // a citation moves the focus here
+        const number = el("span", "source-number visually-hidden", `[${index + 1}]`);
         const title = el("span", "source-title", source.title || source.source || source.id || "");
         title.dir = "auto";
-        item.append(title);
-        if (source.source && source.source !== source.title) {
+        item.append(number, title);
+        if (source.source) {
+          // The document's name (a file name, or an address), always shown.
           const origin = /^https?:\/\//i.test(source.source) ? el("a", "source-origin") : el("span", "source-origin");
           origin.textContent = source.source;
           if (origin.tagName === "A") {
@@ -420,11 +484,103 @@ export class RoomView {
           item.append(snippet);
         }
         list.append(item);
-      }
+      });
       details.append(list);
     }
     state.sourcesSlot.replaceChildren(details);
+    if (state.md.text && !state.redacted) state.md.refresh(); // its [n] can link now
     this._updateAnswerState(state);
+  }
+
+  /** Follow a citation: open the answer's sources and bring that source into view. */
+  showSource(targetId) {
+    const item = document.getElementById(targetId);
+    if (!item) return;
+    const details = item.closest("details");
+    if (details) details.open = true;
+    item.classList.remove("cited");
+    void item.offsetWidth; // restart the highlight's animation
+    item.classList.add("cited");
+    item.scrollIntoView({ block: "nearest", behavior: "smooth" });
+    item.focus({ preventScroll: true });
+  }
+
+  /** Scroll to a message shown in the page and mark it for a moment (a search result). */
+  showMessage(id) {
+    const node = this.els.log.querySelector(`#${CSS.escape(`msg-${id}`)}`);
+    if (!node) return false;
+    this.stick = false;
+    node.classList.remove("found");
+    void node.offsetWidth;
+    node.classList.add("found");
+    node.scrollIntoView({ block: "center" });
+    node.tabIndex = -1;
+    node.focus({ preventScroll: true });
+    return true;
+  }
+
+  /** The assistant's name as answers show it. */
+  assistantLabel() {
+    return this.assistantName || t("answer.assistant");
+  }
+
+  // --- feedback ----------------------------------------------------------------------------
+
+  /** My own feedback, from `GET /api/rooms/<room>/feedback` (answer id -> up/down). */
+  setMine(mine = {}) {
+    this.mine = new Map(Object.entries(mine || {}));
+    for (const state of this.answers.values()) this._renderFeedback(state);
+  }
+
+  /** An answer's counts (history's `feedback`, an `answer.feedback` event): kept only when
+   *  newer (a higher `rev`) than what is shown. */
+  setFeedback(answerId, { up, down, rev }) {
+    const state = this.answers.get(answerId);
+    if (!state || !Number.isInteger(rev) || rev <= state.feedback.rev) return;
+    state.feedback = { up: Number(up) || 0, down: Number(down) || 0, rev };
+    this._renderFeedback(state);
+  }
+
+  _renderFeedback(state) {
+    const bar = state.feedbackBar;
+    if (!bar) return;
+    const mine = this.mine.get(state.id) || null;
+    for (const button of bar.querySelectorAll("button")) {
+      const value = button.dataset.value;
+      const count = state.feedback[value] || 0;
+      button.setAttribute("aria-pressed", String(mine === value));
+      button.querySelector(".fb-count").textContent = count ? String(count) : "";
+      const key = value === "up" ? "feedback.upAria" : "feedback.downAria";
+      button.setAttribute("aria-label", t(key, { n: count }));
+      button.title = t(mine === value ? "feedback.takeBack" : key, { n: count });
+    }
+  }
+
+  _addFeedbackBar(state) {
+    if (state.feedbackBar || state.redacted) return;
+    const bar = el("div", "feedback");
+    bar.setAttribute("role", "group");
+    bar.setAttribute("aria-label", t("feedback.label"));
+    bar.dataset.i18nAttr = "aria-label:feedback.label";
+    for (const [value, icon] of [["up", "👍"], ["down", "👎"]]) {
+      const button = el("button", `fb-btn fb-${value}`);
+      button.type = "button";
+      button.dataset.value = value;
+      const glyph = el("span", "fb-icon", icon);
+      glyph.setAttribute("aria-hidden", "true");
+      button.append(glyph, el("span", "fb-count"));
+      button.addEventListener("click", () => {
+        const next = this.mine.get(state.id) === value ? null : value;
+        if (next) this.mine.set(state.id, next);
+        else this.mine.delete(state.id);
+        this._renderFeedback(state);
+        this.onFeedback(state.id, next);
+      });
+      bar.append(button);
+    }
+    state.feedbackBar = bar;
+    state.foot.after(bar);
+    this._renderFeedback(state);
   }
 
   _endAnswer(state, { status, text, error }) {
@@ -445,6 +601,7 @@ export class RoomView {
     }
     state.node.dataset.status = final;
     state.node.removeAttribute("aria-busy");
+    this._addFeedbackBar(state);
     if (state.stop) {
       state.stop.remove();
       state.stop = null;
@@ -521,6 +678,8 @@ export class RoomView {
       answer.redacted = true;
       this.streaming.delete(answer);
       answer.md.setText("");
+      answer.feedbackBar?.remove();
+      answer.feedbackBar = null;
     }
     for (const words of node.querySelectorAll(".said-text, .question-text, .answer-body, .sources-slot")) {
       words.replaceChildren();
@@ -696,6 +855,7 @@ export class RoomView {
         state.stop.setAttribute("aria-label", t("answer.stopAria"));
         if (!state.stop.disabled) state.stop.querySelector(".stop-label").textContent = t("answer.stop");
       }
+      this._renderFeedback(state);
       const strings = this._codeStrings();
       state.md.strings = strings;
       for (const button of state.body.querySelectorAll(".copy-code")) {
