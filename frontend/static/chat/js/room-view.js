@@ -45,6 +45,30 @@ export function sourceId(answerId, n) {
   return `src-${answerId}-${n}`;
 }
 
+const SVG = "http://www.w3.org/2000/svg";
+// A thumb (drawn, not an emoji: not every system has a font with 👍).
+const THUMB = "M7 10v11M7 10l4-8a2 2 0 0 1 2 2v5h5.5a2 2 0 0 1 2 2.3l-1.4 8a2 2 0 0 1-2 1.7H7M7 10H4.5a1 1 0 0 0-1 1v9a1 1 0 0 0 1 1H7";
+
+function thumb(down) {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("width", "16");
+  svg.setAttribute("height", "16");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("focusable", "false");
+  svg.setAttribute("class", "fb-icon");
+  const path = document.createElementNS(SVG, "path");
+  path.setAttribute("d", THUMB);
+  path.setAttribute("fill", "none");
+  path.setAttribute("stroke", "currentColor");
+  path.setAttribute("stroke-width", "1.9");
+  path.setAttribute("stroke-linecap", "round");
+  path.setAttribute("stroke-linejoin", "round");
+  if (down) path.setAttribute("transform", "rotate(180 12 12)");
+  svg.append(path);
+  return svg;
+}
+
 function truncate(text, n) {
   const chars = Array.from(String(text).replace(/\s+/g, " ").trim());
   return chars.length > n ? `${chars.slice(0, n).join("")}…` : chars.join("");
@@ -562,13 +586,11 @@ export class RoomView {
     bar.setAttribute("role", "group");
     bar.setAttribute("aria-label", t("feedback.label"));
     bar.dataset.i18nAttr = "aria-label:feedback.label";
-    for (const [value, icon] of [["up", "👍"], ["down", "👎"]]) {
+    for (const value of ["up", "down"]) {
       const button = el("button", `fb-btn fb-${value}`);
       button.type = "button";
       button.dataset.value = value;
-      const glyph = el("span", "fb-icon", icon);
-      glyph.setAttribute("aria-hidden", "true");
-      button.append(glyph, el("span", "fb-count"));
+      button.append(thumb(value === "down"), el("span", "fb-count"));
       button.addEventListener("click", () => {
         const next = this.mine.get(state.id) === value ? null : value;
         if (next) this.mine.set(state.id, next);
