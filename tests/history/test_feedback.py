@@ -171,3 +171,13 @@ async def test_a_private_room_takes_no_feedback_from_outsiders() -> None:
         assert response.status_code == 404, path
     assert await FeedbackCount.objects.acount() == 0
     assert json.loads((await http.get("/api/rooms/fb-private/export")).content)["messages"]
+
+
+def test_an_event_stream_gives_feedback_its_seq_as_the_event_id() -> None:
+    """Over SSE it is a room event like any other: a reconnecting `EventSource` resumes
+    after it (`Last-Event-ID`)."""
+    from chat.api import sse
+    from chat.protocol import answer_feedback_event, dumps
+
+    frame = dumps({"seq": 9, **answer_feedback_event(answer_id="a_1", up=1, down=0, rev=1)})
+    assert sse.frame_event(frame).startswith(b"id: 9\nevent: answer.feedback\ndata: ")
