@@ -39,9 +39,18 @@ def readable_room(room_name: str, identity: Identity) -> Room | None:
 
 def set_feedback(room_name: str, identity: Identity, answer_id: str, value: str | None) -> Counts:
     """Store `identity`'s feedback on an answer of this room (`None` takes it back); anyone who
-    may read the room may give it. `not_found` for anything that is not an answer here. A
+    may read the room may give it, signed in or a guest of a session (`forbidden` for a guest
+    made for this connection or request alone). `not_found` for anything that is not an
+    answer here. A
     change that changes nothing still reports the counts (with the same `rev`)."""
     room = readable_room(room_name, identity)
+    if not identity.lasting:
+        # One per person needs a person who stays the same: a client without a session would
+        # be a new guest, with a new vote, at every connection or request.
+        raise ProtocolError(
+            "forbidden",
+            "Sign in, or open the room's page to be a guest with a session, to give feedback.",
+        )
     with transaction.atomic():
         answers = Message.objects.filter(room=room, id=answer_id, role=Message.Role.ASSISTANT)
         # A write first, that changes nothing: it locks the answer's row (PostgreSQL), so that

@@ -243,3 +243,32 @@ async def test_scroll_up_to_the_beginning_search_and_export(
             saved = tmp_path / f"out.{kind}"
             await download.save_as(saved)
             assert check in saved.read_text()
+
+
+async def test_feedback_end_to_end_counts_for_everyone_and_mine_after_a_reload(
+    browser: Browser, roomchat_server: RoomchatServer
+) -> None:
+    from tests.browser.test_e2e import ask, last_answer, new_room, open_live
+
+    room = new_room()
+    with no_page_errors(browser):
+        alice = await open_live(browser, roomchat_server, room)
+        bob = await open_live(browser, roomchat_server, room, locale="ko-KR")
+        await ask(alice, "How much is a latte? [[sim tokens=8]]")
+        for page in (alice, bob):
+            await expect(last_answer(page)).to_have_attribute(
+                "data-status", "complete", timeout=30000
+            )
+        await last_answer(alice).locator(".fb-up").click()
+        await expect(last_answer(bob).locator(".fb-up")).to_have_text("1")
+        await expect(last_answer(bob).locator(".fb-up")).to_have_attribute("aria-pressed", "false")
+        await last_answer(bob).locator(".fb-down").click()
+        await expect(last_answer(alice).locator(".fb-down")).to_have_text("1")
+        await alice.reload()
+        await expect(alice.locator("#conn-status")).to_have_attribute("data-state", "live")
+        up = last_answer(alice).locator(".fb-up")
+        await expect(up).to_have_text("1")
+        await expect(up).to_have_attribute("aria-pressed", "true")
+        # Taking it back: everyone's count goes down.
+        await up.click()
+        await expect(last_answer(bob).locator(".fb-up")).to_have_text("")

@@ -30,8 +30,12 @@ async def test_votes_at_once_on_two_workers_end_with_the_same_counts_everywhere(
     await asker.ask("라떼 가격이 얼마예요?")
     end = await asker.until_end()
     answer_id = end["answer_id"]
-    # Twelve people (guests: a new one per connection), half on each worker.
-    voters = [await Member.join(cluster.ws_url(i % 2, room)) for i in range(12)]
+    # Twelve people (guests, each with the session the room page gave them), half on each
+    # worker.
+    voters = [
+        await Member.join(cluster.ws_url(i % 2, room), cookie=cluster.session_cookie(i % 2, room))
+        for i in range(12)
+    ]
     values = ["up"] * 7 + ["down"] * 5
     await asyncio.gather(
         *(

@@ -17,13 +17,14 @@ from django.test import AsyncClient
 from chat.history.export import load_room
 from chat.models import Message, Room
 from chat.protocol import ProtocolError
-from tests.conftest import Client, connect
+from tests.conftest import Client
+from tests.history.guests import browser_guest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 async def _room_with_everything(name: str) -> tuple[Client, dict[str, Any]]:
-    alice = await connect(name)
+    alice, _ = await browser_guest(name)
     await alice.send({"type": "say", "text": "안녕하세요, **everyone**"})
     await alice.recv_until(lambda f: f["type"] == "message")
     answered = await alice.answer("라떼 얼마예요?")

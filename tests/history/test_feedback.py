@@ -15,6 +15,7 @@ from django.test import AsyncClient
 from chat.models import Feedback, FeedbackCount, Message, Room
 from chat.runtime import reset_runtime
 from tests.conftest import Client, connect, wait_for
+from tests.history.guests import browser_guest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,8 +35,8 @@ async def _feedback(client: Client, answer_id: str, value: Any, rev: int = 1) ->
 
 
 async def test_one_vote_per_person_changed_and_taken_back_with_counts_for_everyone() -> None:
-    alice = await connect("fb")
-    bob = await connect("fb")
+    alice, _ = await browser_guest("fb")
+    bob, _ = await browser_guest("fb")
     answer_id = await _answered(alice)
     await bob.recv_until(lambda f: f["type"] == "answer.end")
 
@@ -67,7 +68,7 @@ async def test_one_vote_per_person_changed_and_taken_back_with_counts_for_everyo
 
 
 async def test_a_resume_gets_the_feedback_event_in_order() -> None:
-    alice = await connect("fb-resume")
+    alice, _ = await browser_guest("fb-resume")
     answer_id = await _answered(alice)
     cursor = alice.welcome["seq"]
     event = await _feedback(alice, answer_id, "down")
@@ -95,7 +96,7 @@ async def test_a_resume_gets_the_feedback_event_in_order() -> None:
 async def test_bad_feedback_is_refused_and_the_socket_stays(
     frame: dict[str, Any], code: str
 ) -> None:
-    alice = await connect("fb-bad")
+    alice, _ = await browser_guest("fb-bad")
     await alice.send({"type": "feedback", **frame})
     error = await alice.recv()
     assert error["type"] == "error" and error["code"] == code
@@ -106,10 +107,10 @@ async def test_bad_feedback_is_refused_and_the_socket_stays(
 
 
 async def test_a_question_id_or_another_rooms_answer_is_not_found() -> None:
-    alice = await connect("fb-here")
+    alice, _ = await browser_guest("fb-here")
     frames = await alice.answer("hello")
     question_id = frames[0]["id"]
-    elsewhere = await connect("fb-there")
+    elsewhere, _ = await browser_guest("fb-there")
     for other in (question_id, frames[-1]["answer_id"]):
         await elsewhere.send({"type": "feedback", "answer_id": other, "value": "up"})
         error = await elsewhere.recv()
@@ -118,6 +119,31 @@ async def test_a_question_id_or_another_rooms_answer_is_not_found() -> None:
     assert (await alice.recv())["code"] == "not_found"
     assert await FeedbackCount.objects.acount() == 0
     for client in (alice, elsewhere):
+        await client.close()
+
+
+async def test_a_guest_without_a_session_may_not_vote_on_either_transport() -> None:
+    """Without a session a client is a new guest at every connection or request: it could
+    vote again and again. Signed in, or a guest the room page gave a session, it may."""
+    alice, _ = await browser_guest("fb-nosession")
+    answer_id = await _answered(alice)
+    script = await connect("fb-nosession")
+    await script.send({"type": "feedback", "answer_id": answer_id, "value": "down"})
+    assert (await script.recv())["code"] == "forbidden"
+    refused = await AsyncClient().post(
+        f"/api/rooms/fb-nosession/answers/{answer_id}/feedback",
+        {"value": "down"},
+        "application/json",
+    )
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+    assert await Feedback.objects.acount() == 0
+    # The same program keeping its cookie is the same guest from its second request on.
+    http = AsyncClient()
+    path = f"/api/rooms/fb-nosession/answers/{answer_id}/feedback"
+    assert (await http.post(path, {"value": "up"}, "application/json")).status_code == 403
+    kept = await http.post(path, {"value": "up"}, "application/json")
+    assert kept.status_code == 200 and kept.json()["up"] == 1
+    for client in (alice, script):
         await client.close()
 
 
