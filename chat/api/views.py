@@ -345,7 +345,8 @@ async def room_search(request: HttpRequest, room: str) -> HttpResponseBase:
 
 @api_view("GET")
 async def room_export(request: HttpRequest, room: str) -> HttpResponseBase:
-    """`GET /api/rooms/<room>/export?format=json|md`: the whole room as a download."""
+    """`GET /api/rooms/<room>/export?format=json|md&lang=en|ko`: the whole room as a download
+    (`lang`: the Markdown's own words; English when absent or unknown)."""
     _check_room(room)
     identity = await authenticate(request, write=False)
     kind = request.GET.get("format", "json")
@@ -356,7 +357,7 @@ async def room_export(request: HttpRequest, room: str) -> HttpResponseBase:
         body = json.dumps(data, ensure_ascii=False, indent=1).encode()
         response = HttpResponse(body, content_type="application/json; charset=utf-8")
     else:
-        body = export.to_markdown(data).encode()
+        body = export.to_markdown(data, language=request.GET.get("lang", "en")).encode()
         response = HttpResponse(body, content_type="text/markdown; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{room}.{kind}"'
     return response

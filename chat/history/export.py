@@ -84,9 +84,38 @@ def export_room(room_name: str, identity: Identity) -> dict[str, Any]:
     }
 
 
-def to_markdown(data: dict[str, Any], *, labels: dict[str, str] | None = None) -> str:
-    """The export as Markdown: who said what, when; answers with their status, sources and
-    feedback. People's words are quoted as they are (the file is read, not rendered here)."""
+# The Markdown export's own words, in the page's two languages (the page's strings: i18n.js).
+LABELS: Final[dict[str, dict[str, str]]] = {
+    "en": {
+        "assistant": "Assistant",
+        "asked": "asked the assistant",
+        "removed": "Removed by a moderator.",
+        "error": "Error",
+        "sources": "Sources",
+        "cancelled": "Stopped",
+        "failed": "Failed",
+        "interrupted": "Interrupted",
+        "streaming": "Being written",
+    },
+    "ko": {
+        "assistant": "어시스턴트",
+        "asked": "비서에게 질문",
+        "removed": "운영자가 삭제한 메시지입니다.",
+        "error": "오류",
+        "sources": "출처",
+        "cancelled": "중지됨",
+        "failed": "실패",
+        "interrupted": "중단됨",
+        "streaming": "작성 중",
+    },
+}
+
+
+def to_markdown(data: dict[str, Any], *, language: str = "en") -> str:
+    """The export as Markdown, in `language` (`en`, `ko`): who said what, when; answers with
+    their status, sources and feedback. People's words are written as they are (the file is
+    read, not rendered here)."""
+    words = LABELS.get(language, LABELS["en"])
     room = data["room"]
     lines = [f"# {room['title'] or room['name']}", ""]
     if room.get("description"):
@@ -94,29 +123,33 @@ def to_markdown(data: dict[str, Any], *, labels: dict[str, str] | None = None) -
     for entry in data["messages"]:
         when = entry["created"] or ""
         if entry["role"] == Message.Role.ASSISTANT:
-            head = f"### Assistant · {when}"
+            head = f"### {words['assistant']} · {when}"
             if entry["status"] != Message.Status.COMPLETE:
-                head += f" · {entry['status']}"
+                head += f" · {words.get(entry['status'], entry['status'])}"
         else:
-            asked = " (asked the assistant)" if entry["role"] == Message.Role.USER else ""
+            asked = f" ({words['asked']})" if entry["role"] == Message.Role.USER else ""
             head = f"### {entry['user_name'] or entry['user_id']}{asked} · {when}"
         lines += [head, ""]
         if entry["redacted"]:
-            lines += ["*Removed by a moderator.*", ""]
+            lines += [f"*{words['removed']}*", ""]
             continue
         if entry["text"]:
             lines += [entry["text"], ""]
-        if entry.get("error"):
+        error = entry.get("error")
+        if error:
             lines += [
-                f"> Error `{entry['error'].get('code', '')}`: {entry['error'].get('message', '')}",
+                f"> {words['error']} `{error.get('code', '')}`: {error.get('message', '')}",
                 "",
             ]
         if entry["role"] == Message.Role.ASSISTANT:
-            for number, source in enumerate(entry.get("sources") or [], start=1):
+            sources = entry.get("sources") or []
+            if sources:
+                lines += [f"{words['sources']}:", ""]
+            for number, source in enumerate(sources, start=1):
                 name = source.get("source") or source.get("title") or source.get("id", "")
                 snippet = " ".join(str(source.get("snippet", "")).split())
                 lines.append(f"{number}. **{source.get('title') or name}** ({name}): {snippet}")
-            if entry.get("sources"):
+            if sources:
                 lines.append("")
             feedback = entry.get("feedback") or {}
             if feedback.get("up") or feedback.get("down"):

@@ -237,6 +237,8 @@ async def test_scroll_up_to_the_beginning_search_and_export(
         for kind, check in (("md", "아이스 아메리카노"), ("json", '"roomchat.room-export"')):
             link = page.locator(f"#export-{kind}")
             await expect(link).to_have_attribute("download", f"{room}.{kind}")
+            if kind == "md":  # in the page's language
+                assert (await link.get_attribute("href") or "").endswith("lang=ko")
             async with page.expect_download() as waiting:
                 await link.click()
             download = await waiting.value

@@ -83,6 +83,10 @@ async def test_markdown_export_reads_as_the_conversation() -> None:
     assert "안녕하세요, **everyone**" in text and "라떼 얼마예요?" in text
     assert "(asked the assistant)" in text and "👍 0 · 👎 1" in text
     assert "*Removed by a moderator.*" in text and "4711" not in text
+    korean = await AsyncClient().get("/api/rooms/export-md/export", {"format": "md", "lang": "ko"})
+    text = korean.content.decode()
+    assert "(비서에게 질문)" in text and "### 어시스턴트 · " in text
+    assert "*운영자가 삭제한 메시지입니다.*" in text and "4711" not in text
     await alice.close()
 
 

@@ -380,6 +380,15 @@ function excerpt(text, q) {
   return `${start > 0 ? "…" : ""}${piece}${start + 120 < chars.length ? "…" : ""}`;
 }
 
+/** The Markdown export in the page's language (its own words: headings, statuses). */
+function labelExport() {
+  const link = $("export-md");
+  const url = new URL(link.href, location.href);
+  url.searchParams.set("lang", getLanguage());
+  link.href = url.pathname + url.search;
+}
+labelExport();
+
 // --- the room's settings (header, title) and the invite panel -------------------------------
 
 let roomInfo = config.roomInfo || { title: config.room };
@@ -561,6 +570,7 @@ document.addEventListener("keydown", (event) => {
 });
 
 onLanguageChange(() => {
+  labelExport();
   view.relabel();
   renderStatus();
   updateComposer();
