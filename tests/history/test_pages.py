@@ -161,8 +161,17 @@ async def test_search_never_finds_a_removed_message() -> None:
 
 @pytest.mark.parametrize(
     ("q", "code", "status"),
-    [("", "invalid", 400), ("   ", "invalid", 400), ("가" * 101, "too_long", 413)],
+    [
+        ("", "invalid", 400),
+        ("   ", "invalid", 400),
+        ("a\x00b", "invalid", 400),
+        ("가" * 101, "too_long", 413),
+    ],
 )
-async def test_an_empty_or_too_long_search_is_refused(q: str, code: str, status: int) -> None:
+async def test_an_empty_or_too_long_search_is_refused(
+    q: str, code: str, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
     response = await _get("/api/rooms/search-bad/search", q=q)
     assert response.status_code == status and response.json()["error"]["code"] == code
+    # Bad input is the client's: nothing above INFO in the server's log.
+    assert not [r for r in caplog.records if r.levelno > 20]
