@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
-from chat.history.feedback import readable_room
+from chat.history import readable_room
 from chat.identity import Identity
 from chat.models import FeedbackCount, Message, Room
 from chat.protocol import ProtocolError, is_room_name

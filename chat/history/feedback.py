@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.db.models import F
 
-from chat import rooms
+from chat.history import readable_room
 from chat.identity import Identity
-from chat.models import Feedback, FeedbackCount, Message, Room
+from chat.models import Feedback, FeedbackCount, Message
 from chat.protocol import ProtocolError
 
 
@@ -27,14 +27,6 @@ class Counts:
 
     def to_wire(self) -> dict[str, int]:
         return {"up": self.up, "down": self.down, "rev": self.rev}
-
-
-def readable_room(room_name: str, identity: Identity) -> Room | None:
-    """The room's row (None: nothing was ever said in it), or `not_found` where `identity` may
-    not read it (a private room is not confirmed to outsiders)."""
-    room = Room.objects.filter(name=room_name).first()
-    rooms.access_to(room, room_name, identity).check_enter()
-    return room
 
 
 def set_feedback(room_name: str, identity: Identity, answer_id: str, value: str | None) -> Counts:

@@ -20,7 +20,7 @@ from django.db.models import F, QuerySet, TextField, Value
 from django.db.models.functions import Coalesce, Lower, Replace
 
 from chat import storage
-from chat.history.feedback import readable_room
+from chat.history import readable_room
 from chat.identity import Identity
 from chat.models import Message
 from chat.protocol import ProtocolError
