@@ -73,6 +73,34 @@ async def test_json_export_holds_every_message_and_reads_back_losslessly(tmp_pat
     assert not await Room.objects.filter(name="export-2").aexists()
 
 
+async def test_versions_and_edited_questions_read_back(tmp_path: Path) -> None:
+    alice, _ = await browser_guest("export-versions")
+    answered = await alice.answer("라떼 얼마예요?")
+    question_id, answer_id = answered[0]["id"], answered[-1]["answer_id"]
+    await alice.send({"type": "regenerate", "answer_id": answer_id})
+    await alice.recv_until(lambda f: f["type"] == "answer.end")
+    await alice.send({"type": "edit", "question_id": question_id, "text": "아이스 라떼 얼마예요?"})
+    await alice.recv_until(lambda f: f["type"] == "answer.end")
+    await alice.close()
+    response = await AsyncClient().get("/api/rooms/export-versions/export", {"format": "json"})
+    data = json.loads(response.content)
+    versions = [
+        (e["version"], e["continues_id"])
+        for e in data["messages"]
+        if e["role"] == "assistant" and e["question_id"] == question_id
+    ]
+    assert versions == [(1, None), (2, None)]
+    [edited] = [e for e in data["messages"] if e.get("edits_id")]
+    assert (edited["edits_id"], edited["text"]) == (question_id, "아이스 라떼 얼마예요?")
+
+    await Room.objects.filter(name="export-versions").adelete()
+    path = tmp_path / "export.json"
+    path.write_bytes(response.content)
+    await sync_to_async(call_command)("importroom", str(path), stdout=io.StringIO())
+    again = await AsyncClient().get("/api/rooms/export-versions/export", {"format": "json"})
+    assert json.loads(again.content) == data
+
+
 async def test_markdown_export_reads_as_the_conversation() -> None:
     alice, _ = await _room_with_everything("export-md")
     response = await AsyncClient().get("/api/rooms/export-md/export", {"format": "md"})
