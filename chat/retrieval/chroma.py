@@ -268,8 +268,9 @@ def _fetch(collection: Collection, ids: list[str], query: np.ndarray) -> dict[st
     """Chunks found only by their words: their text, metadata and cosine similarity to the
     query (computed here, as Chroma did not rank them)."""
     got = collection.get(ids=ids, include=["documents", "metadatas", "embeddings"])
-    documents = got.get("documents") or [None] * len(got["ids"])
-    metadatas = got.get("metadatas") or [None] * len(got["ids"])
+    count = len(got["ids"])
+    documents: list[Any] = list(got.get("documents") or []) or [None] * count
+    metadatas: list[Any] = list(got.get("metadatas") or []) or [None] * count
     embeddings = got.get("embeddings")
     found = {}
     for i, chunk in enumerate(got["ids"]):
