@@ -160,14 +160,15 @@ _EN_ANAPHOR = frozenset(
 )
 _EN_OPENERS = ("and ", "or ", "what about", "how about", "also ", "then ", "so ")
 # A Korean question reduced to its topic and a particle: "두유로는요?", "주말에는?".
-_KO_ELLIPSIS = re.compile(r"(?:은|는|도|이요|요|은요|는요|도요|로는|에는|엔)\s*\??$")
+_KO_ELLIPSIS = re.compile(r"(?:은|는|도|은요|는요|도요|이요|엔)$")
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)?")
-SHORT_WORDS = 3
 
 
 def is_follow_up(question: str) -> bool:
-    """Does the question lean on what was said before: an anaphor, an opener such as "and" or
-    "what about", or a bare topic ("주말에는?", "decaf?")."""
+    """Does the question lean on what was said before: an anaphor (그거, 거기, it, that...),
+    an opener ("and", "what about", 그럼, 그리고), or a bare topic: in Korean one or two words
+    ending in a particle ("주말에는?", "두유로는요?"), in English one or two words ("decaf?")."""
     lowered = " ".join(question.lower().split())
     words = _WORD.findall(lowered)
     if not words:
@@ -176,7 +177,11 @@ def is_follow_up(question: str) -> bool:
         return True
     if lowered.startswith(_EN_OPENERS):
         return True
-    return len(words) <= SHORT_WORDS and (len(words) <= 2 or bool(_KO_ELLIPSIS.search(lowered)))
+    if len(words) > 2:
+        return False
+    if _HANGUL.search(lowered):
+        return bool(_KO_ELLIPSIS.search(lowered.rstrip(" ?!.")))
+    return True
 
 
 def _without_anaphors(text: str) -> str:
