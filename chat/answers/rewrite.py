@@ -102,6 +102,10 @@ class QueryRewriter:
         except ChatError as err:
             logger.warning("Query rewrite failed (%s): searching the question as asked", err.code)
             return SearchQuery(question)
+        except Exception:
+            # A provider's bug must not fail the answer: the rewrite is only a better query.
+            logger.exception("Query rewrite failed: searching the question as asked")
+            return SearchQuery(question)
         query = clean_query(text)
         if not query:
             return SearchQuery(question)

@@ -89,7 +89,7 @@ class Completing:
 
     name = "completing"
 
-    def __init__(self, reply: str = "", *, error: LLMError | None = None, hang: bool = False):
+    def __init__(self, reply: str = "", *, error: Exception | None = None, hang: bool = False):
         self.reply, self.error, self.hang = reply, error, hang
         self.calls: list[Sequence[ChatMessage]] = []
 
@@ -120,6 +120,8 @@ async def test_the_llm_rewrite_is_used_and_a_failure_or_timeout_searches_as_aske
     )
     failing = QueryRewriter(Completing(error=LLMError("down", code="llm_unavailable")))
     assert await failing.rewrite(asked, HISTORY) == SearchQuery(asked)
+    broken = QueryRewriter(Completing(error=RuntimeError("a provider's bug")))
+    assert await broken.rewrite(asked, HISTORY) == SearchQuery(asked)
     hanging = QueryRewriter(Completing(hang=True), timeout=0.05)
     assert await hanging.rewrite(asked, HISTORY) == SearchQuery(asked)
     empty = QueryRewriter(Completing("  \n"))
