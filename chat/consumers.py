@@ -171,6 +171,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await runtime.admission.say(self.room, identity, command)
         self.flood_strikes = 0
 
+    async def on_edit(self, command: protocol.Edit) -> None:
+        runtime, identity = self._member()
+        await runtime.admission.edit(self.room, identity, command, address=self.address)
+        self.flood_strikes = 0
+
+    async def on_new_version(self, command: protocol.Regenerate | protocol.Continue) -> None:
+        runtime, identity = self._member()
+        await runtime.admission.new_version(self.room, identity, command, address=self.address)
+        self.flood_strikes = 0
+
     async def on_typing(self, command: protocol.Typing) -> None:
         runtime, identity = self._member()
         if self.conn is None or self.typing.take():
@@ -207,6 +217,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         "redact": on_redact,
         "remove": on_remove,
         "set_role": on_set_role,
+        "regenerate": on_new_version,
+        "continue": on_new_version,
+        "edit": on_edit,
     }
 
     async def _send_text(self, frame: str) -> None:

@@ -150,17 +150,34 @@ class Message(models.Model):
     # Removed by a moderator: the text is gone (emptied), the row stays so the room's order
     # and an answer's link to its question do.
     redacted = models.BooleanField(default=False)
+    # Versions of an answer: every answer to a question is a version of it, numbered from 1
+    # (regenerated or continued ones are 2, 3, ...); `continues` is the answer whose text a
+    # continued version starts with. A question sent again edited names the one it `edits`.
+    version = models.PositiveIntegerField(default=1)
+    continues = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="continued_by"
+    )
+    edits = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="edited_by"
+    )
 
     class Meta:
         ordering = ["created"]
         indexes = [models.Index(fields=["room", "created"])]
         constraints = [
+            # One answer being written per question, on every worker: a regenerate or a
+            # continue asked twice at once starts one answer (the database decides).
+            models.UniqueConstraint(
+                fields=["question"],
+                condition=models.Q(status="streaming"),
+                name="one_running_version_per_question",
+            ),
             # The same client_id from the same user in the same room is asked only once.
             models.UniqueConstraint(
                 fields=["room", "user_id", "client_id"],
                 condition=~models.Q(client_id=""),
                 name="unique_client_id_per_user_room",
-            )
+            ),
         ]
 
     def __str__(self) -> str:

@@ -115,6 +115,35 @@ class Cancel:
 
 
 @dataclass(frozen=True, slots=True)
+class Regenerate:
+    """`regenerate`: a new version of an answer (a new answer to the same question), streamed
+    to everyone; its asker, a moderator or staff. Earlier versions are kept."""
+
+    answer_id: str
+    type: Literal["regenerate"] = "regenerate"
+
+
+@dataclass(frozen=True, slots=True)
+class Continue:
+    """`continue`: carry on an answer that ended `failed`, `interrupted` or `cancelled`: a new
+    version that starts with the text already written and extends it."""
+
+    answer_id: str
+    type: Literal["continue"] = "continue"
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """`edit`: the asker sends their question again, edited: a new question linked to the
+    original (`edits`), with its own answer."""
+
+    question_id: str
+    text: str
+    client_id: str | None = None
+    type: Literal["edit"] = "edit"
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     """`ping`: answered with `pong`."""
 
@@ -148,7 +177,9 @@ class SetRole:
     type: Literal["set_role"] = "set_role"
 
 
-Command = Ask | Say | Typing | Cancel | Ping | Redact | Remove | SetRole
+Command = (
+    Ask | Say | Typing | Cancel | Ping | Redact | Remove | SetRole | Regenerate | Continue | Edit
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,14 +242,33 @@ def _parse_typing(frame: dict[str, Any], limits: TextLimits) -> Typing:
     return Typing()
 
 
+def _message_id(frame: dict[str, Any], name: str) -> str:
+    """A message's id given by the client (`answer_id`, `question_id`, ...)."""
+    value = frame.get(name)
+    if not isinstance(value, str) or not value:
+        raise ProtocolError("invalid", f"`{name}` must be a non-empty string.")
+    if len(value) > MAX_ID_CHARS:
+        raise ProtocolError("invalid", f"`{name}` is longer than {MAX_ID_CHARS} characters.")
+    _check_text(value, name)
+    return value
+
+
 def _parse_cancel(frame: dict[str, Any], limits: TextLimits) -> Cancel:
-    answer_id = frame.get("answer_id")
-    if not isinstance(answer_id, str) or not answer_id:
-        raise ProtocolError("invalid", "`answer_id` must be a non-empty string.")
-    if len(answer_id) > MAX_ID_CHARS:
-        raise ProtocolError("invalid", f"`answer_id` is longer than {MAX_ID_CHARS} characters.")
-    _check_text(answer_id, "answer_id")
-    return Cancel(answer_id=answer_id)
+    return Cancel(answer_id=_message_id(frame, "answer_id"))
+
+
+def _parse_regenerate(frame: dict[str, Any], limits: TextLimits) -> Regenerate:
+    return Regenerate(answer_id=_message_id(frame, "answer_id"))
+
+
+def _parse_continue(frame: dict[str, Any], limits: TextLimits) -> Continue:
+    return Continue(answer_id=_message_id(frame, "answer_id"))
+
+
+def _parse_edit(frame: dict[str, Any], limits: TextLimits) -> Edit:
+    question_id = _message_id(frame, "question_id")
+    text, client_id = _parse_text(frame, limits.question)
+    return Edit(question_id=question_id, text=text, client_id=client_id)
 
 
 def _parse_ping(frame: dict[str, Any], limits: TextLimits) -> Ping:
@@ -270,6 +320,9 @@ _PARSERS: dict[str, Callable[[dict[str, Any], TextLimits], Command]] = {
     "redact": _parse_redact,
     "remove": _parse_remove,
     "set_role": _parse_set_role,
+    "regenerate": _parse_regenerate,
+    "continue": _parse_continue,
+    "edit": _parse_edit,
 }
 
 
@@ -335,16 +388,41 @@ def message_event(
 
 
 def question_event(
-    *, id: str, user: dict[str, str], text: str, created: str, client_id: str | None
+    *,
+    id: str,
+    user: dict[str, str],
+    text: str,
+    created: str,
+    client_id: str | None,
+    edits: str | None = None,
 ) -> dict[str, Any]:
+    """A question; `edits`: the question it is an edited version of."""
     return _frame(
-        "question", id=id, user=user, text=text, created=created, client_id=client_id or None
+        "question",
+        id=id,
+        user=user,
+        text=text,
+        created=created,
+        client_id=client_id or None,
+        edits=edits,
     )
 
 
-def answer_start_event(*, id: str, question_id: str, created: str) -> dict[str, Any]:
+def answer_start_event(
+    *, id: str, question_id: str, created: str, version: int = 1, continues: str | None = None
+) -> dict[str, Any]:
+    """An answer begins: `version` counts the answers to its question (2 and up: regenerated
+    or continued); `continues`: the answer whose text this one starts with and extends (its
+    first delta is that text)."""
     # `created` is not in the protocol table; it is extra, so clients can show the time.
-    return {"type": "answer.start", "id": id, "question_id": question_id, "created": created}
+    return _frame(
+        "answer.start",
+        id=id,
+        question_id=question_id,
+        created=created,
+        version=version,
+        continues=continues,
+    )
 
 
 def answer_sources_event(

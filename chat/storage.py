@@ -17,7 +17,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from chat import rooms
+from chat import rooms, versions
 from chat.identity import Identity
 from chat.models import ApiToken, Message, Room
 from chat.protocol import ProtocolError
@@ -57,11 +57,20 @@ class StoredQuestion:
 
 
 def create_question(
-    room_name: str, *, message_id: str, identity: Identity, text: str, client_id: str | None
+    room_name: str,
+    *,
+    message_id: str,
+    identity: Identity,
+    text: str,
+    client_id: str | None,
+    edits: str | None = None,
 ) -> StoredQuestion:
     """Store a question, or find the one this client_id already asked here. Refused
     (`not_found`, as for no room) where `identity` may not enter: the check and the write are
-    one trip to the database thread, on every transport's path (chat.answers.admission)."""
+    one trip to the database thread, on every transport's path (chat.answers.admission).
+    `edits`: the question this one is an edited version of (its asker's own: checked here)."""
+    if edits is not None:
+        versions.check_edit(room_name, identity, edits)
     return _create_said(
         room_name,
         role=Message.Role.USER,
@@ -69,6 +78,7 @@ def create_question(
         identity=identity,
         text=text,
         client_id=client_id,
+        edits=edits,
     )
 
 
@@ -95,6 +105,7 @@ def _create_said(
     identity: Identity,
     text: str,
     client_id: str | None,
+    edits: str | None = None,
 ) -> StoredQuestion:
     room = get_room(room_name)
     rooms.access_to(room, room_name, identity).check_enter()
@@ -127,6 +138,7 @@ def _create_said(
                 user_name=identity.name,
                 client_id=client_id or "",
                 created=timezone.now(),
+                edits_id=edits,
             )
     except IntegrityError:
         # The same client_id raced in from a second connection: the first one wins.
@@ -330,8 +342,13 @@ def to_history(message: Message) -> dict[str, Any]:
         item["user"] = {"id": message.user_id, "name": message.user_name}
         if message.client_id:
             item["client_id"] = message.client_id
+        if message.edits_id:
+            item["edits"] = message.edits_id
     else:
         item["question_id"] = message.question_id
+        item["version"] = message.version
+        if message.continues_id:
+            item["continues"] = message.continues_id
         item["sources"] = message.sources or []
         if message.error:
             item["error"] = message.error
@@ -378,9 +395,11 @@ def seed_room(room_name: str, limit: int, *, orphans_before: datetime | None) ->
 
 def context_messages(room_name: str, *, before_id: str, limit: int) -> list[Message]:
     """The room's last messages before a question: the conversation the LLM sees. People's
-    messages and questions, and the answers that completed; never what a moderator removed."""
+    messages and questions, and the answers that completed; never what a moderator removed.
+    Of a question answered several times, only its latest complete version; a question its
+    asker edited and sent again is left out, with its answers (the edited one stands)."""
     question = Message.objects.get(id=before_id)
-    rows = list(
+    recent = (
         Message.objects.filter(room__name=room_name, created__lt=question.created)
         .filter(
             Q(role__in=(Message.Role.USER, Message.Role.MESSAGE))
@@ -388,10 +407,24 @@ def context_messages(room_name: str, *, before_id: str, limit: int) -> list[Mess
         )
         .exclude(redacted=True)
         .exclude(text="")
-        .order_by("-created")[:limit]
+        .exclude(edited_by__isnull=False)
+        .exclude(question__edited_by__isnull=False)
+        .distinct()
     )
-    rows.reverse()
-    return rows
+    # Room for the versions left out below; kept to `limit` after.
+    rows = list(recent.order_by("-created")[: limit * 2])
+    kept: list[Message] = []
+    answered: set[str] = set()
+    for row in rows:  # newest first: the first complete version of a question is its latest
+        if row.role == Message.Role.ASSISTANT and row.question_id is not None:
+            if row.question_id in answered:
+                continue
+            answered.add(row.question_id)
+        kept.append(row)
+        if len(kept) == limit:
+            break
+    kept.reverse()
+    return kept
 
 
 def api_token_user(key: str, *, touch_after: timedelta) -> Any | None:

@@ -142,7 +142,20 @@ async def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02
 KEEPALIVE_SECONDS = 0.5
 ASK_BURST = 3
 ASK_RATE_PER_MINUTE = 6
-ACCOUNTS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy")
+ACCOUNTS = (
+    "alice",
+    "bob",
+    "carol",
+    "dave",
+    "erin",
+    "frank",
+    "grace",
+    "heidi",
+    "ivan",
+    "judy",
+    "vera",
+    "walt",
+)
 PASSWORD = "correct-horse-battery"
 
 

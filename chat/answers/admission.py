@@ -26,7 +26,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from chat import protocol, storage
+from chat import protocol, storage, versions
 from chat.answers.assistants import assistant_for
 from chat.answers.direct import DirectAnswer, answer_events
 from chat.answers.runner import AnswerRunner, QuestionToAnswer, new_id
@@ -159,8 +159,71 @@ class Admission:
         async with _refusing_outages():
             return await self._ask(room, identity, ask, address)
 
+    async def edit(
+        self, room: str, identity: Identity, edit: protocol.Edit, *, address: str | None = None
+    ) -> Admitted:
+        """Post the asker's edited question, linked to the one it edits, and answer it: an
+        `ask` in all else (the same limits, once per `client_id`)."""
+        async with _refusing_outages():
+            return await self._ask(
+                room,
+                identity,
+                protocol.Ask(text=edit.text, client_id=edit.client_id),
+                address,
+                edits=edit.question_id,
+            )
+
+    async def new_version(
+        self,
+        room: str,
+        identity: Identity,
+        command: protocol.Regenerate | protocol.Continue,
+        *,
+        address: str | None = None,
+    ) -> str:
+        """Start a new version of an answer (`regenerate`, or `continue` one that stopped
+        short) and return its id: the same limits as an `ask`; the checks and the row are
+        `chat.versions.create_version`'s."""
+        async with _refusing_outages():
+            await self._take_ask_tokens(identity, address)
+            slot = self._slot(room, identity, address)
+            await self._reserve(slot)
+            started = False
+            try:
+                version = await db(versions.create_version)(
+                    room,
+                    identity,
+                    command.answer_id,
+                    kind=command.type,
+                    new_answer_id=slot.answer_id,
+                )
+                self._runner.start(
+                    QuestionToAnswer(
+                        slot=slot,
+                        question_id=version.question_id,
+                        question=version.question,
+                        asker=version.asker,
+                        answer_settings=version.answer_settings,
+                        version=version.version,
+                        stored=True,
+                        continues=version.continues,
+                        prefix=version.prefix,
+                    )
+                )
+                started = True
+                return version.answer_id
+            finally:
+                if not started:
+                    await self._coordinator.release_answer(slot)
+
     async def _ask(
-        self, room: str, identity: Identity, ask: protocol.Ask, address: str | None
+        self,
+        room: str,
+        identity: Identity,
+        ask: protocol.Ask,
+        address: str | None,
+        *,
+        edits: str | None = None,
     ) -> Admitted:
         await self._take_ask_tokens(identity, address)
         slot = self._slot(room, identity, address)
@@ -173,6 +236,7 @@ class Admission:
                 identity=identity,
                 text=ask.text,
                 client_id=ask.client_id,
+                edits=edits,
             )
             if not stored.created:
                 return Admitted(question_id=stored.id, answer_id=None, duplicate=True)
@@ -185,6 +249,7 @@ class Admission:
                     text=stored.text,
                     created=storage.iso(stored.created_at),
                     client_id=ask.client_id,
+                    edits=edits,
                 ),
             )
             if seq is not None:

@@ -17,7 +17,7 @@ from chat.answers.events import (
     RetrievalFinished,
     RetrievalStarted,
 )
-from chat.answers.prompt import build_messages
+from chat.answers.prompt import build_messages, continuing
 from chat.answers.rewrite import QueryRewriter, SearchQuery
 from chat.errors import ChatError
 from chat.llm.base import ChatMessage, LLMProvider, LLMRequest, StreamEnd, TextDelta
@@ -56,11 +56,18 @@ class Assistant:
         self.rewriter = rewriter
 
     async def astream_events(
-        self, question: str, *, history: Sequence[ChatMessage] = (), asker: str = ""
+        self,
+        question: str,
+        *,
+        history: Sequence[ChatMessage] = (),
+        asker: str = "",
+        partial: str = "",
     ) -> AsyncGenerator[AnswerEvent, None]:
         """Retrieval started and finished, each delta, then exactly one end or error.
         `asker`: the name of who asks, shown to the LLM with the question (in a room, where
-        the conversation carries everyone's names too).
+        the conversation carries everyone's names too). `partial`: the text already written
+        of an answer that stopped short; the LLM is asked to continue it, and the events are
+        the continuation only (the end's `text` too).
 
         Closing this generator early (cancel) closes the LLM stream, which closes the
         upstream HTTP request.
@@ -79,15 +86,16 @@ class Assistant:
             yield AnswerError(error=err)
             return
         yield RetrievalFinished(sources=sources, query=search.text if search.rewritten else None)
+        messages = build_messages(
+            question,
+            sources=sources,
+            history=history,
+            system_prompt=self.system_prompt,
+            asker=asker,
+            assistant_name=self.assistant_name,
+        )
         request = LLMRequest(
-            messages=build_messages(
-                question,
-                sources=sources,
-                history=history,
-                system_prompt=self.system_prompt,
-                asker=asker,
-                assistant_name=self.assistant_name,
-            ),
+            messages=continuing(messages, partial) if partial else messages,
             question=question,
             sources=sources,
             model=self.model,

@@ -103,6 +103,23 @@ def build_messages(
     return messages
 
 
+# After an answer that stopped short: the model gets its partial text as its own message, then
+# this (an OpenAI-compatible endpoint has no "go on from here" of its own).
+CONTINUE_INSTRUCTION = (
+    "Your answer above was cut off. Continue it exactly where it stopped: do not repeat "
+    "anything already written, do not start over, and do not say that you are continuing."
+)
+
+
+def continuing(messages: list[ChatMessage], partial: str) -> list[ChatMessage]:
+    """The prompt of an answer that continues `partial`, the text already written of it."""
+    return [
+        *messages,
+        ChatMessage(role="assistant", content=partial),
+        ChatMessage(role="user", content=CONTINUE_INSTRUCTION),
+    ]
+
+
 def _named(system_prompt: str, assistant_name: str) -> str:
     """The system prompt, telling the model the name its room gives it, if any (a room's
     settings allow only a word of letters, digits, `-` and `_` there: nothing to escape)."""

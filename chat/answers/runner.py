@@ -15,7 +15,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from chat import protocol, storage
+from chat import protocol, storage, versions
 from chat.answers.assistant import Assistant
 from chat.answers.ends import AnswerEnds, FinalEnd
 from chat.answers.events import AnswerDelta, AnswerEnd, AnswerError, RetrievalFinished
@@ -58,6 +58,12 @@ class QuestionToAnswer:
     asker: str = ""  # the asker's name, as the conversation shows it to the LLM
     # The room's collection, model, prompt…, read with the question (blank: the server's).
     answer_settings: AnswerSettings = field(default_factory=AnswerSettings)
+    # A version after the first (`chat.versions`): its row is stored already; a continuation
+    # names the answer it continues, and starts with that answer's text.
+    version: int = 1
+    stored: bool = False
+    continues: str | None = None
+    prefix: str = ""
 
     @property
     def answer_id(self) -> str:
@@ -226,22 +232,31 @@ class AnswerRunner:
             control_channel=self.control_channel,
             lease_seconds=settings.CHAT_LEASE_SECONDS,
         )
-        await db(storage.create_answer)(
-            asked.room, answer_id=asked.answer_id, question_id=asked.question_id
-        )
+        if not asked.stored:
+            await db(storage.create_answer)(
+                asked.room, answer_id=asked.answer_id, question_id=asked.question_id
+            )
         running.start_seq = await self._append(
             asked.room,
             protocol.answer_start_event(
-                id=asked.answer_id, question_id=asked.question_id, created=storage.iso_now()
+                id=asked.answer_id,
+                question_id=asked.question_id,
+                created=storage.iso_now(),
+                version=asked.version,
+                continues=asked.continues,
             ),
         )
         running.started = True
+        if asked.prefix:
+            # A continuation: its first delta is the text it continues, so that its deltas
+            # join into its whole text, as every answer's do.
+            running.publisher.add(asked.prefix)
 
     async def _stream(self, running: RunningAnswer, history: list[ChatMessage]) -> None:
         """The assistant's events into the room log, and into the running answer's record."""
         asked = running.asked
         events = self._assistant_for(asked.answer_settings).astream_events(
-            asked.question, history=history, asker=asked.asker
+            asked.question, history=history, asker=asked.asker, partial=asked.prefix
         )
         last_checkpoint = time.monotonic()
         try:
@@ -281,6 +296,10 @@ class AnswerRunner:
                 logger.exception("Could not append the last deltas of %s", answer_id)
             if running.started:
                 await self.ends.end(room, answer_id, running.final_end())
+            else:
+                # Its start never reached the room: nobody saw it. Its row goes, so that the
+                # question is free for another version.
+                await db(versions.forget_unstarted)(answer_id)
         except Exception:
             logger.exception("Could not finish answer %s", answer_id)
         finally:

@@ -16,6 +16,21 @@ urlpatterns = [
         name="api_cancel_answer",
     ),
     path(
+        "rooms/<str:room>/answers/<str:answer_id>/regenerate",
+        views.regenerate_answer,
+        name="api_regenerate_answer",
+    ),
+    path(
+        "rooms/<str:room>/answers/<str:answer_id>/continue",
+        views.continue_answer,
+        name="api_continue_answer",
+    ),
+    path(
+        "rooms/<str:room>/questions/<str:question_id>/edit",
+        views.edit_question,
+        name="api_edit_question",
+    ),
+    path(
         "rooms/<str:room>/messages/<str:message_id>/redact",
         views.redact_message,
         name="api_redact_message",

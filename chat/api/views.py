@@ -243,6 +243,55 @@ async def cancel_answer(request: HttpRequest, room: str, answer_id: str) -> Http
 
 
 @api_view("POST")
+async def regenerate_answer(request: HttpRequest, room: str, answer_id: str) -> HttpResponseBase:
+    """`POST /api/rooms/<room>/answers/<id>/regenerate`: the WebSocket's `regenerate` (asker,
+    moderators, staff). 202 with the new version's answer id."""
+    return await _new_version(request, room, "regenerate", protocol.Regenerate, answer_id)
+
+
+@api_view("POST")
+async def continue_answer(request: HttpRequest, room: str, answer_id: str) -> HttpResponseBase:
+    """`POST /api/rooms/<room>/answers/<id>/continue`: the WebSocket's `continue`. 202 with the
+    continuation's answer id."""
+    return await _new_version(request, room, "continue", protocol.Continue, answer_id)
+
+
+async def _new_version(
+    request: HttpRequest,
+    room: str,
+    kind: str,
+    command_type: type[protocol.Regenerate] | type[protocol.Continue],
+    answer_id: str,
+) -> HttpResponseBase:
+    _check_room(room)
+    identity = await authenticate(request, write=True)
+    command = _parse_as(request, kind, command_type, {"answer_id": answer_id})
+    runtime = await detached(get_runtime())
+    new_id = await detached(
+        runtime.admission.new_version(room, identity, command, address=_address(request))
+    )
+    return JsonResponse({"id": new_id}, status=202)
+
+
+@api_view("POST")
+async def edit_question(request: HttpRequest, room: str, question_id: str) -> HttpResponseBase:
+    """`POST /api/rooms/<room>/questions/<id>/edit`: the WebSocket's `edit` (the asker only).
+    202 with the edited question's id; 200 with `duplicate: true` for a repeated `client_id`."""
+    _check_room(room)
+    identity = await authenticate(request, write=True)
+    command = _parse_as(
+        request, "edit", protocol.Edit, {"question_id": question_id}, with_body=True
+    )
+    runtime = await detached(get_runtime())
+    admitted = await detached(
+        runtime.admission.edit(room, identity, command, address=_address(request))
+    )
+    if admitted.duplicate:
+        return JsonResponse({"id": admitted.question_id, "duplicate": True}, status=200)
+    return JsonResponse({"id": admitted.question_id}, status=202)
+
+
+@api_view("POST")
 async def redact_message(request: HttpRequest, room: str, message_id: str) -> HttpResponseBase:
     """`POST /api/rooms/<room>/messages/<id>/redact`: the WebSocket's `redact` (the room's
     owner, moderators, staff). 200: the text is gone for everyone."""

@@ -36,24 +36,25 @@ def apply_to_view(
             "created": event["created"],
             "user": event["user"],
         }
-        if "client_id" in event:
-            message["client_id"] = event["client_id"]
+        for key in ("client_id", "edits"):
+            if key in event:
+                message[key] = event[key]
         _add(view, message, view_size)
     elif kind == "answer.start":
         live[event["id"]] = []
-        _add(
-            view,
-            {
-                "id": event["id"],
-                "role": "assistant",
-                "text": "",
-                "status": "streaming",
-                "created": event["created"],
-                "question_id": event["question_id"],
-                "sources": [],
-            },
-            view_size,
-        )
+        started: dict[str, Any] = {
+            "id": event["id"],
+            "role": "assistant",
+            "text": "",
+            "status": "streaming",
+            "created": event["created"],
+            "question_id": event["question_id"],
+            "version": event.get("version", 1),
+            "sources": [],
+        }
+        if "continues" in event:
+            started["continues"] = event["continues"]
+        _add(view, started, view_size)
     elif kind == "answer.sources":
         answer = view.get(event["answer_id"])
         if answer is not None:

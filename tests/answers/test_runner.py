@@ -57,10 +57,15 @@ class RecordingAssistant(Assistant):
         self._asked = asked
 
     def astream_events(
-        self, question: str, *, history: Sequence[ChatMessage] = (), asker: str = ""
+        self,
+        question: str,
+        *,
+        history: Sequence[ChatMessage] = (),
+        asker: str = "",
+        partial: str = "",
     ) -> AsyncGenerator[AnswerEvent, None]:
         self._asked.append((question, list(history)))
-        return super().astream_events(question, history=history, asker=asker)
+        return super().astream_events(question, history=history, asker=asker, partial=partial)
 
 
 def conversation_in(messages: Sequence[ChatMessage], history: list[ChatMessage]) -> bool:

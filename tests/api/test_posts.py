@@ -236,3 +236,63 @@ async def test_leaving_ask_early_aborts_the_upstream_request(
         return False
 
     await wait_for(aborted)
+
+
+async def test_versions_over_http_regenerate_continue_and_edit(
+    api_server: Server, http: httpx.AsyncClient
+) -> None:
+    """The WebSocket's `regenerate`, `continue` and `edit` as POSTs: the same checks and codes,
+    the new versions on the events stream. (Each costs an ask of the rate limit, refused or
+    not, as an `ask` does: the asker's three go to the ask, the continue and the edit.)"""
+    auth, other = api_server.auth("vera"), api_server.auth("walt")
+    staff = api_server.auth("judy")
+    room = f"versions-{uuid.uuid4().hex[:6]}"
+    async with sse(http, f"/api/rooms/{room}/events", headers=auth) as r:
+        await r.event()
+        asked = await http.post(
+            f"/api/rooms/{room}/questions",
+            json={"text": "Cakes? [[sim tokens=20 fault=truncate fault_after=5 tps=0]]"},
+            headers=auth,
+        )
+        assert asked.status_code == 202
+        question_id = asked.json()["id"]
+        start = (await r.until(lambda e: e.event == "answer.start"))[-1].json()
+        failed = [e.json() for e in await r.until(is_end) if e.event == "answer.end"][-1]
+        assert failed["status"] == "failed"
+        answer = f"/api/rooms/{room}/answers/{start['id']}"
+
+        error_of(await http.post(f"{answer}/continue", headers=other), 403, "forbidden")
+        error_of(
+            await http.post(f"/api/rooms/{room}/answers/a_nope/regenerate", headers=other),
+            404,
+            "not_found",
+        )
+        continued = await http.post(f"{answer}/continue", headers=auth)
+        assert continued.status_code == 202
+        second = (await r.until(lambda e: e.event == "answer.start"))[-1].json()
+        assert second == {
+            **second,
+            "id": continued.json()["id"],
+            "version": 2,
+            "continues": start["id"],
+        }
+        end = [e.json() for e in await r.until(is_end) if e.event == "answer.end"][-1]
+        assert end["status"] == "complete" and end["text"].startswith(failed["text"])
+        error_of(await http.post(f"{answer}/continue", headers=staff), 409, "conflict")
+
+        regenerated = await http.post(f"{answer}/regenerate", headers=staff)
+        assert regenerated.status_code == 202
+        third = (await r.until(lambda e: e.event == "answer.start"))[-1].json()
+        assert (third["id"], third["version"]) == (regenerated.json()["id"], 3)
+        await r.until(is_end)
+
+        edit = f"/api/rooms/{room}/questions/{question_id}/edit"
+        error_of(await http.post(edit, json={"text": "Mine now"}, headers=other), 403, "forbidden")
+        error_of(await http.post(edit, json={"text": " "}, headers=auth), 400, "invalid")
+        error_of(await http.post(edit, content=b"not json", headers=auth), 400, "bad_json")
+        body = {"text": "Which cakes? [[sim tokens=3]]", "client_id": "e-1"}
+        edited = await http.post(edit, json=body, headers=auth)
+        assert edited.status_code == 202
+        question = (await r.until(lambda e: e.event == "question"))[-1].json()
+        assert (question["id"], question["edits"]) == (edited.json()["id"], question_id)
+        await r.until(is_end)

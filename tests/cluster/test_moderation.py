@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import time
-import uuid
 from typing import Any
 
 import httpx
@@ -18,49 +16,12 @@ import websockets
 
 from tests.cluster.clients import Member, stored_message
 from tests.cluster.conftest import ClusterFactory
-from tests.cluster.harness import Cluster
-from tests.servers import BIN, ROOT
+from tests.cluster.people import team
 from tests.sse_client import Comment, SseReader
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
 
 SECRET = "비밀번호는 4711 (the door code)"
-
-_PEOPLE = """
-import json
-from django.contrib.auth.models import User
-from django.test import Client
-from chat.identity import from_user
-from chat.models import Room, RoomMembership
-people = {}
-users = {}
-for name in ("owner", "mod", "member", "outsider"):
-    users[name] = User.objects.create_user(f"{name}-%(tag)s", password="pw-123456789")
-    client = Client()
-    client.force_login(users[name])
-    people[name] = {"cookie": "sessionid=" + client.cookies["sessionid"].value,
-                    "id": from_user(users[name]).id}
-room = Room.objects.create(name="%(room)s", owner=users["owner"], visibility="private")
-RoomMembership.objects.create(room=room, user=users["mod"], role="moderator")
-RoomMembership.objects.create(room=room, user=users["member"], role="member")
-print(json.dumps(people))
-"""
-
-
-def _team(cluster: Cluster) -> tuple[str, dict[str, dict[str, str]]]:
-    """A private room with an owner, a moderator and a member, and an outsider: their
-    sessions live in the shared database, so each is the same person on every worker."""
-    tag = uuid.uuid4().hex[:8]
-    room = f"team-{tag}"
-    made = subprocess.run(
-        [str(BIN / "python"), "manage.py", "shell", "-c", _PEOPLE % {"tag": tag, "room": room}],
-        cwd=ROOT,
-        env=cluster.env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return room, json.loads(made.stdout.strip().splitlines()[-1])
 
 
 async def _refused(url: str, cookie: str | None) -> int:
@@ -76,7 +37,7 @@ async def test_a_private_room_shows_an_outsider_nothing_on_either_worker(
     make_cluster: ClusterFactory,
 ) -> None:
     cluster = make_cluster(workers=2)
-    room, people = _team(cluster)
+    room, people = team(cluster)
     outsider = people["outsider"]["cookie"]
     for index in (0, 1):
         base = cluster.url(index)
@@ -111,7 +72,7 @@ async def test_a_member_removed_on_one_worker_loses_sockets_and_streams_on_both_
     make_cluster: ClusterFactory,
 ) -> None:
     cluster = make_cluster(workers=2)
-    room, people = _team(cluster)
+    room, people = team(cluster)
     cookie = people["member"]["cookie"]
     on_a = await Member.join(cluster.ws_url(0, room), cookie=cookie)
     on_b = await Member.join(cluster.ws_url(1, room), cookie=cookie)
@@ -143,7 +104,7 @@ async def test_a_redaction_on_one_worker_is_gone_everywhere_on_the_other(
     make_cluster: ClusterFactory, database_url: str
 ) -> None:
     cluster = make_cluster(workers=2)
-    room, people = _team(cluster)
+    room, people = team(cluster)
     asker = await Member.join(cluster.ws_url(0, room), cookie=people["member"]["cookie"])
     watcher = await Member.join(cluster.ws_url(0, room), cookie=people["owner"]["cookie"])
     before = asker.welcome["seq"]

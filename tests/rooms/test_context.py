@@ -116,3 +116,18 @@ async def test_removed_messages_never_go_in_and_the_oldest_go_first(
     rewrite = "\n".join(m["content"] for m in [r for r in llm.stats() if not r.stream][-1].messages)
     assert f"{name}: old news" in rewrite and "1234" not in rewrite
     await alice.close()
+
+
+async def test_of_several_versions_only_the_latest_complete_one_goes_in(llm: Any) -> None:
+    alice = await connect("versions-context")
+    first = await ask(alice, "Which cakes are there?")
+    # A second version: it goes in, the first does not (one answer per question).
+    await alice.send({"type": "regenerate", "answer_id": first["answer_id"]})
+    frames = await alice.recv_until(lambda f: f["type"] == "answer.start")
+    assert frames[-1]["version"] == 2
+    second = await alice.recv_until(lambda f: f["type"] == "answer.end")
+    assert second[-1]["status"] == "complete"
+    await ask(alice, "And the prices?")
+    answers = [m for m in prompt(llm) if m["role"] == "assistant"]
+    assert [m["content"] for m in answers] == [second[-1]["text"]]
+    await alice.close()
