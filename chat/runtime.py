@@ -30,6 +30,7 @@ from chat.answers.moderation import EXPEL, RECHECK, Moderation
 from chat.answers.runner import AnswerRunner
 from chat.background import keep_until_done, start_detached
 from chat.llm import aclose_provider
+from chat.observability import context
 from chat.ratelimit import OpenPerKey
 from chat.realtime.backends import build_backends
 from chat.realtime.hub import RoomHub
@@ -64,6 +65,8 @@ class Runtime:
 
     def __init__(self) -> None:
         self.worker_id = new_worker_id()
+        # Log lines say which worker wrote them (the same id as its answers' owner key).
+        context.set_worker(self.worker_id)
         self.log, self.coordinator = build_backends(self.worker_id)
         self.layer: Any = get_channel_layer()
         self.hub = RoomHub(self.log)

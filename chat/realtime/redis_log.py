@@ -27,6 +27,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from chat.observability import metrics
 from chat.protocol import ROOM_EVENT_TYPES, dumps
 from chat.realtime import redis_lua
 from chat.realtime.log import (
@@ -169,10 +170,12 @@ class RedisRoomLog:
             redis_lua.RECENT_APPENDS,
             *redacted_end,
         ]
+        began = time.monotonic()
         try:
             seq = await self._call(room, self._append, keys, args)
         except (RedisError, OSError) as err:
             raise RoomLogUnavailable(str(err) or type(err).__name__) from err
+        metrics.ROOM_LOG_APPEND_SECONDS.observe(time.monotonic() - began)
         return int(seq) or None
 
     # --- reading --------------------------------------------------------------------------

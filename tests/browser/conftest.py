@@ -3,7 +3,7 @@ real server (daphne + the LLM simulator) started once per session as subprocesse
 
 Playwright cannot download its own browser here; the tests use /usr/bin/chromium
 (`apt-get install -y chromium fonts-nanum`) and are skipped, with that reason, only when it is
-missing. The page's vendor files come from `scripts/build-frontend` (npm), run when needed.
+missing. The page's libraries are committed in frontend/static/vendor/ (scripts/update-vendor).
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 REPO = Path(__file__).resolve().parents[2]
-VENDOR_FILES = ("markdown-it.esm.min.js", "purify.es.js")
 TEST_USER = ("alice", "correct-horse-battery")
 
 
@@ -47,28 +46,6 @@ def chromium_path() -> str:
             "(apt-get install -y chromium fonts-nanum); Playwright cannot download a browser here"
         )
     return str(CHROMIUM)
-
-
-@pytest.fixture(scope="session")
-def frontend_built() -> None:
-    """The page's vendor files, built by scripts/build-frontend (npm) when missing."""
-    vendor = REPO / "frontend" / "static" / "vendor"
-    if all((vendor / name).exists() for name in VENDOR_FILES):
-        return
-    result = subprocess.run(
-        ["bash", str(REPO / "scripts" / "build-frontend")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.fail(
-            "scripts/build-frontend failed; the page cannot load without its vendor files:\n"
-            + result.stdout
-            + result.stderr,
-            pytrace=False,
-        )
 
 
 def _wait_for_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
@@ -127,7 +104,7 @@ class RoomchatServer:
 
 @pytest.fixture(scope="session")
 def roomchat_server(
-    tmp_path_factory: pytest.TempPathFactory, frontend_built: None
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RoomchatServer]:
     """daphne serving config.asgi:application, with the LLM simulator as its OpenAI endpoint,
     a fresh SQLite database (migrated, with a test user) and the sample knowledge base."""

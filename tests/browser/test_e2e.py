@@ -284,3 +284,65 @@ async def test_a_moderator_redacts_a_message_and_removes_someone_from_the_page(
     await expect(guest.locator("#banner-text")).to_have_text("이 방에 더 이상 들어올 수 없습니다.")
     await expect(guest.locator("#conn-status")).to_have_attribute("data-state", "closed")
     await expect(alice.locator("#member-list .member")).to_have_count(1)
+
+
+async def test_continue_regenerate_switch_versions_and_edit_from_the_page(
+    browser: Browser, roomchat_server: RoomchatServer
+) -> None:
+    """The asker continues a failed answer (everyone sees one answer grow again), regenerates it
+    (2 / 2, then 3 / 3, with arrows to switch), and edits the question; someone else gets none
+    of these controls."""
+    room = new_room()
+    with no_page_errors(browser):
+        alice = await open_live(browser, roomchat_server, room)
+        bob = await open_live(browser, roomchat_server, room, locale="ko-KR")
+        await ask(
+            alice,
+            "Which cakes? [[sim tokens=40 fault=truncate fault_after=12 fail_times=1 tps=40]]",
+        )
+        failed = alice.locator("article.answer")
+        await expect(failed).to_have_attribute("data-status", "failed", timeout=30000)
+        partial = (await failed.locator(".md").inner_text()).strip()
+        assert partial
+        await expect(bob.locator("article.answer")).to_have_attribute("data-status", "failed")
+        await expect(bob.locator(".continue-btn, .regenerate-btn")).to_have_count(0)
+
+        await alice.locator(".continue-btn").click()
+        for page in (alice, bob):
+            shown = page.locator("article.answer:visible")
+            await expect(shown).to_have_count(1)
+            await expect(shown).to_have_attribute("data-status", "complete", timeout=30000)
+            await expect(shown).to_have_attribute("data-version", "2")
+            await expect(shown.locator(".version-of")).to_have_text("2 / 2")
+            whole = (await shown.locator(".md").inner_text()).strip()
+            assert whole.startswith(partial[:20]) and len(whole) > len(partial)
+        await expect(alice.locator(".continue-btn")).to_have_count(0)  # it completed
+
+        await alice.locator("article.answer:visible .regenerate-btn").click()
+        third = alice.locator("article.answer:visible")
+        await expect(third).to_have_attribute("data-version", "3", timeout=30000)
+        await expect(third).to_have_attribute("data-status", "complete", timeout=30000)
+        await expect(third.locator(".version-of")).to_have_text("3 / 3")
+        await third.locator(".version-prev").click()
+        await expect(alice.locator("article.answer:visible")).to_have_attribute("data-version", "2")
+        await expect(alice.locator("article.answer:visible .version-of")).to_have_text("2 / 3")
+        await expect(bob.locator("article.answer:visible .version-of")).to_have_text("3 / 3")
+        await expect(bob.locator("article.answer:visible .version-prev")).to_have_attribute(
+            "aria-label", "이전 버전"
+        )
+
+        # Edit: only on one's own question; the edited one is a new question, marked so.
+        await expect(bob.locator(".edit-btn")).to_have_count(0)
+        await alice.locator("article.question .edit-btn").click()
+        editor = alice.locator(".edit-text")
+        await editor.fill("Which cakes have no nuts? [[sim tokens=5]]")
+        await editor.press("Enter")
+        for page, tag in ((alice, "edited"), (bob, "수정됨")):
+            edited = page.locator("article.question").nth(1)
+            await expect(edited.locator(".question-text")).to_have_text(
+                "Which cakes have no nuts? [[sim tokens=5]]", timeout=10000
+            )
+            await expect(edited.locator(".edited-tag")).to_have_text(tag)
+            await expect(page.locator("article.answer:visible").last).to_have_attribute(
+                "data-status", "complete", timeout=30000
+            )

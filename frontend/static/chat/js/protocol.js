@@ -192,6 +192,24 @@ export class RoomClient {
     return this._send({ type: "cancel", answer_id: answerId });
   }
 
+  /** A new version of an answer (its asker or a moderator). */
+  regenerate(answerId) {
+    return this._send({ type: "regenerate", answer_id: answerId });
+  }
+
+  /** Carry on an answer that failed, was interrupted or stopped. */
+  continueAnswer(answerId) {
+    return this._send({ type: "continue", answer_id: answerId });
+  }
+
+  /** Send one's own question again, edited. Returns its client_id, or null. */
+  edit(questionId, text) {
+    if (!this.live) return null;
+    const clientId = newClientId();
+    this._send({ type: "edit", question_id: questionId, text, client_id: clientId });
+    return clientId;
+  }
+
   /** While waiting to reconnect: try now (the "Retry now" button, coming back online). */
   retryNow() {
     if (this.state === "waiting") this._connect();

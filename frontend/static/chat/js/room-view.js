@@ -6,6 +6,7 @@
 
 import { FrameScheduler, StreamingMarkdown, copyCode } from "./markdown.js";
 import { formatFullTime, formatTime, t } from "./i18n.js";
+import { AnswerVersions } from "./versions.js";
 
 const AVATAR_COLOURS = 8;
 // How long "… is typing" stays after a person's last `typing` frame (the server passes one per
@@ -54,6 +55,9 @@ export class RoomView {
    * @param {(messageId: string) => void} [args.onRedact]  a moderator removes a message
    * @param {(user: object) => void} [args.onRemoveMember]  a moderator removes someone
    * @param {(user: object, role: string) => void} [args.onSetRole]  the owner names a role
+   * @param {(answerId: string) => void} [args.onRegenerate]  a new version of an answer
+   * @param {(answerId: string) => void} [args.onContinue]  carry on an answer cut short
+   * @param {(questionId: string, text: string) => void} [args.onEdit]  send a question again
    * @param {string} [args.assistantName]  what the room calls its assistant (blank: default)
    */
   constructor({
@@ -62,6 +66,9 @@ export class RoomView {
     onRedact = () => {},
     onRemoveMember = () => {},
     onSetRole = () => {},
+    onRegenerate = () => {},
+    onContinue = () => {},
+    onEdit = () => {},
     assistantName = "",
   }) {
     this.els = elements;
@@ -82,6 +89,15 @@ export class RoomView {
     this.lastTop = 0;
     this.scheduler = new FrameScheduler(() => this._renderFrame());
     this.streaming = new Set(); // answer states with unrendered text
+    const askerOf = (questionId) => this.questions.get(questionId)?.user?.id;
+    const isMine = (questionId) => Boolean(this.me && askerOf(questionId) === this.me.id);
+    this.versions = new AnswerVersions({
+      isMine,
+      maySteer: (questionId) => isMine(questionId) || this._moderates(),
+      onRegenerate,
+      onContinue,
+      onEdit,
+    });
 
     this.els.scroller.addEventListener("scroll", () => this._onScroll(), { passive: true });
     new ResizeObserver(() => this._onResize()).observe(this.els.log);
@@ -116,6 +132,7 @@ export class RoomView {
     this.answers.clear();
     this.said.clear();
     this.streaming.clear();
+    this.versions.clear();
     this.els.log.replaceChildren();
     for (const message of history) {
       if (message.role === "message") {
@@ -126,9 +143,10 @@ export class RoomView {
           user: message.user,
           text: message.text,
           created: message.created,
+          edits: message.edits,
         });
       } else if (message.role === "assistant") {
-        const state = this._addAnswer({ id: message.id, question_id: message.question_id });
+        const state = this._addAnswer(message);
         if (message.redacted) {
           this._endAnswer(state, { status: message.status, text: "", error: message.error });
           this._redact(message.id);
@@ -286,10 +304,12 @@ export class RoomView {
     this.els.log.append(turn);
     const state = { node, turn, user: q.user, text: q.text };
     this.questions.set(q.id, state);
+    this.versions.addQuestion(state, q);
     return state;
   }
 
-  _addAnswer({ id, question_id: questionId }) {
+  _addAnswer(start) {
+    const { id, question_id: questionId } = start;
     if (this.answers.has(id)) return this.answers.get(id);
     const question = this.questions.get(questionId);
     let turn = question?.turn;
@@ -368,6 +388,7 @@ export class RoomView {
       tracked: true,
     };
     this.answers.set(id, state);
+    this.versions.addAnswer(state, start);
     this._updateAnswerState(state);
     return state;
   }
@@ -473,6 +494,7 @@ export class RoomView {
       }
     }
     this._updateAnswerState(state);
+    this.versions.ended(state);
   }
 
   _updateAnswerState(state) {
@@ -541,8 +563,13 @@ export class RoomView {
     note.dataset.i18n = "room.redacted";
     node.querySelector(".msg-head")?.after(note);
     const question = this.questions.get(id);
-    if (question) question.text = "";
+    if (question) {
+      question.text = "";
+      question.editor?.remove();
+      question.editButton?.remove();
+    }
     node.setAttribute("aria-label", t("room.redacted"));
+    this.versions.refresh();
     return true;
   }
 

@@ -60,6 +60,9 @@ const view = new RoomView({
   onRedact: (messageId) => client.redact(messageId),
   onRemoveMember: (member) => client.remove(member.id),
   onSetRole: (member, role) => client.setRole(member.id, role),
+  onRegenerate: (answerId) => client.regenerate(answerId),
+  onContinue: (answerId) => client.continueAnswer(answerId),
+  onEdit: (questionId, text) => client.edit(questionId, text),
   assistantName,
 });
 view.setMe(config.me);
@@ -251,7 +254,8 @@ function showError(frame) {
     blockAsking(seconds);
     return;
   }
-  const known = ["busy", "too_long", "forbidden", "not_found", "unavailable"];
+  view.versions.refresh(); // a refused regenerate or continue: its button works again
+  const known = ["busy", "too_long", "forbidden", "not_found", "unavailable", "conflict"];
   let text;
   if (known.includes(code)) text = t(`error.${code}`);
   else if (code === "invalid") text = t("error.invalid", { message: frame.message || code });
