@@ -217,6 +217,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         runtime, identity = self._member()
         await runtime.moderation.set_role(self.room, identity, command.user_id, command.role)
 
+    async def on_feedback(self, command: protocol.Feedback) -> None:
+        runtime, identity = self._member()
+        await runtime.feedback.give(self.room, identity, command)
+
     async def on_ping(self, command: protocol.Ping) -> None:
         if self.conn is not None:
             self.conn.push(dumps(protocol.pong_frame()))
@@ -234,6 +238,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         "regenerate": on_new_version,
         "continue": on_new_version,
         "edit": on_edit,
+        "feedback": on_feedback,
     }
 
     async def _send_text(self, frame: str) -> None:

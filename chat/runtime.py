@@ -26,6 +26,7 @@ from django.db import Error as DatabaseError
 from chat import protocol, storage
 from chat.answers.admission import Admission
 from chat.answers.assistants import assistant_for
+from chat.answers.feedback import AnswerFeedback
 from chat.answers.moderation import EXPEL, RECHECK, Moderation
 from chat.answers.runner import AnswerRunner
 from chat.background import keep_until_done, start_detached
@@ -83,6 +84,7 @@ class Runtime:
         )
         self.admission = Admission(runner=self.runner, coordinator=self.coordinator, log=self.log)
         self.moderation = Moderation(log=self.log, runner=self.runner, layer=self.layer)
+        self.feedback = AnswerFeedback(log=self.log)
         # Guests' open WebSockets per client address, on this worker.
         self.guest_connections = OpenPerKey(settings.CHAT_MAX_CONNECTIONS_PER_ADDRESS)
         if hasattr(self.coordinator, "on_data_loss"):

@@ -271,3 +271,44 @@ async def test_an_edited_question_is_a_new_question_linked_to_the_original(
     fresh = await Member.join(cluster.ws_url(0, room), cookie=people["member"]["cookie"])
     [item] = [h for h in fresh.welcome["history"] if h["id"] == edited["id"]]
     assert item["edits"] == original
+
+
+async def test_a_continuation_the_llm_refuses_ends_once_keeping_the_text_and_is_continued_again(
+    make_cluster: ClusterFactory, database_url: str, sim: Any
+) -> None:
+    cluster = make_cluster(workers=2)
+    room, people = team(cluster)
+    owner = await Member.join(cluster.ws_url(0, room), cookie=people["owner"]["cookie"])
+    watcher = await Member.join(cluster.ws_url(1, room), cookie=people["member"]["cookie"])
+    first, failed = await _answered(
+        owner, "Which pies? [[sim tokens=40 fault=truncate fault_after=8 tps=0]]"
+    )
+    partial = failed["text"]
+    assert failed["status"] == "failed" and partial
+    sim.configure(fault="400")  # the continuation's request carries no directive of its own
+    try:
+        await owner.send({"type": "continue", "answer_id": first["id"]})
+        second = (await watcher.until(lambda f: f["type"] == "answer.start" and f["version"] == 2))[
+            -1
+        ]
+        end = await watcher.until_end(second["id"])
+    finally:
+        sim.configure(fault=None)
+    assert (end["status"], end["error"]["code"]) == ("failed", "llm_rejected")
+    assert end["text"] == partial  # what was written is not lost
+    assert deltas(watcher.events, second["id"]) == partial
+    with pytest.raises(TimeoutError):  # exactly one end
+        await watcher.until(lambda f: f.get("answer_id") == second["id"], timeout=1.5)
+    assert stored_message(database_url, second["id"])["status"] == "failed"
+
+    # The failed continuation is the latest version: it is continued in its turn.
+    await owner.send({"type": "continue", "answer_id": second["id"]})
+    third = (await watcher.until(lambda f: f["type"] == "answer.start"))[-1]
+    assert (third["version"], third.get("continues")) == (3, second["id"])
+    done = await watcher.until_end(third["id"])
+    assert done["status"] == "complete" and done["text"].startswith(partial)
+    assert versions_of(database_url, first["question_id"]) == [
+        (1, "failed", None),
+        (2, "failed", first["id"]),
+        (3, "complete", second["id"]),
+    ]

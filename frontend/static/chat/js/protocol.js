@@ -35,6 +35,7 @@ export const ROOM_EVENTS = new Set([
   "answer.end",
   "message.redacted",
   "room.updated",
+  "answer.feedback",
 ]);
 
 /** Error codes that refuse an `ask` or a `say` (its text goes back to the composer). */
@@ -208,6 +209,11 @@ export class RoomClient {
     const clientId = newClientId();
     this._send({ type: "edit", question_id: questionId, text, client_id: clientId });
     return clientId;
+  }
+
+  /** Your 👍 (`up`) or 👎 (`down`) on an answer; null takes yours back. */
+  feedback(answerId, value) {
+    return this._send({ type: "feedback", answer_id: answerId, value });
   }
 
   /** While waiting to reconnect: try now (the "Retry now" button, coming back online). */
