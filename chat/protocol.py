@@ -467,8 +467,15 @@ def answer_start_event(
     )
 
 
-def answer_sources_event(*, answer_id: str, sources: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"type": "answer.sources", "answer_id": answer_id, "sources": sources}
+def answer_sources_event(
+    *, answer_id: str, sources: list[dict[str, Any]], query: str | None = None
+) -> dict[str, Any]:
+    """`query`: what was searched when it was not the question as asked (a rewritten
+    follow-up); the field is left out otherwise."""
+    event: dict[str, Any] = {"type": "answer.sources", "answer_id": answer_id, "sources": sources}
+    if query is not None:
+        event["query"] = query
+    return event
 
 
 def answer_delta_event(*, answer_id: str, text: str) -> dict[str, Any]:

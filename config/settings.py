@@ -240,6 +240,13 @@ CHAT_LOG_OUTAGE_SECONDS: float = env.float("CHAT_LOG_OUTAGE_SECONDS", default=45
 CHAT_DB_RETRY_SECONDS: float = env.float("CHAT_DB_RETRY_SECONDS", default=300.0)
 CHAT_RETRIEVAL_K: int = env.int("CHAT_RETRIEVAL_K", default=4)
 CHAT_COLLECTION: str = env.str("CHAT_COLLECTION", default="knowledge")
+# Fuse a BM25 ranking of the same chunks with the vector ranking (docs/retrieval.md).
+CHAT_RETRIEVAL_HYBRID: bool = env.bool("CHAT_RETRIEVAL_HYBRID", default=True)
+# A follow-up is rewritten into a standalone search query (docs/retrieval.md): by the LLM,
+# within this many seconds and tokens, else retrieval uses the question as asked.
+CHAT_REWRITE: bool = env.bool("CHAT_REWRITE", default=True)
+CHAT_REWRITE_TIMEOUT: float = env.float("CHAT_REWRITE_TIMEOUT", default=3.0)
+CHAT_REWRITE_MAX_TOKENS: int = env.int("CHAT_REWRITE_MAX_TOKENS", default=64)
 CHAT_SYSTEM_PROMPT: str = env.str("CHAT_SYSTEM_PROMPT", default="")
 # --- Operations (docs/operations.md): metrics, readiness, logs.
 # `/metrics` answers only a request with `Authorization: Bearer <this token>` (401 without);

@@ -18,6 +18,7 @@ from chat.answers.events import (
     RetrievalStarted,
 )
 from chat.answers.prompt import build_messages, continuing
+from chat.answers.rewrite import QueryRewriter, SearchQuery
 from chat.errors import ChatError
 from chat.llm.base import ChatMessage, LLMProvider, LLMRequest, StreamEnd, TextDelta
 from chat.retrieval.base import Retriever, Source
@@ -39,6 +40,7 @@ class Assistant:
         assistant_name: str = "",
         model: str | None = None,
         temperature: float | None = None,
+        rewriter: QueryRewriter | None = None,
     ) -> None:
         self.llm = llm
         self.retriever = retriever
@@ -50,6 +52,8 @@ class Assistant:
         # None: the provider's own (CHAT_MODEL, the model's default temperature).
         self.model = model
         self.temperature = temperature
+        # Rewrites a follow-up into a standalone search query; None: search as asked.
+        self.rewriter = rewriter
 
     async def astream_events(
         self,
@@ -68,14 +72,20 @@ class Assistant:
         Closing this generator early (cancel) closes the LLM stream, which closes the
         upstream HTTP request.
         """
-        yield RetrievalStarted(query=question)
+        search = SearchQuery(question)
+        if self.rewriter is not None and history:
+            # Bounded by the rewriter's timeout; any failure there searches the question as is.
+            search = await self.rewriter.rewrite(question, history, in_room=bool(asker))
+        yield RetrievalStarted(query=search.text)
         try:
-            sources = await self.retriever.retrieve(question, collection=self.collection, k=self.k)
+            sources = await self.retriever.retrieve(
+                search.text, collection=self.collection, k=self.k
+            )
         except ChatError as err:
             logger.warning("Retrieval failed: %s", err.message)
             yield AnswerError(error=err)
             return
-        yield RetrievalFinished(sources=sources)
+        yield RetrievalFinished(sources=sources, query=search.text if search.rewritten else None)
         messages = build_messages(
             question,
             sources=sources,

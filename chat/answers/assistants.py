@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.conf import settings
 
 from chat.answers.assistant import Assistant
+from chat.answers.rewrite import QueryRewriter
 from chat.llm import get_provider
 from chat.retrieval import get_retriever
 from chat.rooms.configuration import AnswerSettings
@@ -20,13 +21,23 @@ def assistant_for(room: AnswerSettings | None = None) -> Assistant:
     """The assistant with a room's settings (None, or blank ones: the server's). A model the
     allow-list (CHAT_MODELS) no longer holds is not used: the server's default answers."""
     room = room or AnswerSettings()
+    llm = get_provider()
+    model = room.model if room.model in settings.CHAT_MODELS else None
     return Assistant(
-        llm=get_provider(),
+        llm=llm,
         retriever=get_retriever(),
         collection=room.collection or settings.CHAT_COLLECTION,
         k=settings.CHAT_RETRIEVAL_K,
         system_prompt=room.system_prompt or settings.CHAT_SYSTEM_PROMPT,
         assistant_name=room.assistant_name,
-        model=room.model if room.model in settings.CHAT_MODELS else None,
+        model=model,
         temperature=room.temperature,
+        rewriter=QueryRewriter(
+            llm,
+            timeout=settings.CHAT_REWRITE_TIMEOUT,
+            max_tokens=settings.CHAT_REWRITE_MAX_TOKENS,
+            model=model,
+        )
+        if settings.CHAT_REWRITE
+        else None,
     )

@@ -22,9 +22,11 @@ class RetrievalStarted:
 
 @dataclass(frozen=True, slots=True)
 class RetrievalFinished:
-    """The passages the answer will be grounded in (may be empty)."""
+    """The passages the answer will be grounded in (may be empty), and what was searched for
+    them when that is not the question as asked (a follow-up rewritten), else None."""
 
     sources: list[Source]
+    query: str | None = None
 
 
 # A non-empty piece of the answer, in order: the provider's own delta, passed on as it is.

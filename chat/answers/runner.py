@@ -285,7 +285,7 @@ class AnswerRunner:
                     await self._append(
                         asked.room,
                         protocol.answer_sources_event(
-                            answer_id=asked.answer_id, sources=running.sources
+                            answer_id=asked.answer_id, sources=running.sources, query=event.query
                         ),
                     )
                 elif isinstance(event, AnswerDelta):

@@ -58,6 +58,21 @@ class StreamEnd:
 StreamItem = TextDelta | StreamEnd
 
 
+class Completer(Protocol):
+    """A provider that can also answer a short prompt in one piece, without streaming (the
+    follow-up rewrite, `chat.answers.rewrite`). Raises `chat.errors.LLMError`; never retries:
+    whoever calls it is waiting on a short deadline."""
+
+    async def complete(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        time_limit: float,
+        model: str | None = None,
+    ) -> str: ...
+
+
 class LLMProvider(Protocol):
     """Streams one answer. The stream yields `TextDelta`s then exactly one `StreamEnd`, or raises
     `chat.errors.LLMError`. Whoever iterates it must exhaust it or `aclose()` it; the provider

@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import openai
@@ -190,6 +190,46 @@ class OpenAIProvider:
                 code="llm_truncated",
             )
         yield StreamEnd(finish_reason, usage)
+
+    async def complete(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        time_limit: float,
+        model: str | None = None,
+    ) -> str:
+        """One short completion, not streamed, within `time_limit` seconds in all, no retry
+        (see `Completer`). Raises `LLMError`."""
+        client = self._get_client()
+        bound = openai.Timeout(time_limit, connect=min(self.connect_timeout, time_limit))
+        try:
+            # The SDK's timeout bounds each phase; wait_for bounds the whole call, and
+            # cancelling it closes the request.
+            response = await asyncio.wait_for(
+                client.chat.completions.create(
+                    model=model or self.model,
+                    messages=[_message_param(message) for message in messages],
+                    max_tokens=max_tokens,
+                    stream=False,
+                    timeout=bound,
+                ),
+                time_limit,
+            )
+        except TimeoutError as err:
+            raise LLMError(
+                f"The language model did not respond within {time_limit:g} seconds.",
+                code="llm_timeout",
+            ) from err
+        except openai.OpenAIError as err:
+            raise self._classify(err).error from err
+        try:
+            return str(response.choices[0].message.content or "")
+        except (AttributeError, IndexError, TypeError) as err:
+            raise LLMError(
+                "The language model sent a response that could not be understood.",
+                code="llm_bad_response",
+            ) from err
 
     async def _open(self, request: LLMRequest) -> AsyncStream[ChatCompletionChunk]:
         """Send the request until the server accepts it, retrying 429, 5xx and failed connects."""

@@ -12,11 +12,13 @@ import asyncio
 import logging
 import re
 import threading
+from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
 
 import chromadb
 import httpx
+import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.api.types import Documents, Embeddable, EmbeddingFunction
@@ -27,6 +29,7 @@ from django.conf import settings
 from chat.errors import RetrievalError
 from chat.retrieval.base import Source
 from chat.retrieval.embeddings import get_embedding_function
+from chat.retrieval.lexical import LexicalIndexes, reciprocal_rank_fusion
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +37,13 @@ SNIPPET_CHARS = 200
 HTTP_TIMEOUT = 30.0
 HTTP_CONNECT_TIMEOUT = 5.0
 
+# Hybrid retrieval ranks this many candidates on each side before fusing them (at least k).
+CANDIDATES = 12
+
 _clients: dict[tuple[str, str], ClientAPI] = {}
 _clients_lock = threading.Lock()
+# The lexical indexes of this process, one per collection (see chat.retrieval.lexical).
+lexical_indexes = LexicalIndexes()
 
 
 def get_client() -> ClientAPI:
@@ -52,6 +60,7 @@ def reset_clients() -> None:
     """Forget the cached clients (tests switch CHROMA_PATH between cases)."""
     with _clients_lock:
         _clients.clear()
+    lexical_indexes.clear()
 
 
 def _connect(url: str, path: str) -> ClientAPI:
@@ -164,19 +173,31 @@ def make_snippet(text: str, limit: int = SNIPPET_CHARS, *, skip: int = 0) -> str
 
 class ChromaRetriever:
     """Searches a Chroma collection. The embedding and the Chroma calls block, so they run in a
-    worker thread; the event loop keeps serving sockets meanwhile."""
+    worker thread; the event loop keeps serving sockets meanwhile.
+
+    Hybrid (CHAT_RETRIEVAL_HYBRID, on by default): the vector ranking and a BM25 ranking of the
+    same chunks (`chat.retrieval.lexical`) are fused by reciprocal rank, so a passage naming
+    the exact code, name or number of the question is found even where the embedding blurs it.
+    """
 
     def __init__(
         self,
         *,
         client: ClientAPI | None = None,
         embedding_function: EmbeddingFunction[Documents] | None = None,
+        hybrid: bool | None = None,
     ) -> None:
         self._client = client
         self._embedding_function = embedding_function
+        # None: CHAT_RETRIEVAL_HYBRID, read on each query.
+        self._hybrid = hybrid
+
+    @property
+    def hybrid(self) -> bool:
+        return bool(settings.CHAT_RETRIEVAL_HYBRID if self._hybrid is None else self._hybrid)
 
     async def retrieve(self, query: str, *, collection: str, k: int) -> list[Source]:
-        """The `k` passages closest to `query`; [] for a missing or empty collection."""
+        """The `k` passages that best match `query`; [] for a missing or empty collection."""
         if not query.strip() or k <= 0:
             return []
         return await asyncio.to_thread(self._retrieve, query, collection, k)
@@ -187,22 +208,82 @@ class ChromaRetriever:
         if found is None:
             logger.info("collection %r does not exist: nothing to retrieve", name)
             return []
+        hybrid = self.hybrid
         try:
             count = found.count()
             if count == 0:
                 return []
             vectors = ef.embed_query([query])
+            pool = min(count, max(k, CANDIDATES) if hybrid else k)
             result = found.query(
                 query_embeddings=vectors,
-                n_results=min(k, count),
+                n_results=pool,
                 include=["documents", "metadatas", "distances"],
             )
+            hits = _hits(result, _space(found))
+            if not hybrid:
+                return _sources(hits[:k])
+            lexical = lexical_indexes.get(found, count=count).search(query, pool)
+            order = reciprocal_rank_fusion([[hit.id for hit in hits], [hit.id for hit in lexical]])
+            chosen = order[:k]
+            by_id = {hit.id: hit for hit in hits}
+            missing = [chunk for chunk in chosen if chunk not in by_id]
+            if missing:
+                by_id.update(_fetch(found, missing, np.asarray(vectors[0], dtype=np.float64)))
         except RetrievalError:
             raise
         except Exception as err:
             raise RetrievalError(f"searching collection {name!r} failed: {err}") from err
-        space = _space(found)
-        return _sources(result, space)
+        return _sources([by_id[chunk] for chunk in chosen if chunk in by_id])
+
+
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    """A chunk as Chroma returned it, with its similarity to the query."""
+
+    id: str
+    text: str
+    meta: dict[str, Any]
+    score: float
+
+
+def _hits(result: Any, space: str) -> list[_Hit]:
+    # Chroma answers per query embedding; we sent exactly one.
+    ids: list[str] = result["ids"][0]
+    documents: list[str | None] = (result.get("documents") or [[]])[0]
+    metadatas: list[dict[str, Any] | None] = (result.get("metadatas") or [[]])[0]
+    distances: list[float] = (result.get("distances") or [[]])[0]
+    return [
+        _Hit(
+            id=ids[i],
+            text=documents[i] or "",
+            meta=dict(metadatas[i] or {}),
+            score=similarity(float(distances[i]), space),
+        )
+        for i in range(len(ids))
+    ]
+
+
+def _fetch(collection: Collection, ids: list[str], query: np.ndarray) -> dict[str, _Hit]:
+    """Chunks found only by their words: their text, metadata and cosine similarity to the
+    query (computed here, as Chroma did not rank them)."""
+    got = collection.get(ids=ids, include=["documents", "metadatas", "embeddings"])
+    count = len(got["ids"])
+    documents: list[Any] = list(got.get("documents") or []) or [None] * count
+    metadatas: list[Any] = list(got.get("metadatas") or []) or [None] * count
+    embeddings = got.get("embeddings")
+    found = {}
+    for i, chunk in enumerate(got["ids"]):
+        score = 0.0
+        if embeddings is not None and len(embeddings) > i:
+            vector = np.asarray(embeddings[i], dtype=np.float64)
+            norms = float(np.linalg.norm(vector) * np.linalg.norm(query))
+            if norms > 0:
+                score = max(0.0, min(1.0, float(vector @ query) / norms))
+        found[chunk] = _Hit(
+            id=chunk, text=documents[i] or "", meta=dict(metadatas[i] or {}), score=score
+        )
+    return found
 
 
 def _space(collection: Collection) -> str:
@@ -220,16 +301,10 @@ def document_name(stored: str) -> str:
     return stored.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
 
 
-def _sources(result: Any, space: str) -> list[Source]:
-    # Chroma answers per query embedding; we sent exactly one.
-    ids: list[str] = result["ids"][0]
-    documents: list[str | None] = (result.get("documents") or [[]])[0]
-    metadatas: list[dict[str, Any] | None] = (result.get("metadatas") or [[]])[0]
-    distances: list[float] = (result.get("distances") or [[]])[0]
+def _sources(hits: list[_Hit]) -> list[Source]:
     sources = []
-    for index in range(len(ids)):
-        text = documents[index] or ""
-        meta = metadatas[index] or {}
+    for index, hit in enumerate(hits):
+        meta = hit.meta
         # What the server stored the document as (a path on its disk) stays on the server:
         # people, the prompt and the logs see the document's name and title only.
         name = document_name(str(meta.get("source") or ""))
@@ -239,9 +314,9 @@ def _sources(result: Any, space: str) -> list[Source]:
                 id=f"{name}#{number}" if isinstance(number, int) else name or f"passage-{index}",
                 title=str(meta.get("title") or name or "untitled"),
                 source=name,
-                snippet=make_snippet(text, skip=_int(meta.get("overlap"))),
-                score=similarity(float(distances[index]), space),
-                text=text,
+                snippet=make_snippet(hit.text, skip=_int(meta.get("overlap"))),
+                score=hit.score,
+                text=hit.text,
             )
         )
     return sources

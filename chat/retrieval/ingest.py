@@ -11,6 +11,7 @@ leaves its previous chunks as they were.
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -28,6 +29,7 @@ from chat.errors import ChatError, RetrievalError
 from chat.retrieval.chroma import get_client, open_collection
 from chat.retrieval.chunking import DEFAULT_CHUNK_SIZE, DEFAULT_OVERLAP, split_chunks
 from chat.retrieval.embeddings import get_embedding_function
+from chat.retrieval.lexical import REVISION_KEY
 from chat.retrieval.loaders import SUPPORTED_SUFFIXES, UnreadableFile, load_document
 
 EMBED_BATCH = 32
@@ -148,7 +150,27 @@ def write_file(collection: Collection, prepared: PreparedFile, *, batch: int) ->
     stale = sorted(set(existing) - set(prepared.ids))
     if stale:
         collection.delete(ids=stale)
+    mark_changed(collection)
     return len(stale)
+
+
+def delete_document(collection: Collection, source: str) -> int:
+    """Removes every chunk of the document stored as `source`; returns how many. Its passages
+    leave the vector index and, at the next query of any process, the lexical one."""
+    existing = collection.get(where={"source": source}, include=[])["ids"]
+    if existing:
+        collection.delete(ids=existing)
+        mark_changed(collection)
+    return len(existing)
+
+
+def mark_changed(collection: Collection) -> None:
+    """Stamps a new revision on the collection: every process's lexical index of it
+    (`chat.retrieval.lexical`) is rebuilt before its next search. Every writer of a collection's
+    passages calls this after writing."""
+    metadata = dict(collection.metadata or {})
+    metadata[REVISION_KEY] = secrets.token_hex(8)
+    collection.modify(metadata=metadata)
 
 
 def ingest_paths(

@@ -164,10 +164,14 @@ class FakeRoomServer:
         sources: list[dict[str, Any]] | None = None,
         end: bool = True,
         error: dict[str, str] | None = None,
+        query: str | None = None,
     ) -> None:
         self.emit({"type": "answer.start", "id": aid, "question_id": qid})
         if sources is not None:
-            self.emit({"type": "answer.sources", "answer_id": aid, "sources": sources})
+            frame: dict[str, Any] = {"type": "answer.sources", "answer_id": aid, "sources": sources}
+            if query is not None:
+                frame["query"] = query
+            self.emit(frame)
         for chunk in chunks:
             self.emit({"type": "answer.delta", "answer_id": aid, "text": chunk})
         if end:

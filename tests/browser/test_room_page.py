@@ -714,6 +714,33 @@ async def test_korean_ui_and_language_toggle(
     assert word_break == "keep-all"
 
 
+async def test_a_rewritten_follow_up_shows_what_was_searched_in_both_languages(
+    browser: Browser, roomchat_server: RoomchatServer
+) -> None:
+    server = FakeRoomServer()
+    with no_page_errors(browser):
+        page = await open_room(browser, roomchat_server, server, locale="ko-KR")
+        server.question("q1", "그거 아이스로도 돼요?", user=OTHER)
+        query = "라떼 아이스 <b>주문</b>"
+        server.answer(
+            "a1", "q1", ["네."], sources=[source(1, "Drinks", "Hot or iced.")], query=query
+        )
+        note = answer(page, "a1").locator(".sources-query")
+        await expect(note).to_have_text(f"검색한 내용: {query}")  # text, never markup
+        await page.locator(".room-header [data-lang-toggle]").click()
+        await expect(note).to_have_text(f"Searched for: {query}")
+        # Nothing matched: the query is still shown; a question searched as asked shows none.
+        server.question("q2", "그럼 두유는요?", user=OTHER)
+        server.answer("a2", "q2", ["없어요."], sources=[], query="라떼 두유")
+        await expect(answer(page, "a2").locator(".sources-query")).to_have_text(
+            "Searched for: 라떼 두유"
+        )
+        server.question("q3", "How late are you open?", user=OTHER)
+        server.answer("a3", "q3", ["Until nine."], sources=[source(2, "Hours", "8 to 21.")])
+        await expect(answer(page, "a3")).to_have_attribute("data-status", "complete")
+        await expect(answer(page, "a3").locator(".sources-query")).to_have_count(0)
+
+
 async def test_auto_scroll_follows_only_at_the_bottom(
     browser: Browser, roomchat_server: RoomchatServer
 ) -> None:

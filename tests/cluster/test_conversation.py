@@ -81,8 +81,11 @@ async def test_a_message_said_on_one_worker_is_everywhere_on_the_other(
     await on_b.ask("What will be brought?")
     end = await on_b.until_end()
     assert end["status"] == "complete"
+    # The answer's request, streamed (the follow-up's rewrite, not streamed, names it too).
     [request] = [
-        r for r in sim.stats() if any("What will be brought?" in m["content"] for m in r.messages)
+        r
+        for r in sim.stats()
+        if r.stream and any("What will be brought?" in m["content"] for m in r.messages)
     ]
     name = on_a.welcome["user"]["name"]
     assert {"role": "user", "content": f"{name}: 케이크는 제가 가져갈게요"} in request.messages

@@ -55,7 +55,8 @@ async def test_what_did_minji_say_about_the_cake(llm: Any) -> None:
     await say(at_minji, "I will bring a chocolate cake on Friday.")
     await say(at_joon, "Great, I'll bring candles.")
     first = await ask(at_joon, "What did Minji say about the cake?")
-    [request] = llm.stats()
+    # One answer, streamed; the request that is not streamed is the follow-up rewrite.
+    [request] = [record for record in llm.stats() if record.stream]
     messages = request.messages
     assert CONVERSATION_RULE in messages[0]["content"]
     conversation = [(m["role"], m["content"]) for m in messages[1:3]]
@@ -101,11 +102,19 @@ async def test_removed_messages_never_go_in_and_the_oldest_go_first(
     assert f"{name}: short one" in contents
     assert "1234" not in contents
     assert "old news" not in contents
+    # The follow-up rewrite, before retrieval, sees the same conversation and nothing removed.
+    rewrites = [record for record in llm.stats() if not record.stream]
+    assert len(rewrites) == 1
+    rewrite = "\n".join(m["content"] for m in rewrites[0].messages)
+    assert f"{name}: short one" in rewrite and "What was said?" in rewrite
+    assert "1234" not in rewrite and "old news" not in rewrite
     # With room for everything, the older message comes back; the removed one never does.
     settings.CHAT_CONTEXT_CHARS = 100_000
     await ask(alice, "And now?")
     contents = "\n".join(m["content"] for m in prompt(llm))
     assert f"{name}: old news" in contents and "1234" not in contents
+    rewrite = "\n".join(m["content"] for m in [r for r in llm.stats() if not r.stream][-1].messages)
+    assert f"{name}: old news" in rewrite and "1234" not in rewrite
     await alice.close()
 
 

@@ -90,7 +90,7 @@ async def test_a_redacted_question_is_gone_from_the_room_the_database_and_every_
 async def test_redacting_an_answer_being_written_stops_it_and_keeps_none_of_its_text(
     llm: Any, knowledge_base: str
 ) -> None:
-    llm.tps = 20  # slow: the redaction comes while it is being written
+    llm.configure(tps=20)  # slow: the redaction comes while it is being written
     owner, mod, member, _ = await _team()
     asker = await connect("team", headers=member.ws_headers)
     moderator = await connect("team", headers=mod.ws_headers)

@@ -42,7 +42,8 @@ async def test_the_next_answer_uses_the_room_s_model_prompt_temperature_and_name
         },
     )
     await client.answer("And an americano?")
-    before, after = llm.stats()[-2:]
+    # The answers (streamed), not the follow-up's rewrite between them.
+    before, after = [record for record in llm.stats() if record.stream][-2:]
     assert (before.model, before.temperature) == (settings.CHAT_MODEL, None)
     assert before.messages[0]["content"].startswith("You are the assistant of a shared chat room")
     assert (after.model, after.temperature) == ("sim-large", 0.4)

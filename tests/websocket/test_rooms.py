@@ -9,6 +9,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from chat.models import Message
+from llmsim import simulated_text
 from tests.conftest import connect, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("knowledge_base")]
@@ -68,7 +69,8 @@ async def test_prompt_holds_context_and_follow_up_history(llm: Any) -> None:
     alice = await connect("followup")
     first = (await alice.answer("What desserts do you have?"))[-1]
     await alice.answer("And which of them has no nuts?")
-    requests = llm.stats()
+    # The answers are streamed; the follow-up's rewrite (below) is the one request that is not.
+    requests = [record for record in llm.stats() if record.stream]
     assert len(requests) == 2
     messages = requests[-1].messages
     assert messages[0]["role"] == "system"
@@ -79,6 +81,55 @@ async def test_prompt_holds_context_and_follow_up_history(llm: Any) -> None:
     assert messages[2]["content"] == first["text"]
     assert messages[3]["content"].startswith("<documents>\n[1] ")
     assert messages[4]["content"] == f"{name}: And which of them has no nuts?"
+    await alice.close()
+
+
+def sources_of(frames: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(f for f in frames if f["type"] == "answer.sources")
+
+
+async def test_a_follow_up_is_rewritten_by_the_llm_and_the_query_shown_with_its_sources(
+    llm: Any,
+) -> None:
+    alice = await connect("rewrite")
+    first = await alice.answer("What desserts do you have?")
+    assert "query" not in sources_of(first)  # no conversation yet: searched as asked
+    second = await alice.answer("And which of them has no nuts?")
+    # What the simulator answered the rewrite prompt is what was searched, and is shown.
+    assert sources_of(second)["query"] == simulated_text(12).strip()
+    assert second[-1]["status"] == "complete"
+    records = llm.stats()
+    assert [record.stream for record in records] == [True, False, True]
+    rewrite = records[1]
+    assert rewrite.finished and rewrite.messages[0]["role"] == "system"
+    prompt = rewrite.messages[-1]["content"]
+    name = alice.welcome["user"]["name"]
+    assert f"{name}: What desserts do you have?" in prompt
+    assert f"Assistant: {first[-1]['text'].strip()}" in prompt
+    assert prompt.endswith("Last question: And which of them has no nuts?\n\nSearch query:")
+    await alice.close()
+
+
+@pytest.mark.parametrize("fault", ["stall", "500"])
+async def test_a_rewrite_that_fails_or_times_out_searches_the_question_as_asked(
+    llm: Any, settings: Any, fault: str
+) -> None:
+    settings.CHAT_REWRITE_TIMEOUT = 0.5
+    alice = await connect(f"rewrite-{fault}")
+    await alice.answer("What desserts do you have?")
+    llm.configure(fault=fault, fail_times=1)  # the next request only: the rewrite
+    frames = await alice.answer("And which of them has no nuts?")
+    assert "query" not in sources_of(frames)
+    assert sources_of(frames)["sources"]
+    end = frames[-1]
+    assert end["status"] == "complete" and end["text"] == simulated_text(12)
+    records = await wait_for(lambda: [r for r in llm.stats() if r.ended is not None])
+    rewrite = next(record for record in records if not record.stream)
+    assert rewrite.fault == fault
+    if fault == "stall":
+        assert rewrite.client_disconnected_early  # given up on, the request closed
+    else:
+        assert rewrite.status == 500
     await alice.close()
 
 

@@ -274,7 +274,7 @@ export class RoomView {
         break;
       case "answer.sources": {
         const state = this._answerFor(frame.answer_id);
-        this._setSources(state, frame.sources || []);
+        this._setSources(state, frame.sources || [], frame.query);
         break;
       }
       case "answer.delta": {
@@ -486,13 +486,23 @@ export class RoomView {
     return state;
   }
 
-  _setSources(state, sources) {
+  /** `query`: what was searched when a follow-up was rewritten (absent: the question). */
+  _queryNote(query) {
+    if (typeof query !== "string" || !query) return [];
+    const note = el("p", "sources-query", t("sources.query", { q: query }));
+    note.dataset.i18n = "sources.query";
+    note.dataset.i18nArgs = JSON.stringify({ q: query });
+    note.dir = "auto";
+    return [note];
+  }
+
+  _setSources(state, sources, query) {
     state.gotSources = true;
     state.sources = sources;
     if (!sources.length) {
       const none = el("p", "sources-none", t("sources.none"));
       none.dataset.i18n = "sources.none";
-      state.sourcesSlot.replaceChildren(none);
+      state.sourcesSlot.replaceChildren(none, ...this._queryNote(query));
       this._updateAnswerState(state);
       return;
     }
@@ -532,7 +542,7 @@ export class RoomView {
       });
       details.append(list);
     }
-    state.sourcesSlot.replaceChildren(details);
+    state.sourcesSlot.replaceChildren(details, ...this._queryNote(query));
     if (state.md.text && !state.redacted) state.md.refresh(); // its [n] can link now
     this._updateAnswerState(state);
   }
