@@ -47,6 +47,8 @@ ROOM_EVENT_TYPES: Final = (
     "answer.end",
     "message.redacted",
     "room.updated",
+    "document.added",
+    "document.deleted",
 )
 DIRECT_FRAME_TYPES: Final = ("welcome", "presence", "typing", "pong", "error")
 ERROR_CODES: Final = (
@@ -60,6 +62,8 @@ ERROR_CODES: Final = (
     "not_found",
     "forbidden",
     "unavailable",
+    "unsupported_type",
+    "limit_reached",
 )
 FINAL_STATUSES: Final = ("complete", "cancelled", "failed", "interrupted")
 AnswerStatus = Literal["complete", "cancelled", "failed", "interrupted"]
@@ -454,6 +458,17 @@ def room_updated_event(*, room: dict[str, Any]) -> dict[str, Any]:
     """The room's owner (or staff) changed its settings: `room` is what members may know of
     them (`chat.rooms.configuration.public_info`; never the system prompt)."""
     return {"type": "room.updated", "room": room}
+
+
+def document_added_event(*, document: dict[str, Any], replaced: bool) -> dict[str, Any]:
+    """A document uploaded to the room's own collection is searchable (`replaced`: it took
+    the place of one with the same name). `document`: `chat.documents.store.document_info`."""
+    return {"type": "document.added", "document": document, "replaced": replaced}
+
+
+def document_deleted_event(*, name: str, user: dict[str, str]) -> dict[str, Any]:
+    """A moderator deleted the room's document `name`: its passages are no longer searched."""
+    return {"type": "document.deleted", "name": name, "user": user}
 
 
 # --- Frames to one connection (no seq) -------------------------------------------------------

@@ -223,6 +223,11 @@ CHAT_LOG_OUTAGE_SECONDS: float = env.float("CHAT_LOG_OUTAGE_SECONDS", default=45
 CHAT_DB_RETRY_SECONDS: float = env.float("CHAT_DB_RETRY_SECONDS", default=300.0)
 CHAT_RETRIEVAL_K: int = env.int("CHAT_RETRIEVAL_K", default=4)
 CHAT_COLLECTION: str = env.str("CHAT_COLLECTION", default="knowledge")
+# Documents a room's owner or moderators upload (docs/documents.md): the largest file, how many
+# files a room keeps, and their total size. Checked before the upload is read.
+CHAT_DOCUMENT_MAX_BYTES: int = env.int("CHAT_DOCUMENT_MAX_BYTES", default=10 * 1024 * 1024)
+CHAT_ROOM_DOCUMENTS: int = env.int("CHAT_ROOM_DOCUMENTS", default=50)
+CHAT_ROOM_DOCUMENTS_BYTES: int = env.int("CHAT_ROOM_DOCUMENTS_BYTES", default=100 * 1024 * 1024)
 CHAT_SYSTEM_PROMPT: str = env.str("CHAT_SYSTEM_PROMPT", default="")
 # Seconds of silence after which an HTTP event stream sends a `: keep-alive` comment.
 CHAT_SSE_KEEPALIVE_SECONDS: float = env.float("CHAT_SSE_KEEPALIVE_SECONDS", default=15.0)

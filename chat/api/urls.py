@@ -3,7 +3,7 @@ loosely here so that a bad one gets the API's JSON 404, not the site's HTML page
 
 from django.urls import path, re_path
 
-from . import views
+from . import documents, views
 
 urlpatterns = [
     path("rooms/<str:room>", views.room_settings, name="api_room"),
@@ -44,6 +44,12 @@ urlpatterns = [
         "rooms/<str:room>/members/<str:user_id>/role",
         views.set_member_role,
         name="api_set_member_role",
+    ),
+    path("rooms/<str:room>/documents", documents.room_documents, name="api_room_documents"),
+    path(
+        "rooms/<str:room>/documents/<str:name>",
+        documents.room_document,
+        name="api_room_document",
     ),
     path("ask", views.ask, name="api_ask"),
     re_path(r"^(?P<path>.*)$", views.not_found),

@@ -151,6 +151,14 @@ def write_file(collection: Collection, prepared: PreparedFile, *, batch: int) ->
     return len(stale)
 
 
+def delete_document(collection: Collection, source: str) -> int:
+    """Removes every chunk of the document stored as `source`; returns how many."""
+    existing = collection.get(where={"source": source}, include=[])["ids"]
+    if existing:
+        collection.delete(ids=existing)
+    return len(existing)
+
+
 def ingest_paths(
     paths: Sequence[str | Path],
     *,
