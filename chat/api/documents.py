@@ -3,8 +3,9 @@ the other views: the checks are `chat.documents`'; the same ones on every transp
 uses these endpoints, with its session and CSRF token; programs with a bearer token).
 
 An upload is refused before its content is read: permission first, then its declared
-`Content-Length` against CHAT_DOCUMENT_MAX_BYTES (413), then, while the multipart body is
-parsed, an upload handler that stops at the limit (a body sent without a length), then the
+`Content-Length` against CHAT_DOCUMENT_MAX_BYTES (413; a body without one is refused, as
+Django would read it as empty), then, while the multipart body is parsed, an upload handler
+that stops the file at the limit (the envelope's slack is not the file's), then the
 room's limits for its name and size; only then is the file read, checked and parsed (in a
 thread). 202 with the upload's id: it indexes in the background; the page polls the listing.
 """
@@ -106,7 +107,10 @@ async def room_documents(request: HttpRequest, room: str) -> HttpResponseBase:
         return JsonResponse(await db(store.listing)(room, identity))
     await db(store.check_may_upload)(room, identity)
     length = _declared_length(request)
-    if length is not None and length > settings.CHAT_DOCUMENT_MAX_BYTES + ENVELOPE_BYTES:
+    if length is None:
+        # Django reads no body without a length (a chunked upload would arrive empty).
+        raise ProtocolError("invalid", "Send the upload with a Content-Length.")
+    if length > settings.CHAT_DOCUMENT_MAX_BYTES + ENVELOPE_BYTES:
         store.check_size(length)
     if not (request.content_type or "").startswith("multipart/form-data"):
         raise ProtocolError(
