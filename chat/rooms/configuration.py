@@ -288,6 +288,7 @@ def describe(name: str, identity: Identity) -> dict[str, Any]:
             collection=values["collection"],
             system_prompt=values["system_prompt"],
             temperature=values["temperature"] if values["temperature"] != "" else None,
+            use_shared_knowledge=values["use_shared_knowledge"],
             models=list(settings.CHAT_MODELS),
             default_model=settings.CHAT_MODEL,
         )
