@@ -2,7 +2,9 @@
 the other views: the checks are `chat.documents`'; the same ones on every transport (the page
 uses these endpoints, with its session and CSRF token; programs with a bearer token).
 
-An upload is refused before its content is read: permission first, then its declared
+An upload is refused before its content is read: permission first (the caller is identified
+without Django's CSRF check, which would parse the body; that check runs once the limits
+below are in place), then its declared
 `Content-Length` against CHAT_DOCUMENT_MAX_BYTES (413; a body without one is refused, as
 Django would read it as empty), then, while the multipart body is parsed, an upload handler
 that stops the file at the limit (the envelope's slack is not the file's), then the
@@ -76,10 +78,6 @@ def _declared_length(request: HttpRequest) -> int | None:
 
 def _parse_upload(request: HttpRequest) -> UploadedFile:
     """The one uploaded file of a multipart body (runs in a thread: parsing reads the body)."""
-    request.upload_handlers = [
-        _OneLimitedFile(settings.CHAT_DOCUMENT_MAX_BYTES, request),
-        TemporaryFileUploadHandler(request),
-    ]
     try:
         uploaded = request.FILES.get(FIELD)
     except MultiPartParserError:
@@ -102,7 +100,9 @@ async def room_documents(request: HttpRequest, room: str) -> HttpResponseBase:
     """`GET /api/rooms/<room>/documents`: the room's documents (and, for moderators, the
     uploads in progress). `POST` (multipart, field `file`): upload one; 202 with the upload."""
     _check_room(room)
-    identity = await authenticate(request, write=request.method == "POST")
+    # Who is asking, without the CSRF check yet: for a POST, Django's check reads the form,
+    # which would parse the whole upload before anything below could refuse it.
+    identity = await authenticate(request, write=False)
     if request.method == "GET":
         return JsonResponse(await db(store.listing)(room, identity))
     await db(store.check_may_upload)(room, identity)
@@ -116,6 +116,15 @@ async def room_documents(request: HttpRequest, room: str) -> HttpResponseBase:
         raise ProtocolError(
             "unsupported_type", f"Send the file as multipart/form-data, in the field `{FIELD}`."
         )
+    request.upload_handlers = [
+        _OneLimitedFile(settings.CHAT_DOCUMENT_MAX_BYTES, request),
+        TemporaryFileUploadHandler(request),
+    ]
+    try:
+        # Now the CSRF check of a session (it parses the body, through the handlers above).
+        await authenticate(request, write=True)
+    except MultiPartParserError:
+        raise ProtocolError("invalid", "The multipart body cannot be parsed.") from None
     uploaded = await asyncio.to_thread(_parse_upload, request)
     try:
         name = files.document_name(uploaded.name or "")
