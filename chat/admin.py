@@ -14,7 +14,7 @@ from django.db import transaction
 from django.http import HttpRequest
 
 from chat.background import detached
-from chat.models import ApiToken, Invite, Message, Room, RoomMembership
+from chat.models import ApiToken, FeedbackCount, Invite, Message, Room, RoomMembership
 from chat.rooms.configuration import RoomSettingsForm, public_info
 from chat.runtime import get_runtime
 
@@ -95,6 +95,54 @@ class MessageAdmin(admin.ModelAdmin):
     list_filter = ("role", "status")
     search_fields = ("id", "text", "user_name")
     raw_id_fields = ("question",)
+
+
+@admin.register(FeedbackCount)
+class FeedbackCountAdmin(admin.ModelAdmin):
+    """The answers people gave the most 👎, first: with the documents their sources came from,
+    these are the documents that need work. Read only: feedback is people's own."""
+
+    list_display = ("answer_id", "room", "down", "up", "documents", "question", "answer_text")
+    list_select_related = ("answer__room", "answer__question")
+    ordering = ("-down", "up")
+    search_fields = ("answer__text", "answer__question__text", "answer__room__name")
+    list_filter = ("answer__room__name",)
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).exclude(up=0, down=0)
+
+    @admin.display(description="room", ordering="answer__room__name")
+    def room(self, obj: FeedbackCount) -> str:
+        return obj.answer.room.name
+
+    @admin.display(description="documents of its sources")
+    def documents(self, obj: FeedbackCount) -> str:
+        names = [
+            str(source.get("source") or source.get("title") or "")
+            for source in obj.answer.sources or []
+            if isinstance(source, dict)
+        ]
+        return ", ".join(dict.fromkeys(name for name in names if name)) or "-"
+
+    @admin.display(description="question")
+    def question(self, obj: FeedbackCount) -> str:
+        question = obj.answer.question
+        return _excerpt(question.text if question is not None else "")
+
+    @admin.display(description="answer")
+    def answer_text(self, obj: FeedbackCount) -> str:
+        return _excerpt(obj.answer.text)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def _excerpt(text: str, length: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= length else text[: length - 1] + "…"
 
 
 @admin.register(ApiToken)

@@ -17,6 +17,7 @@ from django.conf import settings
 
 from chat import identity as identities
 from chat import protocol, rooms
+from chat.observability import context, metrics
 from chat.protocol import ProtocolError, dumps
 from chat.ratelimit import TokenBucket
 from chat.realtime.backends import store_unavailable
@@ -39,6 +40,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     identity: identities.Identity | None = None
     runtime: Runtime | None = None
     counted_address: str | None = None
+    counted_open = False
 
     async def connect(self) -> None:
         """Refuse (before accept: HTTP 403) when login is required or the room is not one
@@ -50,6 +52,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         if not protocol.is_room_name(self.room):
             await self.accept()
+            metrics.socket_closed(protocol.CLOSE_BAD_ROOM)
             await self.close(code=protocol.CLOSE_BAD_ROOM)
             return
         admitted_at = time.monotonic()
@@ -58,7 +61,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close()  # Refused like a bad origin: nothing says the room exists.
             return
         await self.accept()
+        metrics.CONNECTIONS_BY_TRANSPORT["websocket"].inc()
+        self.counted_open = True
         self.conn_id = secrets.token_hex(8)
+        # Every line logged while handling this socket's frames says whose and where; the
+        # connection's id stands for a request id.
+        context.bind(room=self.room, user_id=self.identity.id, request_id=f"ws_{self.conn_id}")
         # The client's address (the proxy's X-Forwarded-For under `daphne --proxy-headers`).
         client = self.scope.get("client")
         self.address: str | None = str(client[0]) if client else None
@@ -69,6 +77,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.counted_address
         ):
             self.counted_address = None
+            metrics.socket_closed(protocol.CLOSE_TOO_MANY)
             await self.close(code=protocol.CLOSE_TOO_MANY)
             return
         self.flood_strikes = 0
@@ -105,10 +114,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
             logger.warning(
                 "Join of %s to %s: Redis is away (%s)", self.identity.name, self.room, err
             )
+            metrics.socket_closed(protocol.CLOSE_TRY_AGAIN)
             await self._close_with(protocol.CLOSE_TRY_AGAIN)
 
     async def disconnect(self, code: int) -> None:
         """Drop the socket only: answers keep running and are stored for everyone."""
+        if self.counted_open:
+            self.counted_open = False
+            metrics.CONNECTIONS_BY_TRANSPORT["websocket"].dec()
         if self.runtime is not None and self.counted_address is not None:
             self.runtime.guest_connections.release(self.counted_address)
             self.counted_address = None
@@ -146,6 +159,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     def _error(self, err: ProtocolError) -> None:
         if self.conn is None:
             return
+        metrics.frame_refused(err.code)
         if err.code == "rate_limited":
             self.flood_strikes += 1
             if self.flood_strikes > settings.CHAT_FLOOD_LIMIT:
@@ -203,6 +217,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         runtime, identity = self._member()
         await runtime.moderation.set_role(self.room, identity, command.user_id, command.role)
 
+    async def on_feedback(self, command: protocol.Feedback) -> None:
+        runtime, identity = self._member()
+        await runtime.feedback.give(self.room, identity, command)
+
     async def on_ping(self, command: protocol.Ping) -> None:
         if self.conn is not None:
             self.conn.push(dumps(protocol.pong_frame()))
@@ -220,6 +238,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         "regenerate": on_new_version,
         "continue": on_new_version,
         "edit": on_edit,
+        "feedback": on_feedback,
     }
 
     async def _send_text(self, frame: str) -> None:

@@ -57,6 +57,9 @@ class Identity:
     name: str
     is_staff: bool = False
     is_guest: bool = False
+    # False for a guest made for this connection or request alone (no session brought it):
+    # a script can be such a new person at every try, so it may not vote (chat.history).
+    lasting: bool = True
 
     def to_wire(self) -> dict[str, str]:
         return {"id": self.id, "name": self.name}
@@ -73,9 +76,11 @@ class Identity:
 
 
 def new_guest() -> Identity:
+    """A new guest, for this connection or request only (`lasting` False) until a session
+    keeps it (`ensure_guest`, then `guest_from_session` on the next request)."""
     tag = secrets.token_hex(4)
     name = f"{secrets.choice(_ADJECTIVES)} {secrets.choice(_ANIMALS)} {tag[:3]}"
-    return Identity(id=f"g:{tag}", name=name, is_guest=True)
+    return Identity(id=f"g:{tag}", name=name, is_guest=True, lasting=False)
 
 
 def from_user(user: Any) -> Identity | None:

@@ -189,6 +189,49 @@ class Message(models.Model):
         return f"{self.role} {self.id} ({self.status})"
 
 
+class Feedback(models.Model):
+    """One person's 👍 or 👎 on an answer: one row per answer and person (`Identity.id`: `u:<pk>`
+    for someone signed in, `g:<hex>` for a guest), changed in place, deleted when taken back."""
+
+    class Value(models.TextChoices):
+        UP = "up"
+        DOWN = "down"
+
+    answer = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="feedback")
+    user_id = models.CharField(max_length=64)
+    value = models.CharField(max_length=8, choices=Value.choices)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["answer", "user_id"], name="one_feedback_per_person")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.value} {self.answer_id}"
+
+
+class FeedbackCount(models.Model):
+    """An answer's 👍 and 👎 counts, kept with each change (the admin sorts answers by them), and
+    `rev`, raised by one with every change: events of two changes may reach the room log in
+    either order, and the counts with the higher `rev` are the later ones."""
+
+    answer = models.OneToOneField(
+        Message, primary_key=True, on_delete=models.CASCADE, related_name="feedback_count"
+    )
+    up = models.PositiveIntegerField(default=0)
+    down = models.PositiveIntegerField(default=0, db_index=True)
+    rev = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "answer feedback"
+        verbose_name_plural = "answer feedback (most 👎 first)"
+
+    def __str__(self) -> str:
+        return f"{self.answer_id}: {self.up} up, {self.down} down"
+
+
 class ApiToken(models.Model):
     """A key for programs using the HTTP API (`Authorization: Bearer <key>`).
 

@@ -37,7 +37,17 @@ CLOSE_TOO_SLOW: Final = 4008
 CLOSE_TOO_MANY: Final = 4029
 
 # Types the client may send, and every type the server sends (docs are tested against these).
-COMMAND_TYPES: Final = ("ask", "say", "typing", "cancel", "ping", "redact", "remove", "set_role")
+COMMAND_TYPES: Final = (
+    "ask",
+    "say",
+    "typing",
+    "cancel",
+    "ping",
+    "redact",
+    "remove",
+    "set_role",
+    "feedback",
+)
 ROOM_EVENT_TYPES: Final = (
     "message",
     "question",
@@ -47,6 +57,7 @@ ROOM_EVENT_TYPES: Final = (
     "answer.end",
     "message.redacted",
     "room.updated",
+    "answer.feedback",
     "document.added",
     "document.deleted",
 )
@@ -181,9 +192,30 @@ class SetRole:
     type: Literal["set_role"] = "set_role"
 
 
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """`feedback`: your 👍 (`up`) or 👎 (`down`) on an answer, or `null` to take yours back."""
+
+    answer_id: str
+    value: str | None
+    type: Literal["feedback"] = "feedback"
+
+
 Command = (
-    Ask | Say | Typing | Cancel | Ping | Redact | Remove | SetRole | Regenerate | Continue | Edit
+    Ask
+    | Say
+    | Typing
+    | Cancel
+    | Ping
+    | Redact
+    | Remove
+    | SetRole
+    | Regenerate
+    | Continue
+    | Edit
+    | Feedback
 )
+FEEDBACK_VALUES: Final = ("up", "down")
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +307,15 @@ def _parse_edit(frame: dict[str, Any], limits: TextLimits) -> Edit:
     return Edit(question_id=question_id, text=text, client_id=client_id)
 
 
+def _parse_feedback(frame: dict[str, Any], limits: TextLimits) -> Feedback:
+    # `value` must be present: a missing one is a mistake, `null` is a choice (take it back).
+    if "value" not in frame or (
+        frame["value"] is not None and frame["value"] not in FEEDBACK_VALUES
+    ):
+        raise ProtocolError("invalid", "`value` is `up`, `down` or null.")
+    return Feedback(answer_id=_message_id(frame, "answer_id"), value=frame["value"])
+
+
 def _parse_ping(frame: dict[str, Any], limits: TextLimits) -> Ping:
     return Ping()
 
@@ -327,6 +368,7 @@ _PARSERS: dict[str, Callable[[dict[str, Any], TextLimits], Command]] = {
     "regenerate": _parse_regenerate,
     "continue": _parse_continue,
     "edit": _parse_edit,
+    "feedback": _parse_feedback,
 }
 
 
@@ -458,6 +500,13 @@ def room_updated_event(*, room: dict[str, Any]) -> dict[str, Any]:
     """The room's owner (or staff) changed its settings: `room` is what members may know of
     them (`chat.rooms.configuration.public_info`; never the system prompt)."""
     return {"type": "room.updated", "room": room}
+
+
+def answer_feedback_event(*, answer_id: str, up: int, down: int, rev: int) -> dict[str, Any]:
+    """Someone gave, changed or took back their 👍/👎 on an answer: its counts now. `rev` grows
+    with each change; apply counts only over ones with a lower `rev` (two changes made on two
+    workers may be appended in either order)."""
+    return {"type": "answer.feedback", "answer_id": answer_id, "up": up, "down": down, "rev": rev}
 
 
 def document_added_event(*, document: dict[str, Any], replaced: bool) -> dict[str, Any]:

@@ -26,10 +26,12 @@ from django.db import Error as DatabaseError
 from chat import protocol, storage
 from chat.answers.admission import Admission
 from chat.answers.assistants import assistant_for
+from chat.answers.feedback import AnswerFeedback
 from chat.answers.moderation import EXPEL, RECHECK, Moderation
 from chat.answers.runner import AnswerRunner
 from chat.background import keep_until_done, start_detached
 from chat.llm import aclose_provider
+from chat.observability import context
 from chat.ratelimit import OpenPerKey
 from chat.realtime.backends import build_backends
 from chat.realtime.hub import RoomHub
@@ -64,6 +66,8 @@ class Runtime:
 
     def __init__(self) -> None:
         self.worker_id = new_worker_id()
+        # Log lines say which worker wrote them (the same id as its answers' owner key).
+        context.set_worker(self.worker_id)
         self.log, self.coordinator = build_backends(self.worker_id)
         self.layer: Any = get_channel_layer()
         self.hub = RoomHub(self.log)
@@ -80,6 +84,7 @@ class Runtime:
         )
         self.admission = Admission(runner=self.runner, coordinator=self.coordinator, log=self.log)
         self.moderation = Moderation(log=self.log, runner=self.runner, layer=self.layer)
+        self.feedback = AnswerFeedback(log=self.log)
         # Guests' open WebSockets per client address, on this worker.
         self.guest_connections = OpenPerKey(settings.CHAT_MAX_CONNECTIONS_PER_ADDRESS)
         if hasattr(self.coordinator, "on_data_loss"):

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from chat import rooms, versions
 from chat.identity import Identity
-from chat.models import ApiToken, Message, Room
+from chat.models import ApiToken, FeedbackCount, Message, Room
 from chat.protocol import ProtocolError
 from chat.rooms.configuration import AnswerSettings
 
@@ -336,6 +336,8 @@ def to_history(message: Message) -> dict[str, Any]:
         "status": message.status,
         "created": iso(message.created),
     }
+    if message.seq is not None:
+        item["seq"] = message.seq
     if message.redacted:
         item["redacted"] = True
     if message.role in (Message.Role.USER, Message.Role.MESSAGE):
@@ -354,7 +356,22 @@ def to_history(message: Message) -> dict[str, Any]:
             item["error"] = message.error
         if message.usage:
             item["usage"] = message.usage
+        feedback = feedback_of(message)
+        if feedback is not None:
+            item["feedback"] = feedback
     return item
+
+
+def feedback_of(message: Message) -> dict[str, int] | None:
+    """An answer's `feedback` as history items carry it (`{"up", "down", "rev"}`), None when
+    nobody ever gave any. Select `feedback_count` with the message (`select_related`)."""
+    try:
+        count = message.feedback_count
+    except FeedbackCount.DoesNotExist:
+        return None
+    if count.rev == 0 and count.up == 0 and count.down == 0:
+        return None
+    return {"up": count.up, "down": count.down, "rev": count.rev}
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,7 +405,11 @@ def seed_room(room_name: str, limit: int, *, orphans_before: datetime | None) ->
             },
             finished=timezone.now(),
         )
-    rows = list(Message.objects.filter(room=room).order_by("-created", "-id")[:limit])
+    rows = list(
+        Message.objects.filter(room=room)
+        .select_related("feedback_count")
+        .order_by("-created", "-id")[:limit]
+    )
     rows.reverse()
     return StoredRoom(last_seq=room.last_seq, messages=[to_history(m) for m in rows])
 

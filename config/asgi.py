@@ -16,6 +16,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from chat.routing import websocket_urlpatterns  # noqa: E402
+from chat.web.operations import with_operations  # noqa: E402
 from config.idle import limit_idle_connections  # noqa: E402
 from config.origin import OriginCheck  # noqa: E402
 
@@ -75,7 +76,8 @@ def _pending_bytes(protocol: Any) -> Callable[[], int] | None:
 
 application = ProtocolTypeRouter(
     {
-        "http": transport_probe(django_asgi_app),
+        # /healthz, /readyz and /metrics are answered before Django (chat.web.operations).
+        "http": transport_probe(with_operations(django_asgi_app)),
         "websocket": transport_probe(
             OriginCheck(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
         ),

@@ -31,6 +31,21 @@ if not SECRET_KEY:
 ALLOWED_HOSTS: list[str] = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
+# --- Behind TLS (docs/deploy.md): `manage.py check --deploy` is clean with these set as that
+# page says. Off by default: a laptop serves plain http://127.0.0.1:8000.
+# nginx terminates TLS and says so in X-Forwarded-Proto; trust that header only behind it.
+if env.bool("DJANGO_BEHIND_TLS_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT: bool = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
+# Probes and scrapes reach a worker directly over plain HTTP, inside the network (and are
+# served before Django, config.asgi); listed here too, should one ever pass through Django.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+_SECURE_COOKIES: bool = env.bool("DJANGO_SECURE_COOKIES", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _SECURE_COOKIES
+SECURE_HSTS_SECONDS: int = env.int("DJANGO_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS: bool = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD: bool = env.bool("DJANGO_HSTS_PRELOAD", default=False)
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -46,6 +61,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # An id for each request, on its log lines and in its response (X-Request-ID).
+    "config.requestid.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files straight from the app server (daphne serves no static files by itself).
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -229,6 +246,17 @@ CHAT_DOCUMENT_MAX_BYTES: int = env.int("CHAT_DOCUMENT_MAX_BYTES", default=10 * 1
 CHAT_ROOM_DOCUMENTS: int = env.int("CHAT_ROOM_DOCUMENTS", default=50)
 CHAT_ROOM_DOCUMENTS_BYTES: int = env.int("CHAT_ROOM_DOCUMENTS_BYTES", default=100 * 1024 * 1024)
 CHAT_SYSTEM_PROMPT: str = env.str("CHAT_SYSTEM_PROMPT", default="")
+# --- Operations (docs/operations.md): metrics, readiness, logs.
+# `/metrics` answers only a request with `Authorization: Bearer <this token>` (401 without);
+# blank turns it off (404).
+CHAT_METRICS_TOKEN: str = env.str("CHAT_METRICS_TOKEN", default="")
+# Each check of `/readyz` gets this long; the whole probe answers within it.
+CHAT_READY_TIMEOUT_SECONDS: float = env.float("CHAT_READY_TIMEOUT_SECONDS", default=2.0)
+# `text` (one line as before) or `json` (one object a line, with room, answer, user, worker
+# and request ids).
+CHAT_LOG_FORMAT: str = env.str("CHAT_LOG_FORMAT", default="text")
+if CHAT_LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"CHAT_LOG_FORMAT must be text or json, not {CHAT_LOG_FORMAT!r}")
 # Seconds of silence after which an HTTP event stream sends a `: keep-alive` comment.
 CHAT_SSE_KEEPALIVE_SECONDS: float = env.float("CHAT_SSE_KEEPALIVE_SECONDS", default=15.0)
 
@@ -256,9 +284,22 @@ CHAT_EMBEDDING_BASE_URL: str = env.str("CHAT_EMBEDDING_BASE_URL", default="")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "filters": {"client_errors_at_info": {"()": "config.logfilters.ClientErrorsAtInfo"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "config.logformat.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": CHAT_LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
+    "filters": {
+        "client_errors_at_info": {"()": "config.logfilters.ClientErrorsAtInfo"},
+        # Room, answer, user, worker and request ids on every record (chat.observability).
+        "context": {"()": "config.logformat.AddContext"},
+    },
     "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.request": {"filters": ["client_errors_at_info"]},

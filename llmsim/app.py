@@ -1,6 +1,8 @@
-"""The simulator's aiohttp application: routes only."""
+"""The simulator's aiohttp application: routes, and a request id on every response."""
 
 from __future__ import annotations
+
+import secrets
 
 from aiohttp import web
 
@@ -18,4 +20,11 @@ def build_app(state: SimulatorState) -> web.Application:
     app.router.add_post("/_sim/config", admin_config)
     app.router.add_get("/_sim/stats", admin_stats)
     app.router.add_post("/_sim/reset", admin_reset)
+    app.on_response_prepare.append(_request_id)
     return app
+
+
+async def _request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """`x-request-id`, as OpenAI sends: the server's name for the request, which a client
+    logs so that one call can be found on both sides."""
+    response.headers.setdefault("x-request-id", f"req_{secrets.token_hex(12)}")

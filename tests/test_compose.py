@@ -101,8 +101,22 @@ def test_the_balancer_upgrades_websockets_and_keeps_them_open() -> None:
     assert re.search(r"map \$http_upgrade \$connection_upgrade \{\s*default upgrade;", NGINX_CONF)
     timeout = re.search(r"proxy_read_timeout (\d+)([smh]);", ws)
     assert timeout and int(timeout[1]) * {"s": 1, "m": 60, "h": 3600}[timeout[2]] >= 3600
-    assert NGINX_CONF.count("set $web http://web:8000;") == 2  # resolved at run time
+    # Every location resolves `web` at run time: /ws/, /, and the two probes.
+    assert NGINX_CONF.count("set $web http://web:8000;") == 4
     assert "resolver 127.0.0.11" in NGINX_CONF  # Docker's DNS: every replica, as it scales
+
+
+def test_health_checks_use_readiness_and_the_outside_gets_no_probe_or_metrics() -> None:
+    web_check = " ".join(SERVICES["web"]["healthcheck"]["test"])
+    assert "http://127.0.0.1:8000/readyz" in web_check
+    assert "http://127.0.0.1/readyz" in SERVICES["lb"]["healthcheck"]["test"]
+    for probe in ("/readyz", "/healthz"):
+        block = NGINX_CONF[NGINX_CONF.index(f"location = {probe}") :]
+        block = block[: block.index("}")]
+        assert "allow 127.0.0.1;" in block and "deny all;" in block
+    metrics = NGINX_CONF[NGINX_CONF.index("location = /metrics") :]
+    assert "return 404;" in metrics[: metrics.index("}")]
+    assert "CHAT_METRICS_TOKEN" in SERVICES["web"]["environment"]
 
 
 @pytest.mark.skipif(

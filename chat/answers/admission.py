@@ -19,6 +19,7 @@ will, an address cannot.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ from chat.answers.assistants import assistant_for
 from chat.answers.direct import DirectAnswer, answer_events
 from chat.answers.runner import AnswerRunner, QuestionToAnswer, new_id
 from chat.identity import Identity
+from chat.observability import metrics
 from chat.protocol import ProtocolError
 from chat.realtime.backends import store_unavailable
 from chat.realtime.coordination import AnswerSlot, Coordinator, SlotLimits
@@ -118,6 +120,7 @@ class Admission:
         for key, per_minute, burst, message in buckets:
             wait = await self._coordinator.take_token(key, rate=per_minute / 60.0, burst=burst)
             if wait:
+                metrics.RATE_LIMITED_ASKS.inc()
                 raise ProtocolError("rate_limited", message, retry_after=wait)
 
     async def _post(self, room: str, message_id: str, event: dict[str, Any]) -> int | None:
@@ -225,6 +228,7 @@ class Admission:
         *,
         edits: str | None = None,
     ) -> Admitted:
+        asked_at = time.monotonic()
         await self._take_ask_tokens(identity, address)
         slot = self._slot(room, identity, address)
         await self._reserve(slot)
@@ -261,6 +265,7 @@ class Admission:
                     question=stored.text,
                     asker=identity.name,
                     answer_settings=stored.answer_settings,
+                    asked_at=asked_at,
                 )
             )
             started = True
@@ -282,6 +287,7 @@ class Admission:
             burst=settings.CHAT_SAY_BURST,
         )
         if wait:
+            metrics.RATE_LIMITED_SAYS.inc()
             raise ProtocolError(
                 "rate_limited", "You are sending messages too fast; slow down.", retry_after=wait
             )

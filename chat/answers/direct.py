@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
@@ -14,6 +15,8 @@ from chat import protocol
 from chat.answers.assistant import Assistant
 from chat.answers.events import AnswerDelta, AnswerEnd, AnswerError, RetrievalFinished
 from chat.background import start_detached
+from chat.observability import context, metrics
+from chat.observability.answers import log_answer_end, observe_first_delta
 from chat.queues import items_or_idle
 from chat.realtime.coordination import AnswerSlot, Coordinator
 
@@ -99,13 +102,25 @@ class DirectAnswer:
 
     async def _run(self) -> None:
         parts: list[str] = []
+        context.bind(answer_id=self._answer_id, user_id=self._slot.user_id)
+        llm = context.start_llm_call()
+        began = time.monotonic()
+        first_delta: float | None = None
+        status, error_code = "cancelled", None  # unless an end comes: the reader left
         try:
             async with aclosing(self._events) as events:
                 async for event in events:
                     if event["type"] == "answer.delta":
                         parts.append(event["text"])
+                        if first_delta is None:
+                            first_delta = time.monotonic() - began
+                            observe_first_delta(first_delta, llm)
+                    elif event["type"] == "answer.end":
+                        status = event["status"]
+                        error_code = (event.get("error") or {}).get("code")
                     self._queue.put_nowait(event)
         except Exception as err:
+            status, error_code = "failed", "internal"
             logger.exception("Direct answer %s failed unexpectedly", self._answer_id)
             self._queue.put_nowait(
                 protocol.answer_end_event(
@@ -119,5 +134,14 @@ class DirectAnswer:
                 )
             )
         finally:
+            metrics.answer_ended(status, error_code)
+            log_answer_end(
+                self._answer_id,
+                status=status,
+                error_code=error_code,
+                characters=len("".join(parts)),
+                first_delta_seconds=first_delta,
+                llm=llm,
+            )
             self._queue.put_nowait(None)
             await self._coordinator.release_answer(self._slot)

@@ -27,6 +27,7 @@ from django.utils import timezone
 from chat import protocol, storage
 from chat.background import start_detached
 from chat.dbretry import retry_write
+from chat.observability import metrics
 from chat.protocol import AnswerStatus
 from chat.realtime.log import RoomLog, append_patiently
 
@@ -113,6 +114,8 @@ class AnswerEnds:
                 # repair does, from the log).
                 logger.warning("Answer %s had already ended in the room log", answer_id)
             return stored, None
+        # Counted where it is appended: once per answer, whichever worker ended it.
+        metrics.answer_ended(end.status, end.error["code"] if end.error else None)
         if stored:
             try:
                 await db(storage.set_end_seq)(answer_id, seq, room)
@@ -202,6 +205,7 @@ class AnswerEnds:
             ),
         )
         if seq is not None:
+            metrics.answer_ended(info["status"], (info.get("error") or {}).get("code"))
             await db(storage.set_end_seq)(answer_id, seq, room)
         return seq is not None
 

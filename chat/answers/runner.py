@@ -24,6 +24,9 @@ from chat.answers.publisher import DeltaPublisher
 from chat.background import keep_until_done, start_detached
 from chat.identity import Identity
 from chat.llm.base import ChatMessage
+from chat.observability import context, metrics
+from chat.observability.answers import log_answer_end, observe_first_delta
+from chat.observability.context import LLMCall
 from chat.protocol import AnswerStatus, ProtocolError
 from chat.realtime.coordination import AnswerSlot, Coordinator
 from chat.realtime.log import RoomLog, append_patiently
@@ -64,6 +67,8 @@ class QuestionToAnswer:
     stored: bool = False
     continues: str | None = None
     prefix: str = ""
+    # When it was asked (monotonic): the first delta's wait is measured from here.
+    asked_at: float = field(default_factory=time.monotonic)
 
     @property
     def answer_id(self) -> str:
@@ -93,6 +98,10 @@ class RunningAnswer:
     status: AnswerStatus = "complete"
     error: dict[str, str] | None = None
     usage: dict[str, int] | None = None
+    # What its log lines carry: the request that asked it, its LLM call, its first delta.
+    request_id: str = ""
+    llm: LLMCall = field(default_factory=LLMCall)
+    first_delta_seconds: float | None = None
 
     @property
     def answer_id(self) -> str:
@@ -153,9 +162,11 @@ class AnswerRunner:
         answer_id = asked.answer_id
         running = RunningAnswer(
             asked=asked,
-            publisher=DeltaPublisher(lambda text: self._append_delta(asked.room, answer_id, text)),
+            publisher=DeltaPublisher(lambda text: self._append_delta(running, text)),
+            request_id=context.current().request_id,
         )
         self._running[answer_id] = running
+        metrics.ANSWERS_RUNNING.inc()
         # Detached: the answer outlives the frame or request that asked it.
         running.task = start_detached(self._run(running), name=f"answer {answer_id}")
 
@@ -196,6 +207,14 @@ class AnswerRunner:
 
     async def _run(self, running: RunningAnswer) -> None:
         asked = running.asked
+        # Every line logged for this answer (and its LLM call) says which it is.
+        context.bind(
+            room=asked.room,
+            answer_id=asked.answer_id,
+            user_id=asked.slot.user_id,
+            request_id=running.request_id,
+        )
+        running.llm = context.start_llm_call()
         # The conversation so far is read while the answer is being set up, not after.
         history_task = asyncio.ensure_future(self._history(asked.room, asked.question_id))
         try:
@@ -270,6 +289,7 @@ class AnswerRunner:
                         ),
                     )
                 elif isinstance(event, AnswerDelta):
+                    metrics.DELTAS.inc()
                     running.publisher.add(event.text)
                     if time.monotonic() - last_checkpoint > CHECKPOINT_SECONDS:
                         last_checkpoint = time.monotonic()
@@ -278,6 +298,8 @@ class AnswerRunner:
                 elif isinstance(event, AnswerEnd):
                     if event.usage is not None:
                         running.usage = event.usage.to_wire()
+                        metrics.PROMPT_TOKENS.inc(event.usage.prompt_tokens)
+                        metrics.COMPLETION_TOKENS.inc(event.usage.completion_tokens)
                 elif isinstance(event, AnswerError):
                     running.fail("failed", event.error.as_dict())
         finally:
@@ -304,6 +326,15 @@ class AnswerRunner:
             logger.exception("Could not finish answer %s", answer_id)
         finally:
             self._running.pop(answer_id, None)
+            metrics.ANSWERS_RUNNING.dec()
+            log_answer_end(
+                answer_id,
+                status=running.status,
+                error_code=running.error["code"] if running.error else None,
+                characters=len(running.publisher.text),
+                first_delta_seconds=running.first_delta_seconds,
+                llm=running.llm,
+            )
             await self._coordinator.disown(answer_id)
             await self._coordinator.release_answer(running.asked.slot)
 
@@ -319,8 +350,14 @@ class AnswerRunner:
             self._log, room, event, within=settings.CHAT_LOG_OUTAGE_SECONDS
         )
 
-    async def _append_delta(self, room: str, answer_id: str, text: str) -> None:
-        await self._append(room, protocol.answer_delta_event(answer_id=answer_id, text=text))
+    async def _append_delta(self, running: RunningAnswer, text: str) -> None:
+        seq = await self._append(
+            running.room, protocol.answer_delta_event(answer_id=running.answer_id, text=text)
+        )
+        if seq is not None and running.first_delta_seconds is None:
+            running.first_delta_seconds = time.monotonic() - running.asked.asked_at
+            if not running.asked.prefix:  # a continuation's first delta is the text it had
+                observe_first_delta(running.first_delta_seconds, running.llm)
 
     async def _history(self, room: str, question_id: str) -> list[ChatMessage]:
         """The room's conversation before the question, with who said what, bounded by

@@ -45,6 +45,15 @@ urlpatterns = [
         views.set_member_role,
         name="api_set_member_role",
     ),
+    path(
+        "rooms/<str:room>/answers/<str:answer_id>/feedback",
+        views.give_feedback,
+        name="api_give_feedback",
+    ),
+    path("rooms/<str:room>/feedback", views.my_feedback, name="api_my_feedback"),
+    path("rooms/<str:room>/history", views.room_history, name="api_room_history"),
+    path("rooms/<str:room>/search", views.room_search, name="api_room_search"),
+    path("rooms/<str:room>/export", views.room_export, name="api_room_export"),
     path("rooms/<str:room>/documents", documents.room_documents, name="api_room_documents"),
     path(
         "rooms/<str:room>/documents/<str:name>",

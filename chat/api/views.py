@@ -4,6 +4,7 @@ and hand the command to the runtime's services; the streams are async generators
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponseBase, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.middleware.csrf import get_token
 from django.views.decorators.csrf import csrf_exempt
 
@@ -24,6 +25,7 @@ from chat.api import sse
 from chat.api.auth import authenticate
 from chat.api.errors import error_response
 from chat.background import detached
+from chat.history import export, feedback, pages
 from chat.protocol import ProtocolError, dumps
 from chat.realtime.backends import store_unavailable
 from chat.realtime.member import RoomMember
@@ -325,6 +327,89 @@ async def set_member_role(request: HttpRequest, room: str, user_id: str) -> Http
     runtime = await detached(get_runtime())
     await detached(runtime.moderation.set_role(room, identity, command.user_id, command.role))
     return JsonResponse({"user_id": command.user_id, "role": command.role})
+
+
+@api_view("POST")
+async def give_feedback(request: HttpRequest, room: str, answer_id: str) -> HttpResponseBase:
+    """`POST /api/rooms/<room>/answers/<id>/feedback`, body `{"value": "up" | "down" | null}`:
+    the WebSocket's `feedback` (anyone who may read the room). 200 with the answer's counts;
+    the room gets them as an `answer.feedback` event."""
+    _check_room(room)
+    identity = await authenticate(request, write=True)
+    command = _parse_as(
+        request, "feedback", protocol.Feedback, {"answer_id": answer_id}, with_body=True
+    )
+    runtime = await detached(get_runtime())
+    counts = await detached(runtime.feedback.give(room, identity, command))
+    return JsonResponse({"answer_id": counts.answer_id, "value": command.value, **counts.to_wire()})
+
+
+@api_view("GET")
+async def my_feedback(request: HttpRequest, room: str) -> HttpResponseBase:
+    """`GET /api/rooms/<room>/feedback`: your own feedback in the room, `{"mine": {id: value}}`
+    (the counts are everyone's, in the history; which one is yours only you are told)."""
+    _check_room(room)
+    identity = await authenticate(request, write=False)
+    found = await database_sync_to_async(feedback.mine)(room, identity)
+    return JsonResponse({"mine": found})
+
+
+def _int_param(request: HttpRequest, name: str) -> int | None:
+    """A positive integer query parameter (whole string), None when absent; `invalid` else."""
+    raw = request.GET.get(name)
+    if raw is None:
+        return None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
+        raise ProtocolError("invalid", f"`{name}` must be a positive integer.")
+    return int(raw)
+
+
+@api_view("GET")
+async def room_history(request: HttpRequest, room: str) -> HttpResponseBase:
+    """`GET /api/rooms/<room>/history?before=<seq>&limit=<n>`: the messages before a seq
+    (without `before`: the latest), oldest first, and the cursor of the page before them."""
+    _check_room(room)
+    identity = await authenticate(request, write=False)
+    before = _int_param(request, "before")
+    limit = pages.clamp_limit(_int_param(request, "limit"))
+    found = await database_sync_to_async(pages.page)(room, identity, before=before, limit=limit)
+    return JsonResponse({**found.to_wire(), "limit": limit})
+
+
+@api_view("GET")
+async def room_search(request: HttpRequest, room: str) -> HttpResponseBase:
+    """`GET /api/rooms/<room>/search?q=<text>&limit=<n>`: the room's messages that hold the
+    text, newest first (`chat.history.pages.search` says how it matches)."""
+    _check_room(room)
+    identity = await authenticate(request, write=False)
+    limit = pages.clamp_limit(
+        _int_param(request, "limit"),
+        default=pages.SEARCH_RESULTS_MAX,
+        most=pages.SEARCH_RESULTS_MAX,
+    )
+    query = request.GET.get("q", "")
+    found = await database_sync_to_async(pages.search)(room, identity, query, limit=limit)
+    return JsonResponse({"q": query, "messages": found, "limit": limit})
+
+
+@api_view("GET")
+async def room_export(request: HttpRequest, room: str) -> HttpResponseBase:
+    """`GET /api/rooms/<room>/export?format=json|md&lang=en|ko`: the whole room as a download
+    (`lang`: the Markdown's own words; English when absent or unknown)."""
+    _check_room(room)
+    identity = await authenticate(request, write=False)
+    kind = request.GET.get("format", "json")
+    if kind not in ("json", "md"):
+        raise ProtocolError("invalid", "`format` is `json` or `md`.")
+    data = await database_sync_to_async(export.export_room)(room, identity)
+    if kind == "json":
+        body = json.dumps(data, ensure_ascii=False, indent=1).encode()
+        response = HttpResponse(body, content_type="application/json; charset=utf-8")
+    else:
+        body = export.to_markdown(data, language=request.GET.get("lang", "en")).encode()
+        response = HttpResponse(body, content_type="text/markdown; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{room}.{kind}"'
+    return response
 
 
 @api_view("POST")

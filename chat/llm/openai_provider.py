@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from openai import AsyncOpenAI, AsyncStream
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 from chat.errors import LLMError
+from chat.observability import context, metrics
 
 from .base import ChatMessage, LLMRequest, StreamEnd, StreamItem, TextDelta, Usage
 from .retry import BACKOFF_BASE, RETRY_AFTER_CAP, is_retryable_status, retry_delay
@@ -116,11 +118,23 @@ class OpenAIProvider:
             await client.close()
         self._client_loop = None
 
+    async def probe(self, within: float) -> None:
+        """Is the server there and does it take our key? One `GET /models` (`/readyz`
+        reports it; raises the SDK's error if not)."""
+        await self._get_client().models.list(timeout=within)
+
     async def stream(self, request: LLMRequest) -> AsyncIterator[StreamItem]:
         """Yield the answer's `TextDelta`s, then one `StreamEnd`; or raise `LLMError`."""
+        # The answer's record of this call (None outside an answer task: `manage.py ask`).
+        call = context.llm_call()
+        sent_at = time.monotonic()
         upstream = await self._open(request)
+        if call is not None:
+            # The server's id for this request, to find it in the LLM's own logs.
+            call.request_id = _request_id(upstream)
         finish_reason: str | None = None
         usage: Usage | None = None
+        first_token = True
         try:
             try:
                 # Cancelling the caller while it waits here, or aclose() at the yield below,
@@ -129,6 +143,12 @@ class OpenAIProvider:
                     text, chunk_finish, chunk_usage = _read_chunk(chunk)
                     usage = chunk_usage or usage
                     if text:
+                        if first_token:
+                            first_token = False
+                            waited = time.monotonic() - sent_at
+                            metrics.LLM_FIRST_TOKEN_SECONDS.observe(waited)
+                            if call is not None:
+                                call.first_token_seconds = waited
                         yield TextDelta(text)
                     finish_reason = chunk_finish or finish_reason
                 # The usage chunk comes after the finish reason: read to the end before StreamEnd.
@@ -175,6 +195,7 @@ class OpenAIProvider:
         """Send the request until the server accepts it, retrying 429, 5xx and failed connects."""
         client = self._get_client()
         messages = [_message_param(message) for message in request.messages]
+        call = context.llm_call()  # the answer's record of this call, if in an answer
         attempt = 0
         while True:
             try:
@@ -190,6 +211,9 @@ class OpenAIProvider:
                     stream_options={"include_usage": True} if self.include_usage else openai.omit,
                 )
             except openai.OpenAIError as err:
+                if call is not None and isinstance(err, openai.APIStatusError):
+                    # A refused request has an id too: the one to ask the provider about.
+                    call.request_id = str(err.response.headers.get("x-request-id", ""))[:100]
                 failure = self._classify(err)
                 if not failure.retryable or attempt >= self.max_retries:
                     raise failure.error from err
@@ -197,6 +221,9 @@ class OpenAIProvider:
                 attempt, failure.headers, base=self.backoff_base, cap=self.retry_after_cap
             )
             attempt += 1
+            metrics.LLM_RETRIES.labels(failure.error.code).inc()
+            if call is not None:
+                call.retries = attempt
             logger.warning(
                 "LLM request failed (%s); retry %d of %d in %.2f s",
                 failure.error.code,
@@ -280,6 +307,14 @@ def _read_chunk(chunk: ChatCompletionChunk) -> tuple[str, str | None, Usage | No
             code="llm_bad_response",
         ) from err
     return text, finish_reason, usage
+
+
+def _request_id(upstream: AsyncStream[ChatCompletionChunk]) -> str:
+    """The `x-request-id` the server answered with (OpenAI's, vLLM's…), shortened; blank
+    when it sent none."""
+    response = getattr(upstream, "response", None)
+    value = response.headers.get("x-request-id", "") if response is not None else ""
+    return str(value)[:100]
 
 
 def _is_connect_timeout(err: openai.APITimeoutError) -> bool:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from chat.observability import metrics
 from chat.protocol import CLOSE_RESTART
 from chat.realtime.log import RoomLog
 from chat.realtime.outbox import Outbox
@@ -124,6 +125,7 @@ class RoomHub:
         if state.members or state.joining or self._rooms.get(room) is not state:
             return
         del self._rooms[room]
+        metrics.ROOMS_WITH_MEMBERS.dec()
         task = asyncio.create_task(self._unsubscribe(room))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
@@ -145,10 +147,12 @@ class RoomHub:
         if state is None:
             state = _RoomState()
             self._rooms[room] = state
+            metrics.ROOMS_WITH_MEMBERS.inc()
             try:
                 state.cursor = await self._log.subscribe(room, self._listener(room, state))
             except BaseException:
-                self._rooms.pop(room, None)
+                if self._rooms.pop(room, None) is not None:
+                    metrics.ROOMS_WITH_MEMBERS.dec()
                 state.ready.set()
                 raise
             state.ready.set()

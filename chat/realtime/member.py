@@ -20,6 +20,7 @@ from django.conf import settings
 
 from chat.background import detached
 from chat.identity import Identity
+from chat.observability import metrics
 from chat.queues import items_or_idle
 from chat.realtime.membership import Membership
 from chat.realtime.outbox import Outbox, PendingBytes
@@ -49,8 +50,11 @@ class RoomMember:
         admitted_at: float | None = None,
         access: dict[str, Any] | None = None,
         room_info: dict[str, Any] | None = None,
+        transport: str = "sse",
     ) -> None:
         self._membership = membership
+        # How it is connected, for the open-connections metric: `sse` or `command`.
+        self._open = metrics.CONNECTIONS_BY_TRANSPORT[transport]
         self.admitted_at = admitted_at  # see Membership.join
         self.access = access
         self.room = room
@@ -74,6 +78,7 @@ class RoomMember:
         """Join, then yield each frame (JSON text) from `welcome` on; None after `idle` seconds
         without one (time for a keep-alive). Ends when the hub closes the member; leaving
         happens in `finally`, so closing or cancelling the iterator leaves the room."""
+        self._open.inc()
         try:
             # Joining may start long-lived tasks (a room log reader): not in the request's
             # context (chat.background).
@@ -83,6 +88,7 @@ class RoomMember:
                     yield frame
         finally:
             # Runs on cancellation too (the client went away): each step is cheap and local.
+            self._open.dec()
             await self._leave()
 
     async def _join(self) -> None:

@@ -85,7 +85,7 @@ class MemoryRoomLog:
         now = time.monotonic()
         room.events.append((seq, now, frame))
         self._trim(room, now)
-        apply_to_view(room.view, room.live, event, self._view_size)
+        apply_to_view(room.view, room.live, event, self._view_size, seq)
         if room.listener is not None:
             room.listener(seq, frame)
         return seq

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from chat.observability import metrics
 from chat.protocol import CLOSE_TOO_SLOW
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class Outbox:
         if self.closing:
             return
         self.closing = True
+        metrics.socket_closed(code)
         self._queue.clear()
         self._queued_bytes = 0
         task = asyncio.create_task(self._close(code), name=f"close {self.label}")

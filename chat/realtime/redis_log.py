@@ -27,6 +27,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from chat.observability import metrics
 from chat.protocol import ROOM_EVENT_TYPES, dumps
 from chat.realtime import redis_lua
 from chat.realtime.log import (
@@ -38,7 +39,7 @@ from chat.realtime.log import (
 )
 from chat.realtime.redaction import REDACTED_PATCH, REDACTED_TYPE, redacted_form, scrub
 from chat.realtime.redis_client import command_client
-from chat.realtime.view import apply_to_view, render_history
+from chat.realtime.view import apply_to_view, feedback_counts, render_history
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +135,9 @@ class RedisRoomLog:
             ]
         elif kind == REDACTED_TYPE:
             target, payload = event["id"], dumps(REDACTED_PATCH)
+        elif kind == "answer.feedback":
+            target, payload = event["answer_id"], dumps({"feedback": feedback_counts(event)})
+            redacted_end = [str(event["rev"]), ""]
         elif kind in ROOM_EVENT_TYPES:
             # An event the view does not fold (room.updated): logged and delivered, no more.
             target, payload = "", ""
@@ -169,10 +173,12 @@ class RedisRoomLog:
             redis_lua.RECENT_APPENDS,
             *redacted_end,
         ]
+        began = time.monotonic()
         try:
             seq = await self._call(room, self._append, keys, args)
         except (RedisError, OSError) as err:
             raise RoomLogUnavailable(str(err) or type(err).__name__) from err
+        metrics.ROOM_LOG_APPEND_SECONDS.observe(time.monotonic() - began)
         return int(seq) or None
 
     # --- reading --------------------------------------------------------------------------
@@ -182,9 +188,9 @@ class RedisRoomLog:
         reply = await self._call(room, self._snapshot, keys, [limit, self._text_prefix(room)])
         view: OrderedDict[str, dict[str, Any]] = OrderedDict()
         live: dict[str, list[str]] = {}
-        for i in range(1, len(reply), 6):
-            message_id, message, sources, end, redaction, text = reply[i : i + 6]
-            view[message_id] = _message(message_id, message, sources, end, redaction)
+        for i in range(1, len(reply), 7):
+            message_id, message, sources, end, redaction, feedback, text = reply[i : i + 7]
+            view[message_id] = _message(message_id, message, sources, end, redaction, feedback)
             if text is not None:
                 live[message_id] = [text]
         return Snapshot(seq=int(reply[0]), history=render_history(view, live, limit))
@@ -387,11 +393,12 @@ def _message(
     sources: str | None,
     end: str | None,
     redaction: str | None = None,
+    feedback: str | None = None,
 ) -> Any:
-    """A view message from its stored parts (as started, then the sources, end and redaction
-    patches)."""
+    """A view message from its stored parts (as started, then the sources, end, feedback and
+    redaction patches)."""
     result: dict[str, Any] = json.loads(message) if message else {"id": message_id}
-    for patch in (sources, end, redaction):
+    for patch in (sources, end, feedback, redaction):
         if patch:
             result.update(json.loads(patch))
     return result

@@ -7,6 +7,7 @@ Keys of a room (all share the hash tag `{room}`, so they live in one slot of a c
 - `order` (list of message ids, oldest first) and `msgs` (hash): the materialised view of the
   latest messages. `msgs[id]` is the message as it started; `msgs[id:sources]` and
   `msgs[id:end]` are JSON patches folded over it when rendering (Lua never decodes JSON);
+  `msgs[id:feedback]` the latest `answer.feedback` counts, with their rev in `msgs[id:fbrev]`;
 - `live`: a set of the ids of answers still being written, and `text:<id>` their text so far;
 - `times`: a sorted set mapping each second (score) to the first seq appended in it, so the
   log can be trimmed by age although its entry ids are seqs, not times;
@@ -32,7 +33,8 @@ RECENT_APPENDS = 256
 # ARGV: kind, frame body (the event's JSON without its leading "{"), id (message or answer),
 #       payload (delta text | message JSON | sources JSON | end patch JSON | redaction patch),
 #       max events, view size, retention seconds, ttl seconds, append token, recent appends
-#       kept, then for an `answer.end` its redacted frame body and end patch (else "")
+#       kept, then for an `answer.end` its redacted frame body and end patch, for an
+#       `answer.feedback` its rev and "" (else "", "")
 # Returns the new seq (or the first try's, for a token already appended); 0 when the event
 # belongs to an answer that is not live (nothing is appended: an answer ends exactly once and
 # nothing of it follows its end); -1 (not seeded).
@@ -61,11 +63,14 @@ if kind == 'answer.delta' then
 elseif kind == 'question' or kind == 'message' or kind == 'answer.start' then
   -- HSET returns 1 for a new field: only then does the message take a place in the order
   -- (like assigning an existing key of an OrderedDict, which keeps its place).
-  if redis.call('HSET', KEYS[4], id, ARGV[4]) == 1 then
+  -- The message keeps the seq that posted it: prepended to its JSON (never decoded here).
+  local stored = '{"seq":' .. seq .. ',' .. string.sub(ARGV[4], 2)
+  if redis.call('HSET', KEYS[4], id, stored) == 1 then
     local size = redis.call('RPUSH', KEYS[3], id)
     while size > tonumber(ARGV[6]) do
       local old = redis.call('LPOP', KEYS[3])
-      redis.call('HDEL', KEYS[4], old, old .. ':sources', old .. ':end', old .. ':redacted')
+      redis.call('HDEL', KEYS[4], old, old .. ':sources', old .. ':end', old .. ':redacted',
+                 old .. ':feedback', old .. ':fbrev')
       size = size - 1
     end
   end
@@ -82,6 +87,12 @@ elseif kind == 'answer.end' then
   redis.call('DEL', KEYS[7])
   if redis.call('HEXISTS', KEYS[4], id) == 1 then
     redis.call('HSET', KEYS[4], id .. ':end', redacted and ARGV[12] or ARGV[4])
+  end
+elseif kind == 'answer.feedback' then
+  -- ARGV[11] is the change's rev: counts from an earlier change appended late do not win.
+  if redis.call('HEXISTS', KEYS[4], id) == 1
+     and tonumber(ARGV[11]) > tonumber(redis.call('HGET', KEYS[4], id .. ':fbrev') or '0') then
+    redis.call('HSET', KEYS[4], id .. ':feedback', ARGV[4], id .. ':fbrev', ARGV[11])
   end
 elseif kind == 'message.redacted' then
   redis.call('SADD', KEYS[10], id)
@@ -112,7 +123,8 @@ return seq
 """
 
 # KEYS: seq, order, msgs, live ; ARGV: limit, text key prefix (+ answer id = its text key)
-# Returns {seq, then per message: id, message, sources, end, redaction, live text or nil},
+# Returns {seq, then per message: id, message, sources, end, redaction, feedback, live text or
+# nil},
 # or -1.
 SNAPSHOT = """
 local seq = redis.call('GET', KEYS[1])
@@ -122,7 +134,7 @@ local limit = tonumber(ARGV[1])
 if limit > 0 then
   for _, id in ipairs(redis.call('LRANGE', KEYS[2], -limit, -1)) do
     local parts = redis.call('HMGET', KEYS[3], id, id .. ':sources', id .. ':end',
-                             id .. ':redacted')
+                             id .. ':redacted', id .. ':feedback')
     local text = false
     if redis.call('SISMEMBER', KEYS[4], id) == 1 then
       text = redis.call('GET', ARGV[2] .. id) or ''
@@ -132,6 +144,7 @@ if limit > 0 then
     out[#out + 1] = parts[2]
     out[#out + 1] = parts[3]
     out[#out + 1] = parts[4]
+    out[#out + 1] = parts[5]
     out[#out + 1] = text
   end
 end

@@ -16,9 +16,14 @@ View = OrderedDict[str, dict[str, Any]]
 
 
 def apply_to_view(
-    view: View, live: dict[str, list[str]], event: dict[str, Any], view_size: int
+    view: View,
+    live: dict[str, list[str]],
+    event: dict[str, Any],
+    view_size: int,
+    seq: int | None = None,
 ) -> None:
-    """Fold one room event into the view (and the texts of live answers)."""
+    """Fold one room event, appended at `seq`, into the view (and the texts of live answers).
+    A message keeps the seq that posted it (history pages go on from the oldest shown)."""
     kind = event["type"]
     if kind == "answer.delta":
         parts = live.get(event["answer_id"])
@@ -29,6 +34,7 @@ def apply_to_view(
         # A question is role `user` (as v1 always had it); a person's plain message (`say`)
         # is role `message`, which a v1 client that knows only `user` and `assistant` skips.
         message = {
+            **({"seq": seq} if seq is not None else {}),
             "id": event["id"],
             "role": "user" if kind == "question" else "message",
             "text": event["text"],
@@ -43,6 +49,7 @@ def apply_to_view(
     elif kind == "answer.start":
         live[event["id"]] = []
         started: dict[str, Any] = {
+            **({"seq": seq} if seq is not None else {}),
             "id": event["id"],
             "role": "assistant",
             "text": "",
@@ -68,6 +75,11 @@ def apply_to_view(
             for key in ("error", "usage", "redacted"):
                 if key in event:
                     answer[key] = event[key]
+    elif kind == "answer.feedback":
+        answer = view.get(event["answer_id"])
+        # Counts with a lower rev than the view's are an earlier change appended late.
+        if answer is not None and event["rev"] > answer.get("feedback", {}).get("rev", 0):
+            answer["feedback"] = feedback_counts(event)
     elif kind == REDACTED_TYPE:
         redacted = view.get(event["id"])
         if redacted is not None:
@@ -75,6 +87,11 @@ def apply_to_view(
         if event["id"] in live:
             # Still being written: what it wrote is gone; what it writes next arrives redacted.
             live[event["id"]] = []
+
+
+def feedback_counts(event: dict[str, Any]) -> dict[str, int]:
+    """A history item's `feedback`, from an `answer.feedback` event."""
+    return {"up": event["up"], "down": event["down"], "rev": event["rev"]}
 
 
 def _add(view: View, message: dict[str, Any], view_size: int) -> None:

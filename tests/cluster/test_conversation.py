@@ -54,6 +54,7 @@ async def test_a_message_said_on_one_worker_is_everywhere_on_the_other(
     fresh = await Member.join(cluster.ws_url(1, room))
     assert fresh.welcome["seq"] == said["seq"]
     assert fresh.welcome["history"][-1] == {
+        "seq": said["seq"],
         "id": said["id"],
         "role": "message",
         "text": said["text"],

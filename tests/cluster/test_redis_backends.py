@@ -180,6 +180,7 @@ async def test_messages_fold_into_the_view_alike_in_both_logs(
     assert snapshot.seq == 16
     assert [m["id"] for m in snapshot.history] == ["q1", "a1", "m3", "m4"]
     assert snapshot.history[-1] == {
+        "seq": 16,
         "id": "m4",
         "role": "message",
         "text": "케이크 4",
@@ -246,6 +247,30 @@ async def test_room_updated_is_logged_and_resumed_and_leaves_the_view_alone(
     replay = await redis.read_after("told", seq - 1)
     assert replay == await memory.read_after("told", seq - 1)
     assert replay is not None and json.loads(replay[0][1]) == {"seq": seq, **updated}
+
+
+async def test_feedback_counts_fold_by_rev_alike_in_both_logs(
+    logs: tuple[MemoryRoomLog, RedisRoomLog],
+) -> None:
+    """`answer.feedback` events reach the log in the order they were appended, which across
+    workers need not be the order of the changes: both views keep the counts of the highest
+    rev, every event is logged and replayed."""
+    memory, redis = logs
+    events = conversation(1)
+    for event in events:
+        assert await memory.append("liked", event) == await redis.append("liked", event)
+    answer_id = next(e["id"] for e in events if e["type"] == "answer.start")
+    for up, down, rev in ((1, 1, 2), (1, 0, 1), (2, 1, 3)):
+        event = protocol.answer_feedback_event(answer_id=answer_id, up=up, down=down, rev=rev)
+        assert await memory.append("liked", event) == await redis.append("liked", event)
+        shown = await redis.snapshot("liked", 50)
+        assert shown == await memory.snapshot("liked", 50)
+        [answer] = [m for m in shown.history if m["id"] == answer_id]
+        assert answer["feedback"]["rev"] == max(rev, 2)
+    assert answer["feedback"] == {"up": 2, "down": 1, "rev": 3}
+    replay = await redis.read_after("liked", len(events))
+    assert replay == await memory.read_after("liked", len(events))
+    assert replay is not None and [json.loads(frame)["rev"] for _, frame in replay] == [2, 1, 3]
 
 
 async def test_an_answer_ends_once_and_nothing_of_it_follows_its_end(

@@ -209,29 +209,18 @@ async def test_an_answer_whose_worker_died_is_continued_on_the_other(
     await on_b.send({"type": "continue", "answer_id": first["id"]})
     second = (await on_b.until(lambda f: f["type"] == "answer.start" and f["version"] == 2))[-1]
     assert cluster.owner_of(second["id"]) == 1
-
-    def written(answer_id: str) -> int:
-        return sum(1 for f in on_b.events if f.get("answer_id") == answer_id)
-
-    # The text it continues, then what the LLM writes now (3,000 tokens: stopped here).
-    await on_b.until(lambda f: written(second["id"]) >= 3)
-    await on_b.send({"type": "cancel", "answer_id": second["id"]})
+    # The continuation's request carries no `[[sim]]` directive: a short answer that completes.
     end = await on_b.until_end(second["id"])
-    assert end["status"] == "cancelled"
-    assert end["text"].startswith(partial)
+    assert end["status"] == "complete"
+    assert end["text"].startswith(partial) and len(end["text"]) > len(partial)
     assert deltas(on_b.events, second["id"]) == end["text"]
     assert _continuation_request(sim, partial)
     assert versions_of(database_url, first["question_id"]) == [
         (1, "interrupted", None),
-        (2, "cancelled", first["id"]),
+        (2, "complete", first["id"]),
     ]
-    # A cancelled continuation is continued in its turn.
-    await on_b.send({"type": "continue", "answer_id": second["id"]})
-    third = (await on_b.until(lambda f: f["type"] == "answer.start" and f["version"] == 3))[-1]
-    assert third["continues"] == second["id"]
-    await on_b.until(lambda f: written(third["id"]) >= 3)
-    await on_b.send({"type": "cancel", "answer_id": third["id"]})
-    assert (await on_b.until_end(third["id"]))["text"].startswith(end["text"])
+    stored = stored_message(database_url, second["id"])
+    assert (stored["status"], stored["text"]) == ("complete", end["text"])
 
 
 async def test_an_edited_question_is_a_new_question_linked_to_the_original(
@@ -281,3 +270,44 @@ async def test_an_edited_question_is_a_new_question_linked_to_the_original(
     fresh = await Member.join(cluster.ws_url(0, room), cookie=people["member"]["cookie"])
     [item] = [h for h in fresh.welcome["history"] if h["id"] == edited["id"]]
     assert item["edits"] == original
+
+
+async def test_a_continuation_the_llm_refuses_ends_once_keeping_the_text_and_is_continued_again(
+    make_cluster: ClusterFactory, database_url: str, sim: Any
+) -> None:
+    cluster = make_cluster(workers=2)
+    room, people = team(cluster)
+    owner = await Member.join(cluster.ws_url(0, room), cookie=people["owner"]["cookie"])
+    watcher = await Member.join(cluster.ws_url(1, room), cookie=people["member"]["cookie"])
+    first, failed = await _answered(
+        owner, "Which pies? [[sim tokens=40 fault=truncate fault_after=8 tps=0]]"
+    )
+    partial = failed["text"]
+    assert failed["status"] == "failed" and partial
+    sim.configure(fault="400")  # the continuation's request carries no directive of its own
+    try:
+        await owner.send({"type": "continue", "answer_id": first["id"]})
+        second = (await watcher.until(lambda f: f["type"] == "answer.start" and f["version"] == 2))[
+            -1
+        ]
+        end = await watcher.until_end(second["id"])
+    finally:
+        sim.configure(fault=None)
+    assert (end["status"], end["error"]["code"]) == ("failed", "llm_rejected")
+    assert end["text"] == partial  # what was written is not lost
+    assert deltas(watcher.events, second["id"]) == partial
+    with pytest.raises(TimeoutError):  # exactly one end
+        await watcher.until(lambda f: f.get("answer_id") == second["id"], timeout=1.5)
+    assert stored_message(database_url, second["id"])["status"] == "failed"
+
+    # The failed continuation is the latest version: it is continued in its turn.
+    await owner.send({"type": "continue", "answer_id": second["id"]})
+    third = (await watcher.until(lambda f: f["type"] == "answer.start"))[-1]
+    assert (third["version"], third.get("continues")) == (3, second["id"])
+    done = await watcher.until_end(third["id"])
+    assert done["status"] == "complete" and done["text"].startswith(partial)
+    assert versions_of(database_url, first["question_id"]) == [
+        (1, "failed", None),
+        (2, "failed", first["id"]),
+        (3, "complete", second["id"]),
+    ]

@@ -101,6 +101,7 @@ async def test_messages_are_in_every_welcome_and_in_a_resume() -> None:
     second = await said(alice, "두 번째", client_id="c-2")
     expected = [
         {
+            "seq": first["seq"],
             "id": first["id"],
             "role": "message",
             "text": "first",
@@ -109,6 +110,7 @@ async def test_messages_are_in_every_welcome_and_in_a_resume() -> None:
             "user": first["user"],
         },
         {
+            "seq": second["seq"],
             "id": second["id"],
             "role": "message",
             "text": "두 번째",

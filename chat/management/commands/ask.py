@@ -116,7 +116,14 @@ class Command(BaseCommand):
                 "stored, but members connected to a running server see it only after reload."
             )
         runtime = await get_runtime()
-        member = RoomMember(runtime.membership, room, identity, after=None, label=f"{room} (ask)")
+        member = RoomMember(
+            runtime.membership,
+            room,
+            identity,
+            after=None,
+            label=f"{room} (ask)",
+            transport="command",
+        )
         question_id: str | None = None
         answer_id: str | None = None
         async with aclosing(member.frames()) as frames:

@@ -55,11 +55,54 @@ export function renderMarkdownToString(source) {
   return DOMPurify.sanitize(md.render(source), { ...PURIFY_CONFIG, RETURN_DOM_FRAGMENT: false });
 }
 
-/** Markdown source -> a sanitised DocumentFragment, decorated (code headers, table wrappers). */
-export function renderMarkdown(source, strings) {
+/**
+ * Markdown source -> a sanitised DocumentFragment, decorated (code headers, table wrappers).
+ * `cite(n)`, when given, turns each `[n]` in the text into a link to source n: it returns the
+ * link's target element id, or null (no such source: the `[n]` stays plain text).
+ */
+export function renderMarkdown(source, strings, cite = null) {
   const fragment = DOMPurify.sanitize(md.render(source), PURIFY_CONFIG);
   decorate(fragment, strings);
+  if (cite) linkCitations(fragment, cite);
   return fragment;
+}
+
+const CITATION = /\[(\d{1,3})\]/g;
+
+/**
+ * Citations `[1]`, `[2]`… in the already sanitised text become links to their source. Only
+ * text nodes are read, and the links are made here (textContent and a fragment href only), so
+ * nothing a model writes can become markup; text inside code, pre and links stays as it is.
+ */
+export function linkCitations(root, cite) {
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT, {
+    acceptNode: (node) =>
+      node.parentElement?.closest("code, pre, a") ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT,
+  });
+  const texts = [];
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    if (node.nodeValue.includes("[")) texts.push(node);
+  }
+  for (const node of texts) {
+    const value = node.nodeValue;
+    const parts = [];
+    let last = 0;
+    for (const match of value.matchAll(CITATION)) {
+      const target = cite(Number(match[1]));
+      if (!target) continue;
+      parts.push(document.createTextNode(value.slice(last, match.index)));
+      const link = document.createElement("a");
+      link.className = "cite";
+      link.href = `#${target}`;
+      link.dataset.source = match[1];
+      link.textContent = match[0];
+      parts.push(link);
+      last = match.index + match[0].length;
+    }
+    if (!parts.length) continue;
+    parts.push(document.createTextNode(value.slice(last)));
+    node.replaceWith(...parts);
+  }
 }
 
 /** Wrap code blocks with a language label and a copy button, and tables in a scroller. */
@@ -147,6 +190,7 @@ export class StreamingMarkdown {
     this.boundary = 0; // the latest block start after a blank line outside any fence
     this.dirty = false;
     this.done = false;
+    this.cite = null; // (n) -> the element id of source n, or null (see renderMarkdown)
   }
 
   get text() {
@@ -193,10 +237,12 @@ export class StreamingMarkdown {
     this._scan();
     if (this.boundary > this.frozenUpTo) {
       const chunk = this.raw.slice(this.frozenUpTo, this.boundary);
-      this.frozen.append(renderMarkdown(chunk, this.strings));
+      this.frozen.append(renderMarkdown(chunk, this.strings, this.cite));
       this.frozenUpTo = this.boundary;
     }
-    this.tail.replaceChildren(renderMarkdown(this.raw.slice(this.frozenUpTo), this.strings));
+    this.tail.replaceChildren(
+      renderMarkdown(this.raw.slice(this.frozenUpTo), this.strings, this.cite),
+    );
   }
 
   /** The answer ended: render its authoritative final text in one piece. */
@@ -204,7 +250,13 @@ export class StreamingMarkdown {
     this.raw = text;
     this.done = true;
     this.dirty = false;
-    this.container.replaceChildren(renderMarkdown(text, this.strings));
+    this.container.replaceChildren(renderMarkdown(text, this.strings, this.cite));
+  }
+
+  /** Render again what is shown (the sources arrived, so its citations can link now). */
+  refresh() {
+    if (this.done) this.finish(this.raw);
+    else this.setText(this.raw);
   }
 }
 

@@ -35,6 +35,7 @@ export const ROOM_EVENTS = new Set([
   "answer.end",
   "message.redacted",
   "room.updated",
+  "answer.feedback",
   "document.added",
   "document.deleted",
 ]);
@@ -210,6 +211,11 @@ export class RoomClient {
     const clientId = newClientId();
     this._send({ type: "edit", question_id: questionId, text, client_id: clientId });
     return clientId;
+  }
+
+  /** Your 👍 (`up`) or 👎 (`down`) on an answer; null takes yours back. */
+  feedback(answerId, value) {
+    return this._send({ type: "feedback", answer_id: answerId, value });
   }
 
   /** While waiting to reconnect: try now (the "Retry now" button, coming back online). */

@@ -41,6 +41,35 @@ function avatar(user) {
   return node;
 }
 
+/** The element id of an answer's source n (1-based), which its `[n]` links to. */
+export function sourceId(answerId, n) {
+  return `src-${answerId}-${n}`;
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+// A thumb (drawn, not an emoji: not every system has a font with 👍).
+const THUMB = "M7 10v11M7 10l4-8a2 2 0 0 1 2 2v5h5.5a2 2 0 0 1 2 2.3l-1.4 8a2 2 0 0 1-2 1.7H7M7 10H4.5a1 1 0 0 0-1 1v9a1 1 0 0 0 1 1H7";
+
+function thumb(down) {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("width", "16");
+  svg.setAttribute("height", "16");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("focusable", "false");
+  svg.setAttribute("class", "fb-icon");
+  const path = document.createElementNS(SVG, "path");
+  path.setAttribute("d", THUMB);
+  path.setAttribute("fill", "none");
+  path.setAttribute("stroke", "currentColor");
+  path.setAttribute("stroke-width", "1.9");
+  path.setAttribute("stroke-linecap", "round");
+  path.setAttribute("stroke-linejoin", "round");
+  if (down) path.setAttribute("transform", "rotate(180 12 12)");
+  svg.append(path);
+  return svg;
+}
+
 function truncate(text, n) {
   const chars = Array.from(String(text).replace(/\s+/g, " ").trim());
   return chars.length > n ? `${chars.slice(0, n).join("")}…` : chars.join("");
@@ -58,6 +87,7 @@ export class RoomView {
    * @param {(answerId: string) => void} [args.onRegenerate]  a new version of an answer
    * @param {(answerId: string) => void} [args.onContinue]  carry on an answer cut short
    * @param {(questionId: string, text: string) => void} [args.onEdit]  send a question again
+   * @param {(answerId: string, value: string|null) => void} [args.onFeedback]  👍 / 👎 / take back
    * @param {string} [args.assistantName]  what the room calls its assistant (blank: default)
    */
   constructor({
@@ -69,6 +99,7 @@ export class RoomView {
     onRegenerate = () => {},
     onContinue = () => {},
     onEdit = () => {},
+    onFeedback = () => {},
     assistantName = "",
   }) {
     this.els = elements;
@@ -76,6 +107,9 @@ export class RoomView {
     this.onRedact = onRedact;
     this.onRemoveMember = onRemoveMember;
     this.onSetRole = onSetRole;
+    this.onFeedback = onFeedback;
+    this.mine = new Map(); // answer id -> "up" | "down": my own feedback
+    this.oldestSeq = null; // the lowest seq shown: history pages go on from it
     this.access = null; // the welcome's `access`: {role, moderate, configure}
     this.assistantName = assistantName;
     this.me = null;
@@ -105,6 +139,11 @@ export class RoomView {
     this.els.log.addEventListener("click", (event) => {
       const copy = event.target.closest?.(".copy-code");
       if (copy) copyCode(copy, this._codeStrings());
+      const cite = event.target.closest?.("a.cite");
+      if (cite) {
+        event.preventDefault();
+        this.showSource(cite.getAttribute("href").slice(1));
+      }
     });
   }
 
@@ -133,8 +172,48 @@ export class RoomView {
     this.said.clear();
     this.streaming.clear();
     this.versions.clear();
+    this.oldestSeq = null;
     this.els.log.replaceChildren();
+    this._addHistory(history);
+    this._updateEmpty();
+    this.stick = true;
+    this.scrollToBottom(false);
+  }
+
+  /** Older messages (a history page, oldest first) above what is shown, the reader's place
+   *  on the screen kept. Messages already shown are skipped. How many were added. */
+  prependHistory(messages = []) {
+    const fresh = messages.filter(
+      (m) => !this.said.has(m.id) && !this.questions.has(m.id) && !this.answers.has(m.id),
+    );
+    const log = this.els.log;
+    const scroller = this.els.scroller;
+    const before = scroller.scrollHeight;
+    const top = scroller.scrollTop;
+    // Built in a list of their own (the add functions append to this.els.log), then moved.
+    const older = document.createElement("ol");
+    this.els.log = older;
+    try {
+      this._addHistory(fresh);
+    } finally {
+      this.els.log = log;
+    }
+    log.prepend(...older.children);
+    this.stick = false;
+    scroller.scrollTop = top + (scroller.scrollHeight - before);
+    this.lastTop = scroller.scrollTop;
+    for (const m of messages) this._seenSeq(m.seq);
+    this._updateEmpty();
+    return fresh.length;
+  }
+
+  _seenSeq(seq) {
+    if (Number.isInteger(seq) && (this.oldestSeq === null || seq < this.oldestSeq)) this.oldestSeq = seq;
+  }
+
+  _addHistory(history) {
     for (const message of history) {
+      this._seenSeq(message.seq);
       if (message.role === "message") {
         this._addSaid(message);
       } else if (message.role === "user") {
@@ -153,6 +232,7 @@ export class RoomView {
           continue;
         }
         state.tracked = message.status === "streaming";
+        if (message.feedback) this.setFeedback(message.id, message.feedback);
         if (Array.isArray(message.sources) && message.sources.length) {
           this._setSources(state, message.sources);
         }
@@ -170,9 +250,6 @@ export class RoomView {
       }
       if (message.redacted) this._redact(message.id);
     }
-    this._updateEmpty();
-    this.stick = true;
-    this.scrollToBottom(false);
   }
 
   // --- room events -------------------------------------------------------------------------
@@ -215,6 +292,9 @@ export class RoomView {
         if (this._redact(frame.id)) this.announce(t("announce.redacted"));
         break;
       }
+      case "answer.feedback":
+        this.setFeedback(frame.answer_id, frame);
+        break;
       case "answer.end": {
         const state = this._answerFor(frame.answer_id);
         if (state.redacted) {
@@ -382,11 +462,15 @@ export class RoomView {
       progressLabel,
       stop,
       status: "streaming",
+      feedback: { up: 0, down: 0, rev: 0 },
+      feedbackBar: null,
       gotText: false,
       gotSources: false,
       done: false,
       tracked: true,
     };
+    // `[n]` links to source n of this answer once its sources are known.
+    md.cite = (n) => (state.sources && n >= 1 && n <= state.sources.length ? sourceId(id, n) : null);
     this.answers.set(id, state);
     this.versions.addAnswer(state, start);
     this._updateAnswerState(state);
@@ -420,12 +504,16 @@ export class RoomView {
     details.append(summary);
     {
       const list = el("ol", "sources-list");
-      for (const source of sources) {
+      sources.forEach((source, index) => {
         const item = el("li", "source");
+        item.id = sourceId(state.id, index + 1);
+        item.tabIndex = -1; // a citation moves the focus here
+        const number = el("span", "source-number visually-hidden", `[${index + 1}]`);
         const title = el("span", "source-title", source.title || source.source || source.id || "");
         title.dir = "auto";
-        item.append(title);
-        if (source.source && source.source !== source.title) {
+        item.append(number, title);
+        if (source.source) {
+          // The document's name (a file name, or an address), always shown.
           const origin = /^https?:\/\//i.test(source.source) ? el("a", "source-origin") : el("span", "source-origin");
           origin.textContent = source.source;
           if (origin.tagName === "A") {
@@ -441,11 +529,101 @@ export class RoomView {
           item.append(snippet);
         }
         list.append(item);
-      }
+      });
       details.append(list);
     }
     state.sourcesSlot.replaceChildren(details);
+    if (state.md.text && !state.redacted) state.md.refresh(); // its [n] can link now
     this._updateAnswerState(state);
+  }
+
+  /** Follow a citation: open the answer's sources and bring that source into view. */
+  showSource(targetId) {
+    const item = document.getElementById(targetId);
+    if (!item) return;
+    const details = item.closest("details");
+    if (details) details.open = true;
+    item.classList.remove("cited");
+    void item.offsetWidth; // restart the highlight's animation
+    item.classList.add("cited");
+    item.scrollIntoView({ block: "nearest", behavior: "smooth" });
+    item.focus({ preventScroll: true });
+  }
+
+  /** Scroll to a message shown in the page and mark it for a moment (a search result). */
+  showMessage(id) {
+    const node = this.els.log.querySelector(`#${CSS.escape(`msg-${id}`)}`);
+    if (!node) return false;
+    this.stick = false;
+    node.classList.remove("found");
+    void node.offsetWidth;
+    node.classList.add("found");
+    node.scrollIntoView({ block: "center" });
+    node.tabIndex = -1;
+    node.focus({ preventScroll: true });
+    return true;
+  }
+
+  /** The assistant's name as answers show it. */
+  assistantLabel() {
+    return this.assistantName || t("answer.assistant");
+  }
+
+  // --- feedback ----------------------------------------------------------------------------
+
+  /** My own feedback, from `GET /api/rooms/<room>/feedback` (answer id -> up/down). */
+  setMine(mine = {}) {
+    this.mine = new Map(Object.entries(mine || {}));
+    for (const state of this.answers.values()) this._renderFeedback(state);
+  }
+
+  /** An answer's counts (history's `feedback`, an `answer.feedback` event): kept only when
+   *  newer (a higher `rev`) than what is shown. */
+  setFeedback(answerId, { up, down, rev }) {
+    const state = this.answers.get(answerId);
+    if (!state || !Number.isInteger(rev) || rev <= state.feedback.rev) return;
+    state.feedback = { up: Number(up) || 0, down: Number(down) || 0, rev };
+    this._renderFeedback(state);
+  }
+
+  _renderFeedback(state) {
+    const bar = state.feedbackBar;
+    if (!bar) return;
+    const mine = this.mine.get(state.id) || null;
+    for (const button of bar.querySelectorAll("button")) {
+      const value = button.dataset.value;
+      const count = state.feedback[value] || 0;
+      button.setAttribute("aria-pressed", String(mine === value));
+      button.querySelector(".fb-count").textContent = count ? String(count) : "";
+      const key = value === "up" ? "feedback.upAria" : "feedback.downAria";
+      button.setAttribute("aria-label", t(key, { n: count }));
+      button.title = t(mine === value ? "feedback.takeBack" : key, { n: count });
+    }
+  }
+
+  _addFeedbackBar(state) {
+    if (state.feedbackBar || state.redacted) return;
+    const bar = el("div", "feedback");
+    bar.setAttribute("role", "group");
+    bar.setAttribute("aria-label", t("feedback.label"));
+    bar.dataset.i18nAttr = "aria-label:feedback.label";
+    for (const value of ["up", "down"]) {
+      const button = el("button", `fb-btn fb-${value}`);
+      button.type = "button";
+      button.dataset.value = value;
+      button.append(thumb(value === "down"), el("span", "fb-count"));
+      button.addEventListener("click", () => {
+        const next = this.mine.get(state.id) === value ? null : value;
+        if (next) this.mine.set(state.id, next);
+        else this.mine.delete(state.id);
+        this._renderFeedback(state);
+        this.onFeedback(state.id, next);
+      });
+      bar.append(button);
+    }
+    state.feedbackBar = bar;
+    state.foot.after(bar);
+    this._renderFeedback(state);
   }
 
   _endAnswer(state, { status, text, error }) {
@@ -466,6 +644,7 @@ export class RoomView {
     }
     state.node.dataset.status = final;
     state.node.removeAttribute("aria-busy");
+    this._addFeedbackBar(state);
     if (state.stop) {
       state.stop.remove();
       state.stop = null;
@@ -543,6 +722,8 @@ export class RoomView {
       answer.redacted = true;
       this.streaming.delete(answer);
       answer.md.setText("");
+      answer.feedbackBar?.remove();
+      answer.feedbackBar = null;
     }
     for (const words of node.querySelectorAll(".said-text, .question-text, .answer-body, .sources-slot")) {
       words.replaceChildren();
@@ -723,6 +904,7 @@ export class RoomView {
         state.stop.setAttribute("aria-label", t("answer.stopAria"));
         if (!state.stop.disabled) state.stop.querySelector(".stop-label").textContent = t("answer.stop");
       }
+      this._renderFeedback(state);
       const strings = this._codeStrings();
       state.md.strings = strings;
       for (const button of state.body.querySelectorAll(".copy-code")) {

@@ -64,6 +64,7 @@ const view = new RoomView({
   onRegenerate: (answerId) => client.regenerate(answerId),
   onContinue: (answerId) => client.continueAnswer(answerId),
   onEdit: (questionId, text) => client.edit(questionId, text),
+  onFeedback: (answerId, value) => client.feedback(answerId, value),
   assistantName,
 });
 view.setMe(config.me);
@@ -266,6 +267,133 @@ function showError(frame) {
   if (frame.message && known.includes(code)) notice.node.title = frame.message;
 }
 
+// --- history: earlier pages, search, my feedback (the HTTP API, with this page's session) ---
+
+const API = `/api/rooms/${encodeURIComponent(config.room)}`;
+const olderButton = $("older-button");
+const olderStart = $("older-start");
+let loadingOlder = null;
+
+async function getJson(path) {
+  const response = await fetch(`${API}${path}`, { credentials: "same-origin", headers: { Accept: "application/json" } });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body?.error?.message || `HTTP ${response.status}`);
+  return body;
+}
+
+function showOlderControls(more) {
+  olderButton.hidden = !more;
+  olderStart.hidden = more || view.oldestSeq === null;
+}
+
+/** The page of messages before the oldest one shown. False when the room's beginning is shown. */
+function loadOlder() {
+  if (loadingOlder) return loadingOlder;
+  if (view.oldestSeq === null) return Promise.resolve(false);
+  olderButton.disabled = true;
+  olderButton.textContent = t("history.loading");
+  loadingOlder = getJson(`/history?before=${view.oldestSeq}&limit=50`)
+    .then((page) => {
+      view.prependHistory(page.messages || []);
+      const more = page.before !== null && page.before !== undefined;
+      showOlderControls(more);
+      return more;
+    })
+    .catch((err) => {
+      view.notice(t("history.failed", { message: err.message }), { kind: "error", timeoutMs: 12000 });
+      return false;
+    })
+    .finally(() => {
+      loadingOlder = null;
+      olderButton.disabled = false;
+      olderButton.textContent = t("history.older");
+    });
+  return loadingOlder;
+}
+olderButton.addEventListener("click", () => loadOlder());
+// Reaching the top of the conversation (scrolling up) loads the page before it, as chats do.
+new IntersectionObserver((entries) => {
+  if (entries.some((entry) => entry.isIntersecting) && !olderButton.hidden && !view.stick) loadOlder();
+}, { root: $("log-scroll") }).observe(olderButton);
+
+async function loadMine() {
+  try {
+    view.setMine((await getJson("/feedback")).mine);
+  } catch {
+    // Only the pressed state of my own buttons is missing; the counts are in the history.
+  }
+}
+
+const searchForm = $("search-form");
+const searchInput = $("search-input");
+const searchStatus = $("search-status");
+const searchResults = $("search-results");
+
+/** Bring a message into the page (loading earlier pages until it is there) and show it. */
+async function jumpTo(id) {
+  for (let pages = 0; !document.getElementById(`msg-${id}`) && pages < 100; pages++) {
+    searchStatus.textContent = t("search.notShown");
+    if (!(await loadOlder()) && !document.getElementById(`msg-${id}`)) break;
+  }
+  searchStatus.textContent = "";
+  view.showMessage(id);
+  if (membersPanel.classList.contains("open")) setMembersOpen(false, { returnFocus: false });
+}
+
+searchForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const q = searchInput.value.trim();
+  searchResults.replaceChildren();
+  if (!q) return;
+  searchStatus.textContent = t("history.loading");
+  try {
+    const found = await getJson(`/search?q=${encodeURIComponent(q)}`);
+    const messages = found.messages || [];
+    searchStatus.textContent = messages.length ? t("search.count", { n: messages.length }) : t("search.none", { q });
+    for (const message of messages) {
+      const item = document.createElement("li");
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "search-hit";
+      button.dataset.id = message.id;
+      const who = document.createElement("span");
+      who.className = "search-who";
+      who.textContent = message.role === "assistant" ? view.assistantLabel() : message.user?.name ?? "";
+      const time = document.createElement("time");
+      time.dateTime = message.created;
+      time.textContent = formatFullTime(message.created);
+      const text = document.createElement("span");
+      text.className = "search-text";
+      text.dir = "auto";
+      text.textContent = excerpt(message.text, q);
+      button.append(who, time, text);
+      button.addEventListener("click", () => jumpTo(message.id));
+      item.append(button);
+      searchResults.append(item);
+    }
+  } catch (err) {
+    searchStatus.textContent = t("search.failed", { message: err.message });
+  }
+});
+
+/** Up to ~120 characters of `text` around the first place it holds `q` (spaces aside). */
+function excerpt(text, q) {
+  const chars = Array.from(String(text || "").replace(/\s+/g, " "));
+  const at = chars.join("").toLocaleLowerCase().indexOf(q.replace(/\s+/g, " ").toLocaleLowerCase());
+  const start = Math.max(0, (at < 0 ? 0 : at) - 40);
+  const piece = chars.slice(start, start + 120).join("");
+  return `${start > 0 ? "…" : ""}${piece}${start + 120 < chars.length ? "…" : ""}`;
+}
+
+/** The Markdown export in the page's language (its own words: headings, statuses). */
+function labelExport() {
+  const link = $("export-md");
+  const url = new URL(link.href, location.href);
+  url.searchParams.set("lang", getLanguage());
+  link.href = url.pathname + url.search;
+}
+labelExport();
+
 // --- the room's settings (header, title) and the invite panel -------------------------------
 
 let roomInfo = config.roomInfo || { title: config.room };
@@ -378,7 +506,11 @@ const client = new RoomClient({
         chip.textContent = frame.user.name;
         chip.title = frame.user.name;
       }
-      if (!resumed) view.reset(frame.history || []);
+      if (!resumed) {
+        view.reset(frame.history || []);
+        showOlderControls(view.oldestSeq !== null && view.oldestSeq > 1);
+        loadMine();
+      }
       if (frame.room_info) showRoomInfo(frame.room_info);
       view.setMembers(frame.members || []);
       if (!everLive && document.activeElement === document.body && matchMedia("(pointer: fine)").matches) {
@@ -454,6 +586,7 @@ document.addEventListener("keydown", (event) => {
 });
 
 onLanguageChange(() => {
+  labelExport();
   view.relabel();
   renderStatus();
   updateComposer();

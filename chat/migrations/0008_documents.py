@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chat", "0006_answer_versions"),
+        ("chat", "0007_feedback_history"),
     ]
 
     operations = [
