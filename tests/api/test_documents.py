@@ -300,3 +300,32 @@ async def test_the_rooms_file_limit(api_server: Server, http: httpx.AsyncClient)
     assert response.status_code == 202, response.text
     await indexed(http, "docs-full", response.json()["upload"]["id"], auth)
     await asyncio.sleep(0)
+
+
+async def test_one_file_in_the_file_field_and_korean_names(
+    api_server: Server, http: httpx.AsyncClient
+) -> None:
+    make_room(api_server, "docs-names", "olga")
+    auth = api_server.auth("olga")
+    two = [("file", ("a.txt", b"one", "text/plain")), ("file", ("b.txt", b"two", "text/plain"))]
+    response = await http.post("/api/rooms/docs-names/documents", files=two, headers=auth)
+    assert "one file" in error_of(response, 400, "invalid")
+    other = {"document": ("a.txt", b"one", "text/plain")}
+    response = await http.post("/api/rooms/docs-names/documents", files=other, headers=auth)
+    error_of(response, 400, "invalid")
+    assert (await listing(http, "docs-names", auth)) == {
+        "documents": [],
+        "shared": True,
+        "uploads": [],
+    }
+
+    name = "이번 주 메뉴.md"
+    response = await upload(http, "docs-names", name, "# 이번 주\n\n유자차 5,500원".encode(), auth)
+    assert response.status_code == 202, response.text
+    await indexed(http, "docs-names", response.json()["upload"]["id"], auth)
+    listed = (await listing(http, "docs-names", auth))["documents"]
+    assert [d["name"] for d in listed] == [name]
+    response = await http.delete(
+        "/api/rooms/docs-names/documents/" + httpx.URL(path=name).raw_path.decode(), headers=auth
+    )
+    assert response.status_code == 200 and response.json()["name"] == name
