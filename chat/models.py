@@ -49,6 +49,11 @@ class Room(models.Model):
     system_prompt = models.TextField(blank=True, default="")
     # Sampling temperature; null: the provider's default.
     temperature = models.FloatField(null=True, blank=True)
+    # The room's own Chroma collection of uploaded documents (chat.documents); blank until the
+    # first upload makes it. Its answers search it beside the shared collection (`collection`,
+    # or settings.CHAT_COLLECTION), unless the owner turns the shared one off.
+    documents_collection = models.CharField(max_length=63, blank=True, default="")
+    use_shared_knowledge = models.BooleanField(default=True)
 
     class Meta:
         ordering = ["-last_activity"]
@@ -265,3 +270,59 @@ class ApiToken(models.Model):
             user=user, name=name, key_hash=cls.hash_key(key), prefix=key[:10]
         )
         return token, key
+
+
+class Document(models.Model):
+    """A file uploaded to a room's own collection (chat.documents), searchable: its passages
+    are in the room's Chroma collection with `source` = `name` and `upload` = `upload`."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="documents")
+    name = models.CharField(max_length=120)
+    size = models.PositiveBigIntegerField()
+    chunks = models.PositiveIntegerField()
+    # The upload whose passages are the live ones (a replace swaps it).
+    upload = models.CharField(max_length=40)
+    # Who added it (its latest version): a protocol id (`u:<pk>`) and the name shown.
+    user_id = models.CharField(max_length=64, blank=True, default="")
+    user_name = models.CharField(max_length=150, blank=True, default="")
+    created = models.DateTimeField()
+    updated = models.DateTimeField()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["room", "name"], name="one_document_per_name")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} in {self.room_id}"
+
+
+class DocumentUpload(models.Model):
+    """One upload being indexed in the background, and how far it got: what the page polls
+    to show progress to the room's moderators. Kept after it ends (`done`, `failed`)."""
+
+    class Status(models.TextChoices):
+        INDEXING = "indexing"
+        DONE = "done"
+        FAILED = "failed"
+
+    id = models.CharField(primary_key=True, max_length=40)
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="document_uploads")
+    name = models.CharField(max_length=120)
+    size = models.PositiveBigIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.INDEXING)
+    # 0..1: the share of the passages embedded so far (writing is the last, short step).
+    progress = models.FloatField(default=0.0)
+    chunks = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=300, blank=True, default="")
+    user_id = models.CharField(max_length=64, blank=True, default="")
+    user_name = models.CharField(max_length=150, blank=True, default="")
+    created = models.DateTimeField(db_index=True)
+    updated = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"upload {self.id} of {self.name} ({self.status})"

@@ -58,6 +58,8 @@ ROOM_EVENT_TYPES: Final = (
     "message.redacted",
     "room.updated",
     "answer.feedback",
+    "document.added",
+    "document.deleted",
 )
 DIRECT_FRAME_TYPES: Final = ("welcome", "presence", "typing", "pong", "error")
 ERROR_CODES: Final = (
@@ -71,6 +73,8 @@ ERROR_CODES: Final = (
     "not_found",
     "forbidden",
     "unavailable",
+    "unsupported_type",
+    "limit_reached",
 )
 FINAL_STATUSES: Final = ("complete", "cancelled", "failed", "interrupted")
 AnswerStatus = Literal["complete", "cancelled", "failed", "interrupted"]
@@ -510,6 +514,17 @@ def answer_feedback_event(*, answer_id: str, up: int, down: int, rev: int) -> di
     with each change; apply counts only over ones with a lower `rev` (two changes made on two
     workers may be appended in either order)."""
     return {"type": "answer.feedback", "answer_id": answer_id, "up": up, "down": down, "rev": rev}
+
+
+def document_added_event(*, document: dict[str, Any], replaced: bool) -> dict[str, Any]:
+    """A document uploaded to the room's own collection is searchable (`replaced`: it took
+    the place of one with the same name). `document`: `chat.documents.store.document_info`."""
+    return {"type": "document.added", "document": document, "replaced": replaced}
+
+
+def document_deleted_event(*, name: str, user: dict[str, str]) -> dict[str, Any]:
+    """A moderator deleted the room's document `name`: its passages are no longer searched."""
+    return {"type": "document.deleted", "name": name, "user": user}
 
 
 # --- Frames to one connection (no seq) -------------------------------------------------------

@@ -247,6 +247,11 @@ CHAT_RETRIEVAL_HYBRID: bool = env.bool("CHAT_RETRIEVAL_HYBRID", default=True)
 CHAT_REWRITE: bool = env.bool("CHAT_REWRITE", default=True)
 CHAT_REWRITE_TIMEOUT: float = env.float("CHAT_REWRITE_TIMEOUT", default=3.0)
 CHAT_REWRITE_MAX_TOKENS: int = env.int("CHAT_REWRITE_MAX_TOKENS", default=64)
+# Documents a room's owner or moderators upload (docs/documents.md): the largest file, how many
+# files a room keeps, and their total size. Checked before the upload is read.
+CHAT_DOCUMENT_MAX_BYTES: int = env.int("CHAT_DOCUMENT_MAX_BYTES", default=10 * 1024 * 1024)
+CHAT_ROOM_DOCUMENTS: int = env.int("CHAT_ROOM_DOCUMENTS", default=50)
+CHAT_ROOM_DOCUMENTS_BYTES: int = env.int("CHAT_ROOM_DOCUMENTS_BYTES", default=100 * 1024 * 1024)
 CHAT_SYSTEM_PROMPT: str = env.str("CHAT_SYSTEM_PROMPT", default="")
 # --- Operations (docs/operations.md): metrics, readiness, logs.
 # `/metrics` answers only a request with `Authorization: Bearer <this token>` (401 without);

@@ -155,8 +155,15 @@ ACCOUNTS = (
     "judy",
     "vera",
     "walt",
+    # The documents tests (tests/api/test_documents.py).
+    "olga",
+    "pavel",
+    "quinn",
+    "rosa",
 )
 PASSWORD = "correct-horse-battery"
+DOCUMENT_MAX_BYTES = 256 * 1024
+ROOM_DOCUMENTS = 3
 
 
 @dataclass(frozen=True)
@@ -204,6 +211,9 @@ def api_server(
             "CHAT_SSE_KEEPALIVE_SECONDS": str(KEEPALIVE_SECONDS),
             "CHAT_ASK_BURST": str(ASK_BURST),
             "CHAT_ASK_RATE_PER_MINUTE": str(ASK_RATE_PER_MINUTE),
+            # Small, so the documents tests pass them with small files.
+            "CHAT_DOCUMENT_MAX_BYTES": str(DOCUMENT_MAX_BYTES),
+            "CHAT_ROOM_DOCUMENTS": str(ROOM_DOCUMENTS),
         },
     )
     migrate(env)

@@ -14,6 +14,8 @@ from chat.answers.assistant import Assistant
 from chat.answers.rewrite import QueryRewriter
 from chat.llm import get_provider
 from chat.retrieval import get_retriever
+from chat.retrieval.base import Retriever
+from chat.retrieval.merge import SearchAcross
 from chat.rooms.configuration import AnswerSettings
 
 
@@ -23,10 +25,11 @@ def assistant_for(room: AnswerSettings | None = None) -> Assistant:
     room = room or AnswerSettings()
     llm = get_provider()
     model = room.model if room.model in settings.CHAT_MODELS else None
+    collection, retriever = knowledge_of(room)
     return Assistant(
         llm=llm,
-        retriever=get_retriever(),
-        collection=room.collection or settings.CHAT_COLLECTION,
+        retriever=retriever,
+        collection=collection,
         k=settings.CHAT_RETRIEVAL_K,
         system_prompt=room.system_prompt or settings.CHAT_SYSTEM_PROMPT,
         assistant_name=room.assistant_name,
@@ -41,3 +44,15 @@ def assistant_for(room: AnswerSettings | None = None) -> Assistant:
         if settings.CHAT_REWRITE
         else None,
     )
+
+
+def knowledge_of(room: AnswerSettings) -> tuple[str, Retriever]:
+    """Where a room's answers search: the shared collection (the room's choice, else
+    CHAT_COLLECTION), its own documents' collection (chat.documents) once it has one, or both,
+    merged by score; the owner may turn the shared one off."""
+    shared = room.collection or settings.CHAT_COLLECTION
+    own = room.documents_collection
+    if room.use_shared and not own:
+        return shared, get_retriever()
+    collections = ([shared] if room.use_shared else []) + ([own] if own else [])
+    return (own or shared), SearchAcross(get_retriever(), collections)

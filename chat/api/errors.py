@@ -24,6 +24,8 @@ STATUS_BY_CODE: Final[dict[str, int]] = {
     "unknown_type": 400,
     "invalid": 400,
     "too_long": 413,
+    "limit_reached": 413,
+    "unsupported_type": 415,
     "unauthenticated": 401,
     "forbidden": 403,
     "not_found": 404,

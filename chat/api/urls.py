@@ -3,7 +3,7 @@ loosely here so that a bad one gets the API's JSON 404, not the site's HTML page
 
 from django.urls import path, re_path
 
-from . import views
+from . import documents, views
 
 urlpatterns = [
     path("rooms/<str:room>", views.room_settings, name="api_room"),
@@ -54,6 +54,12 @@ urlpatterns = [
     path("rooms/<str:room>/history", views.room_history, name="api_room_history"),
     path("rooms/<str:room>/search", views.room_search, name="api_room_search"),
     path("rooms/<str:room>/export", views.room_export, name="api_room_export"),
+    path("rooms/<str:room>/documents", documents.room_documents, name="api_room_documents"),
+    path(
+        "rooms/<str:room>/documents/<str:name>",
+        documents.room_document,
+        name="api_room_document",
+    ),
     path("ask", views.ask, name="api_ask"),
     re_path(r"^(?P<path>.*)$", views.not_found),
 ]

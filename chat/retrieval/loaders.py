@@ -1,4 +1,5 @@
-"""Reading the text and title out of the files `manage.py ingest` accepts.
+"""Reading the text and title out of the files `manage.py ingest` (and a room's upload,
+`chat.documents`) accepts; Word's .docx is read by `chat.retrieval.docx`.
 
 Text files must be UTF-8 (a BOM is fine). Anything a reader cannot handle raises
 `UnreadableFile` with a reason a person can act on; the caller skips that file and goes on.
@@ -226,6 +227,13 @@ def _read_json(path: Path) -> tuple[str, str]:
     return "", "\n\n".join("\n".join(_json_lines(item, "")) for item in items)
 
 
+def _read_docx(path: Path) -> tuple[str, str]:
+    # Imported when a .docx comes: chat.retrieval.docx imports UnreadableFile from here.
+    from chat.retrieval.docx import read_docx
+
+    return read_docx(path)
+
+
 READERS: dict[str, Callable[[Path], tuple[str, str]]] = {
     ".txt": _read_text,
     ".text": _read_text,
@@ -236,5 +244,6 @@ READERS: dict[str, Callable[[Path], tuple[str, str]]] = {
     ".htm": _read_html,
     ".csv": _read_csv,
     ".json": _read_json,
+    ".docx": _read_docx,
 }
 SUPPORTED_SUFFIXES = frozenset(READERS)

@@ -43,7 +43,11 @@ EDITABLE: Final[dict[str, tuple[type, ...]]] = {
     "model": (str,),
     "system_prompt": (str,),
     "temperature": (int, float, type(None)),
+    "use_shared_knowledge": (bool,),
 }
+# The rooms' own collections (chat.documents) are named with this prefix; no room may choose
+# one as its shared collection (that would read another room's documents).
+ROOM_COLLECTION_PREFIX: Final = "roomdocs-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +59,10 @@ class AnswerSettings:
     system_prompt: str = ""
     temperature: float | None = None
     assistant_name: str = ""
+    # The room's own documents' collection ("": none yet), and whether the shared one is
+    # searched too.
+    documents_collection: str = ""
+    use_shared: bool = True
 
     @classmethod
     def of(cls, room: Room | None) -> AnswerSettings:
@@ -66,6 +74,8 @@ class AnswerSettings:
             system_prompt=room.system_prompt,
             temperature=room.temperature,
             assistant_name=room.assistant_name,
+            documents_collection=room.documents_collection,
+            use_shared=room.use_shared_knowledge,
         )
 
 
@@ -113,6 +123,11 @@ def _collection_name(value: str) -> None:
         raise ValidationError(
             "A collection name is 3 to 63 characters of A-Z a-z 0-9 . _ -, starts and ends "
             "with a letter or digit, has no “..” and is not an IP address.",
+            code="collection",
+        )
+    if value.startswith(ROOM_COLLECTION_PREFIX):
+        raise ValidationError(
+            f"Collections named “{ROOM_COLLECTION_PREFIX}…” are rooms' own documents.",
             code="collection",
         )
 
@@ -273,6 +288,7 @@ def describe(name: str, identity: Identity) -> dict[str, Any]:
             collection=values["collection"],
             system_prompt=values["system_prompt"],
             temperature=values["temperature"] if values["temperature"] != "" else None,
+            use_shared_knowledge=values["use_shared_knowledge"],
             models=list(settings.CHAT_MODELS),
             default_model=settings.CHAT_MODEL,
         )

@@ -93,7 +93,12 @@ async def room_settings(request: HttpRequest, room: str) -> HttpResponseBase:
     again (400) with what is wrong with each field."""
     identity = await sync_to_async(_identity)(request)
     if request.method == "POST":
-        changes = {**request.POST.dict(), "allow_guests": "allow_guests" in request.POST}
+        changes = {
+            **request.POST.dict(),
+            # Unchecked boxes are not sent at all.
+            "allow_guests": "allow_guests" in request.POST,
+            "use_shared_knowledge": "use_shared_knowledge" in request.POST,
+        }
         changes.pop("csrfmiddlewaretoken", None)
         try:
             done = await sync_to_async(configuration.update_settings)(room, identity, changes)

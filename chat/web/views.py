@@ -26,6 +26,7 @@ from chat.background import detached
 from chat.identity import Identity, ensure_guest, from_user, guest_from_session, new_guest
 from chat.models import Room
 from chat.protocol import ROOM_NAME_PATTERN, ProtocolError, is_room_name
+from chat.retrieval.loaders import SUPPORTED_SUFFIXES
 from chat.rooms.configuration import public_info
 from chat.runtime import get_runtime
 
@@ -206,6 +207,13 @@ async def create_room(request: HttpRequest) -> HttpResponseBase:
     return redirect("room", room=values["name"])
 
 
+def _size(size: int) -> str:
+    """A size as the page shows it: "10 MB", "1.5 MB", "256 KB"."""
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.1f}".removesuffix(".0") + " MB"
+    return f"{max(1, round(size / 1024))} KB"
+
+
 @require_GET
 @csp
 def room(request: HttpRequest, room: str) -> HttpResponse:
@@ -238,6 +246,8 @@ def room(request: HttpRequest, room: str) -> HttpResponse:
             "mayModerate": access.may_moderate,
             "mayConfigure": access.may_configure,
         },
+        documentsPath=f"/api/rooms/{room}/documents",
+        documentMaxBytes=settings.CHAT_DOCUMENT_MAX_BYTES,
     )
     context = {
         "room": room,
@@ -245,6 +255,8 @@ def room(request: HttpRequest, room: str) -> HttpResponse:
         "access": access,
         "identity": identity,
         "page_config": config,
+        "document_types": sorted(SUPPORTED_SUFFIXES),
+        "document_max_size": _size(settings.CHAT_DOCUMENT_MAX_BYTES),
     }
     return render(request, "room.html", context)
 

@@ -149,6 +149,7 @@ async def test_the_api_shows_settings_by_role_and_only_the_owner_patches(setting
         "collection": "",
         "system_prompt": "",
         "temperature": None,
+        "use_shared_knowledge": True,
         "models": ["sim-small", "sim-large"],
         "default_model": settings.CHAT_MODEL,
     }
@@ -391,3 +392,19 @@ async def test_an_sse_reader_gets_room_info_and_room_updated_like_a_socket() -> 
     assert lines[0] == f"id: {frame['seq'] + 1}" and lines[1] == "event: room.updated"
     assert json.loads(lines[2].removeprefix("data: "))["room"]["title"] == "Streamed again"
     await chunks.aclose()  # type: ignore[attr-defined]
+
+
+async def test_the_settings_page_turns_the_shared_knowledge_off_and_on() -> None:
+    owner = await person("owner")
+    await database_sync_to_async(rooms.create_room)("team", owner.identity)
+    page = await owner.http.get("/rooms/team/settings/")
+    assert b'name="use_shared_knowledge" id="id_use_shared_knowledge" checked' in page.content
+    # An unchecked box is not sent: off.
+    response = await owner.http.post("/rooms/team/settings/", {**FORM, "visibility": "public"})
+    assert response.status_code == 302, response.content
+    room = await database_sync_to_async(Room.objects.get)(name="team")
+    assert room.use_shared_knowledge is False
+    on = {**FORM, "visibility": "public", "use_shared_knowledge": "on"}
+    assert (await owner.http.post("/rooms/team/settings/", on)).status_code == 302
+    room = await database_sync_to_async(Room.objects.get)(name="team")
+    assert room.use_shared_knowledge is True

@@ -6,7 +6,7 @@
 //  - onWelcome(frame, {resumed}) comes first on every connection. resumed=false means "rebuild
 //    the view from frame.history"; resumed=true means "keep the view, missed events follow".
 //  - onEvent(frame) gets room events (message, question, answer.*, message.redacted,
-//    room.updated, and any other frame with a seq: a newer server may add types) in seq order,
+//    room.updated, document.added, document.deleted, and any other frame with a seq: a newer server may add types) in seq order,
 //    each seq exactly once: a seq <= the last one seen is a duplicate and is dropped; a jump
 //    (gap) drops the connection and resumes from the last seq seen, so the missing events are
 //    replayed.
@@ -36,6 +36,8 @@ export const ROOM_EVENTS = new Set([
   "message.redacted",
   "room.updated",
   "answer.feedback",
+  "document.added",
+  "document.deleted",
 ]);
 
 /** Error codes that refuse an `ask` or a `say` (its text goes back to the composer). */

@@ -9,6 +9,7 @@
 
 import { RoomClient, CloseCode } from "./protocol.js";
 import { RoomView } from "./room-view.js";
+import { initDocuments } from "./documents.js";
 import { formatFullTime, getLanguage, initI18n, onLanguageChange, pageConfig, t } from "./i18n.js";
 
 const config = pageConfig();
@@ -482,6 +483,16 @@ if (inviteToggle && invitePanel) {
   onLanguageChange(showMade);
 }
 
+// --- the room's documents --------------------------------------------------------------------
+
+const documents = initDocuments({
+  config,
+  notice: (text) => {
+    const shown = view.notice(text, { kind: "info", timeoutMs: 12000 });
+    shown.node.dataset.kind = "document";
+  },
+});
+
 // --- the client -----------------------------------------------------------------------------
 
 const client = new RoomClient({
@@ -508,6 +519,7 @@ const client = new RoomClient({
       everLive = true;
     },
     onEvent(frame) {
+      if (documents.onEvent(frame)) return;
       if (frame.type === "room.updated") {
         showRoomInfo(frame.room);
         view.notice(t("room.settingsChanged"), { kind: "info", timeoutMs: 6000 });
@@ -590,6 +602,7 @@ window.roomchat = {
   client,
   view,
   config,
+  documents,
   inject: (frame) => client.receive(frame),
   flush: () => view.flush(),
 };
