@@ -34,7 +34,9 @@ LEASE = {"CHAT_LEASE_SECONDS": "15"}
 
 @pytest.fixture
 def database_proxy(database_url: str) -> Iterator[TcpProxy]:
-    """A proxy in front of the test database's PostgreSQL server."""
+    """A proxy in front of the test database's PostgreSQL server. A test names it before
+    `make_cluster`, so that it is stopped after the workers: stopped while they reconnect
+    through it, the connections it is accepting as it closes are left to the collector."""
     parts = urlsplit(database_url)
     assert parts.hostname is not None and parts.port is not None
     with TcpProxy(parts.hostname, parts.port) as proxy:
@@ -110,10 +112,10 @@ async def forget_room_in_redis(redis_url: str, room: str) -> None:
 
 
 async def test_an_end_written_while_the_database_is_away_is_stored_when_it_returns(
+    database_proxy: TcpProxy,  # first: stopped after the cluster (see the fixture)
     make_cluster: ClusterFactory,
     room: str,
     database_url: str,
-    database_proxy: TcpProxy,
     record_property: Any,
 ) -> None:
     """One worker; the database is cut mid-answer and the answer ends during the cut. Members
@@ -153,10 +155,10 @@ async def test_an_end_written_while_the_database_is_away_is_stored_when_it_retur
 
 
 async def test_a_worker_repairs_the_end_the_dead_owner_could_not_store(
+    database_proxy: TcpProxy,  # first: stopped after the cluster (see the fixture)
     make_cluster: ClusterFactory,
     room: str,
     database_url: str,
-    database_proxy: TcpProxy,
     record_property: Any,
 ) -> None:
     """Two workers; the database is cut, the answer ends during the cut, then its worker is
@@ -188,10 +190,10 @@ async def test_a_worker_repairs_the_end_the_dead_owner_could_not_store(
 
 
 async def test_a_database_that_hangs_does_not_hold_the_end_back(
+    database_proxy: TcpProxy,  # first: stopped after the cluster (see the fixture)
     make_cluster: ClusterFactory,
     room: str,
     database_url: str,
-    database_proxy: TcpProxy,
     record_property: Any,
 ) -> None:
     """The database does not refuse but hangs (the proxy holds new connections: a black hole,

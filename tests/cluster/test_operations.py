@@ -175,6 +175,7 @@ async def test_a_429_is_retried_counted_and_logged_without_the_key_or_the_questi
 
 @pytest.fixture
 def redis_proxy(shared_redis: RedisServer) -> Iterator[tuple[TcpProxy, str]]:
+    """As in test_redis_outage: named before `make_cluster`, stopped after the workers."""
     proxy = TcpProxy("127.0.0.1", shared_redis.port).start()
     database = shared_redis.url.rsplit("/", 1)[-1]
     try:
@@ -184,7 +185,7 @@ def redis_proxy(shared_redis: RedisServer) -> Iterator[tuple[TcpProxy, str]]:
 
 
 async def test_readyz_is_503_while_redis_is_away_and_200_again_after_without_a_restart(
-    make_cluster: ClusterFactory, redis_proxy: tuple[TcpProxy, str]
+    redis_proxy: tuple[TcpProxy, str], make_cluster: ClusterFactory
 ) -> None:
     proxy, url = redis_proxy
     cluster = make_cluster(workers=1, env={"REDIS_URL": url, "CHAT_READY_TIMEOUT_SECONDS": "1"})

@@ -24,7 +24,10 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 
 @pytest.fixture
 def redis_proxy(shared_redis: RedisServer) -> Iterator[tuple[TcpProxy, str]]:
-    """A proxy in front of the shared Redis, and the URL that goes through it (same db)."""
+    """A proxy in front of the shared Redis, and the URL that goes through it (same db). A test
+    names it before `make_cluster`, so that it is stopped after the workers: stopped while they
+    reconnect through it, the connections it is accepting as it closes are left to the
+    collector (and warn in a later test)."""
     proxy = TcpProxy("127.0.0.1", shared_redis.port).start()
     database = shared_redis.url.rsplit("/", 1)[-1]
     try:
@@ -35,8 +38,8 @@ def redis_proxy(shared_redis: RedisServer) -> Iterator[tuple[TcpProxy, str]]:
 
 @pytest.mark.parametrize("seconds", [2, 10, 30])
 async def test_an_answer_rides_out_a_redis_outage(
+    redis_proxy: tuple[TcpProxy, str],  # first: stopped after the cluster (see the fixture)
     make_cluster: ClusterFactory,
-    redis_proxy: tuple[TcpProxy, str],
     database_url: str,
     seconds: int,
 ) -> None:
@@ -82,7 +85,7 @@ async def test_an_answer_rides_out_a_redis_outage(
 
 
 async def test_while_redis_is_away_people_are_told_clearly_and_nothing_is_left_behind(
-    make_cluster: ClusterFactory, redis_proxy: tuple[TcpProxy, str]
+    redis_proxy: tuple[TcpProxy, str], make_cluster: ClusterFactory
 ) -> None:
     """Found by the soak: during a cut, a question closed the socket with 1011 (its row kept,
     so sending it again did nothing), a join left its writer task behind, and a member who left
