@@ -56,11 +56,6 @@ class TcpProxy:
             self._call(self._stop())
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
-        if not self._loop.is_closed() and not self._thread.is_alive():
-            # What was still under way when the loop stopped (an accept that raced the
-            # server's close: its transport exists, its handler never ran) ends here, in this
-            # loop: a transport left to the garbage collector warns in some later test.
-            self._loop.run_until_complete(self._drain())
         self._loop.close()
 
     def cut(self, mode: Literal["refuse", "hold"] = "refuse") -> None:
@@ -113,6 +108,9 @@ class TcpProxy:
         self._close_all()  # what a handler still stuck there holds
         if self._server is not None:
             await self._server.wait_closed()
+        # What was still under way (an accept that raced the server's close) ends here, in
+        # this loop: a transport left to the garbage collector warns in some later test.
+        await self._drain()
 
     async def _drain(self) -> None:
         """Let every task of this loop end (refused connections hang up at once), then close

@@ -211,6 +211,10 @@ def api_server(
             "CHAT_SSE_KEEPALIVE_SECONDS": str(KEEPALIVE_SECONDS),
             "CHAT_ASK_BURST": str(ASK_BURST),
             "CHAT_ASK_RATE_PER_MINUTE": str(ASK_RATE_PER_MINUTE),
+            # The simulator answers a rewrite with its stock text, which would become the
+            # search query of every follow-up here; the rewrite has its own tests
+            # (tests/websocket/test_rooms.py, tests/answers/test_rewrite.py).
+            "CHAT_REWRITE": "false",
             # Small, so the documents tests pass them with small files.
             "CHAT_DOCUMENT_MAX_BYTES": str(DOCUMENT_MAX_BYTES),
             "CHAT_ROOM_DOCUMENTS": str(ROOM_DOCUMENTS),

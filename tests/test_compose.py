@@ -101,8 +101,8 @@ def test_the_balancer_upgrades_websockets_and_keeps_them_open() -> None:
     assert re.search(r"map \$http_upgrade \$connection_upgrade \{\s*default upgrade;", NGINX_CONF)
     timeout = re.search(r"proxy_read_timeout (\d+)([smh]);", ws)
     assert timeout and int(timeout[1]) * {"s": 1, "m": 60, "h": 3600}[timeout[2]] >= 3600
-    # Every location resolves `web` at run time: /ws/, /, and the two probes.
-    assert NGINX_CONF.count("set $web http://web:8000;") == 4
+    # Every location resolves `web` at run time: /ws/, /, the two probes and document uploads.
+    assert NGINX_CONF.count("set $web http://web:8000;") == 5
     assert "resolver 127.0.0.11" in NGINX_CONF  # Docker's DNS: every replica, as it scales
 
 
