@@ -103,6 +103,8 @@ redis.call('SET', KEYS[1], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1
 """
 
 OWNER_POLL_SECONDS = 0.2
+# Member entries kept decoded (an entry is ~100 bytes of JSON; cleared whole when full).
+DECODED_MEMBERS = 10_000
 
 
 class RedisCoordinator:
@@ -133,6 +135,7 @@ class RedisCoordinator:
         self._epoch = self._redis.register_script(_EPOCH)
         # What this worker published, to publish again if Redis loses it.
         self._presence: dict[tuple[str, str], str] = {}
+        self._decoded: dict[str, dict[str, str]] = {}  # member JSON -> member (read-only)
         self._slots: dict[str, AnswerSlot] = {}  # answer id -> its slot
         self._owned: dict[str, str] = {}  # answer id -> control channel
         self._heartbeat_seen = False
@@ -181,7 +184,7 @@ class RedisCoordinator:
         for conn_id, value in stored.items():
             if conn_id != "#n":
                 number, _, member = value.partition(" ")
-                entries.append((int(number), conn_id, json.loads(member)))
+                entries.append((int(number), conn_id, self._decode_member(member)))
         workers = sorted({m["w"] for _, _, m in entries} - {self.worker_id})
         beats = await self._redis.mget([self._k("worker", w) for w in workers]) if workers else []
         dead = {w for w, beat in zip(workers, beats, strict=True) if beat is None}
@@ -191,6 +194,17 @@ class RedisCoordinator:
             await self._presence_remove(keys=[key], args=gone)
         entries.sort(key=lambda entry: entry[0])
         return unique_members(m for _, _, m in entries if m["w"] not in dead)
+
+    def _decode_member(self, raw: str) -> dict[str, str]:
+        """A member entry's JSON, decoded once per entry: every join to a room reads all of its
+        entries (a crowd joining decoded O(n²) of them; docs/benchmarks.md, "Reconnect storm").
+        Entries never change (a new connection is a new entry), so the cache is only bounded."""
+        member = self._decoded.get(raw)
+        if member is None:
+            if len(self._decoded) >= DECODED_MEMBERS:
+                self._decoded.clear()
+            member = self._decoded[raw] = json.loads(raw)
+        return member
 
     # --- answer slots -------------------------------------------------------------------
 
