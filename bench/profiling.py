@@ -102,7 +102,7 @@ CONNECT_STEPS = (
     ("hub: resume backlog (read_after) / snapshot", r"(read_after|snapshot) \(chat/realtime"),
     ("hub: subscribe the room", r"(_ensure_room|subscribe) \(chat/realtime"),
     ("presence: channel-layer group_add", r"watch_room \(chat/realtime"),
-    ("presence: add the member (Redis)", r"presence_add \(chat/realtime"),
+    ("presence: add the member and read the list (Redis)", r"presence_(add|join) \(chat/realtime"),
     ("presence: member list for the welcome", r"members \(chat/realtime"),
     ("presence: tell the room (group_send)", r"changed \(chat/realtime/presence"),
     ("presence: frames to members", r"(_push|schedule_push|push_later) \(chat/realtime/presence"),
