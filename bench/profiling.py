@@ -98,6 +98,10 @@ def top_functions(raw: Path, limit: int = 15) -> list[tuple[str, float]]:
 # the innermost of these on its stack, in any thread: the database thread's samples too); a
 # sample in none of them goes to the layer of its leaf frame (LAYERS).
 CONNECT_STEPS = (
+    (
+        "sending frames to daphne (accept, welcome, presence)",
+        r"InstanceSessionWrapper\.send|AsyncConsumer\.send|Server\.handle_reply",
+    ),
     ("welcome: build and queue", r"welcome \(chat/realtime/membership|welcome_frame"),
     ("hub: resume backlog (read_after) / snapshot", r"(read_after|snapshot) \(chat/realtime"),
     ("hub: subscribe the room", r"(_ensure_room|subscribe) \(chat/realtime"),

@@ -42,7 +42,7 @@ class StormMember:
 
 @dataclass(slots=True)
 class StormJob:
-    variant: Literal["server", "relay"]
+    variant: Literal["server", "relay", "floor"]  # floor: bench.floor_app, no answers
     url_a: str  # ws://host:port of worker A (killed) and B
     url_b: str
     members: list[StormMember]
@@ -91,7 +91,7 @@ class _Member:
         self.reader: asyncio.Task[None] | None = None
 
     def url(self, base: str) -> str:
-        if self.job.variant == "relay":
+        if self.job.variant != "server":
             return f"{base}/{self.spec.room}"
         after = f"?after={self.last}" if self.last is not None and base == self.job.url_b else ""
         return f"{base}/ws/rooms/{self.spec.room}/{after}"
@@ -108,7 +108,7 @@ class _Member:
                 return
 
     def _welcome(self, frame: dict[str, Any]) -> None:
-        if self.job.variant == "relay":
+        if self.job.variant != "server":
             return
         seq = int(frame["seq"])
         if self.connections == 1:
@@ -123,7 +123,7 @@ class _Member:
         self.last = seq
 
     def _event(self, frame: dict[str, Any]) -> None:
-        if self.job.variant == "relay":
+        if self.job.variant != "server":
             self.relay_frames += 1
             return
         seq = frame.get("seq")
@@ -267,6 +267,8 @@ async def _storm_job(job: StormJob, barrier: Barrier) -> StormJobResult:
 
 
 async def _before_kill(job: StormJob, members: list[_Member], deadline: float) -> None:
+    if job.variant == "floor":
+        return
     if job.variant == "relay":
         # The relay's rooms see an answer too (its frames carry no resumable seq).
         for member in members:
@@ -296,7 +298,7 @@ async def _before_kill(job: StormJob, members: list[_Member], deadline: float) -
 
 
 async def _after_back(job: StormJob, members: list[_Member], deadline: float) -> None:
-    if job.variant == "relay":
+    if job.variant != "server":
         return
     back = [m for m in members if m.back_at is not None]
     # The answers A was writing end once for everyone (B's reaper: `interrupted`).

@@ -12,7 +12,9 @@ running on A end exactly once (B's reaper ends them `interrupted`), and a last m
 after everyone is back reaches everyone (each room's members end at the same seq).
 
 The relay does the same (its A killed, every member reconnecting to its B): what the same wave
-of handshakes costs a minimal WebSocket server, side by side in the same run.
+of handshakes costs a minimal WebSocket server, side by side in the same run. So does
+`daphne-floor` (bench.floor_app): daphne accepting and sending a welcome, nothing more: the
+floor of the chat server's own stack (Twisted, Autobahn, daphne, asyncio) on this machine.
 
 `--profile` samples B with py-spy from the kill until everyone is back and breaks its time down
 by the steps of a connect (bench.profiling.connect_steps).
@@ -24,18 +26,23 @@ import os
 import signal
 import time
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, Literal
 
 from bench.benchmarks.fanout import DATABASE, cluster_missing
 from bench.harness import Context, question, rotated
 from bench.pool import split
-from bench.procs import Proc, start_relay
+from bench.procs import Proc, start_daphne, start_relay
 from bench.procstat import cpu_seconds, load_average
 from bench.profiling import connect_steps, start_profile, top_functions
 from bench.servers import redis_workers
 from bench.storm_clients import StormJob, StormJobResult, StormMember, connect_only, storm_job
 
-VARIANTS = ("server-2w", "relay")
+VARIANTS = ("server-2w", "relay", "daphne-floor")
+_KINDS: dict[str, Literal["server", "relay", "floor"]] = {
+    "server-2w": "server",
+    "relay": "relay",
+    "daphne-floor": "floor",
+}
 # Daphne's listen backlog in this benchmark, as the relay's (bench.baseline_relay): Twisted's
 # default of 50 drops most of a 5,000-connection wave's SYNs, and the clients' kernels retry
 # them after 1, 3, 7 s, which would measure the kernel's retry timer, not the server.
@@ -69,11 +76,24 @@ def run(ctx: Context) -> dict[str, Any]:
                         database=DATABASE,
                         backlog=BACKLOG,
                     )
-                else:
+                elif variant == "relay":
                     a, b = (
                         stack.enter_context(
                             start_relay(
                                 ctx.workdir, base_url=ctx.llm_base_url, name=f"storm-relay-{i}"
+                            )
+                        )
+                        for i in range(2)
+                    )
+                else:
+                    a, b = (
+                        stack.enter_context(
+                            start_daphne(
+                                ctx.workdir,
+                                os.environ,
+                                name=f"storm-floor-{i}",
+                                backlog=BACKLOG,
+                                app="bench.floor_app:application",
                             )
                         )
                         for i in range(2)
@@ -113,7 +133,7 @@ def members(ctx: Context) -> list[StormMember]:
 def _warm(ctx: Context, variant: str, procs: list[Proc]) -> None:
     """A few members through each process first, so the storm does not pay for first use
     (imports, the runtime, the first database connection)."""
-    kind = "server" if variant == "server-2w" else "relay"
+    kind = _KINDS[variant]
     for proc in procs:
         job = StormJob(
             variant=kind,
@@ -130,7 +150,7 @@ def storm_run(
     ctx: Context, variant: str, a: Proc, b: Proc, *, profile: bool = False
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     _warm(ctx, variant, [a, b])
-    kind = "server" if variant == "server-2w" else "relay"
+    kind = _KINDS[variant]
     specs = members(ctx)
     tag = ctx.new_id("storm")
     jobs = [
