@@ -28,7 +28,7 @@ import time
 from contextlib import ExitStack
 from typing import Any, Literal
 
-from bench.benchmarks.fanout import DATABASE, cluster_missing
+from bench.benchmarks.fanout import cluster_missing
 from bench.harness import Context, question, rotated
 from bench.pool import split
 from bench.procs import Proc, start_daphne, start_relay
@@ -38,6 +38,9 @@ from bench.servers import redis_workers
 from bench.storm_clients import StormJob, StormJobResult, StormMember, connect_only, storm_job
 
 VARIANTS = ("server-2w", "relay", "daphne-floor")
+# A database of its own: the fan-out benchmark drops and creates `roomchat_bench` (another run
+# on the same machine once dropped it under this one).
+DATABASE = "roomchat_bench_storm"
 _KINDS: dict[str, Literal["server", "relay", "floor"]] = {
     "server-2w": "server",
     "relay": "relay",

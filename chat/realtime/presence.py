@@ -23,6 +23,11 @@ from chat.realtime.hub import RoomHub
 logger = logging.getLogger(__name__)
 
 PRESENCE_DEBOUNCE = 0.1
+# A room whose members' list was pushed less than this ago gets its next push this long after
+# the change instead: a crowd joining for seconds (a reconnect storm) sends each member one
+# frame a second, not ten, each with the whole list (measured: the frames to members were an
+# eighth of a worker's time in a storm of 5,000; docs/benchmarks.md, "Reconnect storm").
+PRESENCE_BURST_INTERVAL = 1.0
 # A change is told to the other workers this long after it, once for every change to the room
 # in that time: a burst of joins (a reconnect storm) costs one group_send per room, not one per
 # join. Each worker then pushes one frame per PRESENCE_DEBOUNCE at most.
@@ -50,6 +55,7 @@ class Presence:
         # Rooms whose group_add is on its way: the room's other joiners wait for it too.
         self._adding: dict[str, asyncio.Task[None]] = {}
         self._pending: set[str] = set()
+        self._pushed: dict[str, float] = {}  # room -> when its last frame was pushed here
         self._notifying: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -107,10 +113,19 @@ class Presence:
         if room in self._pending:
             return
         self._pending.add(room)
+        now = time.monotonic()
+        last = self._pushed.get(room)
+        busy = last is not None and now - last < PRESENCE_BURST_INTERVAL
+        delay = PRESENCE_BURST_INTERVAL if busy else PRESENCE_DEBOUNCE
 
         async def push_later() -> None:
-            await asyncio.sleep(PRESENCE_DEBOUNCE)
+            await asyncio.sleep(delay)
             self._pending.discard(room)
+            self._pushed[room] = time.monotonic()
+            if len(self._pushed) > 10_000:  # bounded: old entries only shorten a wait
+                self._pushed = {
+                    r: t for r, t in self._pushed.items() if t > now - PRESENCE_BURST_INTERVAL
+                }
             await self._push(room)
 
         task = start_detached(push_later(), name=f"presence {room}")
@@ -157,6 +172,7 @@ class Presence:
         for room in idle:
             del self._groups[room]
             self._watched.discard(room)
+            self._pushed.pop(room, None)
             await self._layer.group_discard(room_group(room), self.control_channel)
         return len(idle)
 

@@ -6,6 +6,8 @@ The channel layer is a recording fake (the edge); the coordinator and hub are th
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from typing import Any
 
 from chat.realtime import presence as presence_module
@@ -13,7 +15,9 @@ from chat.realtime.coordination import MemoryCoordinator
 from chat.realtime.hub import RoomHub
 from chat.realtime.log import RoomSeed
 from chat.realtime.memory import MemoryRoomLog
+from chat.realtime.outbox import Outbox
 from chat.realtime.presence import Presence, room_group
+from tests.conftest import wait_for
 
 
 class RecordingLayer:
@@ -114,4 +118,41 @@ async def test_a_notice_that_fails_is_sent_again() -> None:
     await presence.changed("lobby")
     await asyncio.sleep(presence_module.NOTIFY_DELAY + presence_module.NOTIFY_RETRIES[0] + 0.2)
     assert [message["room"] for _, message in layer.sent] == ["lobby"]
+    await presence.stop()
+
+
+async def test_a_room_busy_with_changes_gets_one_frame_a_second_with_the_latest_list() -> None:
+    """Each worker pushes a room's list to its members after a change; while changes keep
+    coming (a crowd joining for seconds) at most one frame per PRESENCE_BURST_INTERVAL, each
+    with the list as it is then: the last frame always shows the last change."""
+    layer = RecordingLayer()
+    log = MemoryRoomLog(
+        seeder=_no_history, retention_events=100, retention_seconds=60, view_size=100
+    )
+    hub, coordinator = RoomHub(log), MemoryCoordinator()
+    presence = Presence(coordinator=coordinator, hub=hub, layer=layer)
+    frames: list[dict[str, Any]] = []
+
+    async def send(frame: str) -> None:
+        frames.append(json.loads(frame))
+
+    async def close(code: int) -> None:
+        return None
+
+    outbox = Outbox(send=send, close=close, max_bytes=1_000_000)
+    outbox.start()
+    welcome = lambda seq, resumed, history: "{}"  # noqa: E731
+    await hub.join("lobby", outbox, after=None, history_limit=10, welcome=welcome)
+    began = time.monotonic()
+    for n in range(30):  # 30 people arriving over ~1.5 s
+        await coordinator.presence_add("lobby", f"c{n}", {"id": f"g:{n}", "name": f"P{n}"})
+        presence.schedule_push("lobby")
+        await asyncio.sleep(0.05)
+    arriving = time.monotonic() - began
+    await wait_for(lambda: any(len(f.get("members", ())) == 30 for f in frames), timeout=5)
+    pushed = [f for f in frames if f.get("type") == "presence"]
+    # Not one per arrival, nor one per 0.1 s: one per interval, plus the first and the last.
+    assert len(pushed) <= arriving / presence_module.PRESENCE_BURST_INTERVAL + 2
+    assert len(pushed[-1]["members"]) == 30
+    await outbox.stop()
     await presence.stop()
