@@ -221,9 +221,21 @@ def manage(env: Mapping[str, str], *args: str) -> None:
     )
 
 
-def start_daphne(workdir: Path, env: Mapping[str, str], *, name: str = "daphne") -> Proc:
+def start_daphne(
+    workdir: Path,
+    env: Mapping[str, str],
+    *,
+    name: str = "daphne",
+    backlog: int | None = None,
+    app: str = "config.asgi:application",
+) -> Proc:
+    """A daphne worker on a free port; `backlog`: its listen backlog (Twisted's default 50)."""
     port = free_port()
-    argv = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
+    if backlog is None:
+        listen = ["-b", "127.0.0.1", "-p", str(port)]
+    else:
+        listen = ["-e", f"tcp:port={port}:interface=127.0.0.1:backlog={backlog}"]
+    argv = [str(BIN / "daphne"), *listen, app]
     return start(name, argv, workdir=workdir, port=port, env=env)
 
 

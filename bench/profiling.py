@@ -92,3 +92,64 @@ def top_functions(raw: Path, limit: int = 15) -> list[tuple[str, float]]:
     )
     ranked = [(f, n) for f, n in counts.most_common() if not any(s in f for s in skip)]
     return [(f, round(100 * n / total, 1)) for f, n in ranked[:limit]] if total else []
+
+
+# The steps of a WebSocket connect, each named by the functions that do it (a sample goes to
+# the innermost of these on its stack, in any thread: the database thread's samples too); a
+# sample in none of them goes to the layer of its leaf frame (LAYERS).
+CONNECT_STEPS = (
+    (
+        "sending frames to daphne (accept, welcome, presence)",
+        r"InstanceSessionWrapper\.send|AsyncConsumer\.send|Server\.handle_reply",
+    ),
+    ("welcome: build and queue", r"welcome \(chat/realtime/membership|welcome_frame"),
+    ("hub: resume backlog (read_after) / snapshot", r"(read_after|snapshot) \(chat/realtime"),
+    ("hub: subscribe the room", r"(_ensure_room|subscribe) \(chat/realtime"),
+    ("presence: channel-layer group_add", r"watch_room \(chat/realtime"),
+    ("presence: add the member and read the list (Redis)", r"presence_(add|join) \(chat/realtime"),
+    ("presence: member list for the welcome", r"members \(chat/realtime"),
+    ("presence: tell the room (group_send)", r"changed \(chat/realtime/presence"),
+    ("presence: frames to members", r"(_push|schedule_push|push_later) \(chat/realtime/presence"),
+    ("hub: join (catch-up, go live)", r"_?join \(chat/realtime/hub"),
+    ("membership: join (other)", r"join \(chat/realtime/membership"),
+    ("access check and room row (database)", r"access_and_room|chat/rooms/"),
+    (
+        "session and user (channels auth, database)",
+        r"channels/auth\.py|channels/sessions\.py|contrib/sessions|contrib/auth",
+    ),
+    ("identity", r"chat/identity\.py"),
+    ("outbox: writing frames to the socket", r"(_write_loop|_send_text) \(chat/"),
+    ("leaving (A's members dropped)", r"(leave|disconnect|stop) \(chat/"),
+    ("consumer: connect (the rest)", r"connect \(chat/consumers"),
+    (
+        "origin check, routing, consumer dispatch",
+        r"config/origin|config/asgi|channels/routing|channels/consumer|channels/generic|channels/middleware",
+    ),
+)
+
+
+def connect_steps(raw: Path) -> dict[str, float]:
+    """Share (%) of the samples in each step of a connect (CONNECT_STEPS), the rest by the
+    layer of their leaf frame; idle executor threads are not counted."""
+    counts: Counter[str] = Counter()
+    total = 0
+    compiled = [(name, re.compile(rx)) for name, rx in CONNECT_STEPS]
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        frames = stack.split(";")
+        if "_worker (concurrent/futures/thread.py" in frames[-1] and len(frames) < 8:
+            continue
+        samples = int(count)
+        total += samples
+        step = None
+        for frame in reversed(frames):
+            step = next((name for name, rx in compiled if rx.search(frame)), None)
+            if step is not None:
+                break
+        if step is None:
+            layer = next((name for name, rx in LAYERS if re.search(rx, frames[-1])), "other")
+            step = f"outside the consumer: {layer}"
+        counts[step] += samples
+    return {name: round(100 * n / total, 1) for name, n in counts.most_common()} if total else {}

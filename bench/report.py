@@ -84,6 +84,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     if idle:
         kib = _median(run["kib_per_connection"] for run in idle)
         goals.append(_goal("≤ 40 KiB per idle connection", kib, 40, " KiB"))
+    goals += _storm_goals(runs)
     ttfd = _select(runs, bench="ttfd", variant="server")
     if ttfd:
         share = _median(run["share_p50_ms"] for run in ttfd)
@@ -174,9 +175,13 @@ def markdown(results: dict[str, Any]) -> str:
     out += _ttfd_table(runs, results)
     out += _fanout_table(runs)
     out += _idle_table(runs)
+    out += _storm_table(runs)
     profile = results.get("info", {}).get("latency.profile")
     if profile:
         out += _profile_lines(profile)
+    storm_profile = results.get("info", {}).get("storm.profile")
+    if storm_profile:
+        out += _storm_profile_lines(storm_profile)
     for skipped in results.get("skipped", []):
         out.append(f"Not run: {skipped['bench']} {skipped['variant']}: {skipped['reason']}.")
         out.append("")
@@ -413,6 +418,99 @@ def _idle_table(runs: list[Run]) -> list[str]:
         ],
         rows,
     )
+
+
+def _storm_goals(runs: list[Run]) -> list[dict[str, Any]]:
+    """The reconnect storm's goals: everyone back within 5 s, nothing lost or repeated, and
+    connects per second on the one worker at least half the relay's."""
+    server = _select(runs, bench="storm", variant="server-2w")
+    if not server:
+        return []
+    members, rooms = server[0]["members"], server[0]["rooms"]
+    back = _median(run["back_s"] for run in server)
+    goals = [
+        _goal(f"{members} members in {rooms} rooms back on worker B after A died", back, 5, " s")
+    ]
+    lost = sum(run["lost"] for run in server)
+    full = sum(run["full_welcomes"] for run in server)
+    goals.append(
+        {
+            "goal": "reconnect storm: no event lost or repeated, every member resumed",
+            "measured": f"{lost} members with a problem, {full} full welcomes "
+            f"in {len(server)} runs",
+            "met": lost == 0 and full == 0,
+        }
+    )
+    ratios = _ratios(runs, "storm", "connects_per_s", "server-2w", "relay")
+    if ratios:
+        ratio = _median(ratios)
+        rate = _median(run["connects_per_s"] for run in server)
+        relay = _median(
+            run["connects_per_s"] for run in _select(runs, bench="storm", variant="relay")
+        )
+        goals.append(
+            {
+                "goal": "connects/s on one worker ≥ half the relay's (reconnect storm)",
+                "measured": f"{_fmt(rate)}/s against {_fmt(relay)}/s: {ratio:.2f}x",
+                "met": ratio >= 0.5,
+            }
+        )
+    return goals
+
+
+def _storm_table(runs: list[Run]) -> list[str]:
+    groups = _groups(runs, "storm", lambda r: r["variant"])
+    if not groups:
+        return []
+    out = [
+        "**Reconnect storm**: worker A killed, every member back on worker B at once "
+        "(the server: with `after=`)",
+        "",
+    ]
+    rows = [
+        [
+            variant,
+            _spread(group, "members"),
+            _spread(group, "rooms"),
+            _spread(group, "back"),
+            _spread(group, "back_p50_s"),
+            _spread(group, "back_s"),
+            _spread(group, "connects_per_s"),
+            _spread(group, "cpu_ms_per_connect"),
+            _spread(group, "join_per_s"),
+            str(sum(run["full_welcomes"] for run in group)),
+            str(sum(run["lost"] for run in group)),
+        ]
+        for variant, group in groups.items()
+    ]
+    return out + _table(
+        [
+            "variant",
+            "members",
+            "rooms",
+            "back",
+            "half back, s after the kill",
+            "all back, s",
+            "connects / s",
+            "CPU ms / connect (B)",
+            "first joins / s (32 at a time per client process)",
+            "full welcomes",
+            "lost",
+        ],
+        rows,
+    )
+
+
+def _storm_profile_lines(profile: dict[str, Any]) -> list[str]:
+    if "error" in profile:
+        return [f"Storm profile: {profile['error']}.", ""]
+    out = [
+        f"**Where worker B's time goes in the storm** ({profile['members']} reconnects; py-spy, "
+        "share of samples by the step of a connect on the stack, else by the leaf's layer)",
+        "",
+    ]
+    out += _table(["step", "%"], [[k, _fmt(v)] for k, v in profile["steps"].items()])
+    return out
 
 
 def update_doc(

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.run [--quick] [--only NAME ...] [--repeat N] [--out PATH ...]
 
-NAME is one of latency, cpu, ttfd, fanout, idle (default: all). `--out` takes a `.json` file
+NAME is one of latency, cpu, ttfd, fanout, idle, storm (default: all). `--out` takes a `.json` file
 (every run and the summary) or a `.md` file (docs/benchmarks.md: its results section between
 the `<!-- results -->` markers is replaced). See docs/benchmarks.md for what each measures.
 """
@@ -24,14 +24,14 @@ from typing import Any
 from tqdm import tqdm
 
 from bench import report
-from bench.benchmarks import fanout, idle, latency, ttfd
+from bench.benchmarks import fanout, idle, latency, storm, ttfd
 from bench.harness import Context
 from bench.pool import ClientPool
 from bench.procs import ROOT, start_simulator
 from bench.procstat import load_average, machine, raise_open_files_limit
 from bench.sizes import FULL, QUICK, Sizes, StreamSize
 
-NAMES = ("latency", "cpu", "ttfd", "fanout", "idle")
+NAMES = ("latency", "cpu", "ttfd", "fanout", "idle", "storm")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -54,7 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="sample the server with py-spy during its first run at the cpu level",
+        help="sample the server with py-spy during its first run at the cpu level, and worker B "
+        "during the first reconnect storm",
     )
     parser.add_argument(
         "--fanout-settle",
@@ -70,6 +71,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="N",
         help="idle: members per room (25; 5 puts 5,000 connections in 1,000 rooms)",
     )
+    parser.add_argument(
+        "--storm-members",
+        type=int,
+        default=None,
+        metavar="N",
+        help="storm: members (5,000; quick 20), dealt over --storm-rooms rooms (200; quick 4)",
+    )
+    parser.add_argument("--storm-rooms", type=int, default=None, metavar="N", help="storm: rooms")
     parser.add_argument(
         "--server-env",
         action="append",
@@ -107,6 +116,8 @@ def plan(names: list[str], ctx: Context) -> list[tuple[str, int, Callable[[], di
         steps.append(("fanout", fanout.steps(ctx), lambda: fanout.run(ctx)))
     if "idle" in names:
         steps.append(("idle", idle.steps(ctx), lambda: idle.run(ctx)))
+    if "storm" in names:
+        steps.append(("storm", storm.steps(ctx), lambda: storm.run(ctx)))
     return steps
 
 
@@ -135,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         sizes = replace(sizes, fanout_settle=args.fanout_settle)
     if args.idle_room_size is not None:
         sizes = replace(sizes, idle_room_size=args.idle_room_size)
+    if args.storm_members is not None:
+        sizes = replace(sizes, storm_members=args.storm_members)
+    if args.storm_rooms is not None:
+        sizes = replace(sizes, storm_rooms=args.storm_rooms)
     repeat = args.repeat or (1 if args.quick else 3)
     names = list(dict.fromkeys(args.only or NAMES))
     raise_open_files_limit()

@@ -69,9 +69,17 @@ def single_worker(ctx: Context, stack: ExitStack, name: str, *, knowledge: bool 
 
 
 def redis_workers(
-    ctx: Context, stack: ExitStack, name: str, *, workers: int, redis_url: str, database: str
+    ctx: Context,
+    stack: ExitStack,
+    name: str,
+    *,
+    workers: int,
+    redis_url: str,
+    database: str,
+    backlog: int | None = None,
 ) -> list[Proc]:
-    """Daphne workers sharing Redis (room log, coordination, channel layer) and PostgreSQL."""
+    """Daphne workers sharing Redis (room log, coordination, channel layer) and PostgreSQL;
+    `backlog`: their listen backlog (daphne's default: Twisted's 50)."""
     workdir = ctx.workdir / name
     workdir.mkdir(parents=True, exist_ok=True)
     env = server_env(
@@ -85,6 +93,6 @@ def redis_workers(
     env.update(ctx.server_env)
     manage(env, "migrate", "--no-input", "-v", "0")
     return [
-        stack.enter_context(start_daphne(workdir, env, name=f"{name}-{index}"))
+        stack.enter_context(start_daphne(workdir, env, name=f"{name}-{index}", backlog=backlog))
         for index in range(workers)
     ]

@@ -35,6 +35,13 @@ class Sizes:
     idle_repeat: int
     # Answers (or connections) per client process; more are spread over the pool.
     per_client_process: int
+    # The reconnect storm: members, rooms, every Nth room with an answer streaming at the kill,
+    # the clients' patience, and how long --profile samples worker B.
+    storm_members: int = 5000
+    storm_rooms: int = 200
+    storm_long_every: int = 4
+    storm_timeout: float = 180.0
+    storm_profile_seconds: float = 20.0
 
 
 FULL = Sizes(
@@ -59,6 +66,8 @@ FULL = Sizes(
     idle_hold=5.0,
     idle_repeat=1,
     per_client_process=250,
+    storm_members=5000,
+    storm_rooms=200,
 )
 
 QUICK = Sizes(
@@ -81,4 +90,9 @@ QUICK = Sizes(
     idle_hold=0.5,
     idle_repeat=1,
     per_client_process=250,
+    storm_members=20,
+    storm_rooms=4,
+    storm_long_every=2,
+    storm_timeout=60.0,
+    storm_profile_seconds=3.0,
 )

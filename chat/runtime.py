@@ -34,6 +34,7 @@ from chat.llm import aclose_provider
 from chat.observability import context
 from chat.ratelimit import OpenPerKey
 from chat.realtime.backends import build_backends
+from chat.realtime.entry import EntryChecks
 from chat.realtime.hub import RoomHub
 from chat.realtime.membership import Membership
 from chat.realtime.presence import Presence
@@ -85,6 +86,8 @@ class Runtime:
         self.admission = Admission(runner=self.runner, coordinator=self.coordinator, log=self.log)
         self.moderation = Moderation(log=self.log, runner=self.runner, layer=self.layer)
         self.feedback = AnswerFeedback(log=self.log)
+        # Connects' identity and access checks, batched (one database trip per burst).
+        self.entry = EntryChecks()
         # Guests' open WebSockets per client address, on this worker.
         self.guest_connections = OpenPerKey(settings.CHAT_MAX_CONNECTIONS_PER_ADDRESS)
         if hasattr(self.coordinator, "on_data_loss"):

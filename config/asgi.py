@@ -11,10 +11,10 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (needs Django set up)
 from django.conf import settings  # noqa: E402
 
+from chat.realtime.entry import auth_stack  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from chat.web.operations import with_operations  # noqa: E402
 from config.idle import limit_idle_connections  # noqa: E402
@@ -78,8 +78,7 @@ application = ProtocolTypeRouter(
     {
         # /healthz, /readyz and /metrics are answered before Django (chat.web.operations).
         "http": transport_probe(with_operations(django_asgi_app)),
-        "websocket": transport_probe(
-            OriginCheck(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
-        ),
+        # The user is resolved with the access check, in one batched trip (chat.realtime.entry).
+        "websocket": transport_probe(OriginCheck(auth_stack(URLRouter(websocket_urlpatterns)))),
     }
 )

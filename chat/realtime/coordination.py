@@ -72,6 +72,12 @@ class Coordinator(Protocol):
 
     async def presence_add(self, room: str, conn_id: str, member: dict[str, str]) -> None: ...
 
+    async def presence_join(
+        self, room: str, conn_id: str, member: dict[str, str]
+    ) -> list[dict[str, str]]:
+        """`presence_add`, then `members` (which include this one), in one step."""
+        ...
+
     async def presence_remove(self, room: str, conn_id: str) -> None: ...
 
     async def members(self, room: str) -> list[dict[str, str]]:
@@ -117,6 +123,12 @@ class MemoryCoordinator:
 
     async def presence_add(self, room: str, conn_id: str, member: dict[str, str]) -> None:
         self._presence[room][conn_id] = member
+
+    async def presence_join(
+        self, room: str, conn_id: str, member: dict[str, str]
+    ) -> list[dict[str, str]]:
+        await self.presence_add(room, conn_id, member)
+        return await self.members(room)
 
     async def presence_remove(self, room: str, conn_id: str) -> None:
         self._presence[room].pop(conn_id, None)

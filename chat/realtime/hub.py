@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from chat.observability import metrics
 from chat.protocol import CLOSE_RESTART
@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 # Recent events kept per room so a joining member catches up without reading the log.
 RING_SIZE = 4096
+
+T = TypeVar("T")
 
 WelcomeBuilder = Callable[[int, bool, list[dict[str, Any]]], str]
 
@@ -46,6 +48,28 @@ class RoomHub:
     def __init__(self, log: RoomLog) -> None:
         self._log = log
         self._rooms: dict[str, _RoomState] = {}
+        # Reads of the log in flight, shared by the joins that need the same one (below).
+        self._reads: dict[tuple[str, str, int], asyncio.Future[Any]] = {}
+
+    async def _shared(self, key: tuple[str, str, int], read: Callable[[], Awaitable[T]]) -> T:
+        """One read of the log for every join that asks for the same one while it is in flight:
+        in a reconnect storm a room's members all resume from the same `after`, and a crowd
+        joining fresh wants the same snapshot. Each read is still made after the join asked."""
+        future = self._reads.get(key)
+        if future is None:
+            future = asyncio.ensure_future(read())
+            self._reads[key] = future
+
+            def done(finished: asyncio.Future[Any]) -> None:
+                if self._reads.get(key) is finished:
+                    del self._reads[key]
+                if not finished.cancelled():
+                    finished.exception()  # retrieved: every joiner may have gone
+
+            future.add_done_callback(done)
+        # Shielded: one joiner cancelled must not cancel the read the others wait for.
+        result: T = await asyncio.shield(future)
+        return result
 
     async def join(
         self,
@@ -76,7 +100,9 @@ class RoomHub:
     ) -> bool:
         resumed = False
         if after is not None and after >= 0:
-            backlog = await self._log.read_after(room, after)
+            backlog = await self._shared(
+                ("after", room, after), lambda: self._log.read_after(room, after)
+            )
             hello = welcome(after, True, [])
             # A backlog over the send buffer's bound would close the socket (4008) before
             # the client could read it, and it would resume into the same wall: a client
@@ -92,7 +118,9 @@ class RoomHub:
                         conn.push(frame)
                         cursor = seq
         if not resumed:
-            snapshot = await self._log.snapshot(room, history_limit)
+            snapshot = await self._shared(
+                ("snapshot", room, history_limit), lambda: self._log.snapshot(room, history_limit)
+            )
             conn.push(welcome(snapshot.seq, False, snapshot.history))
             cursor = snapshot.seq
         # Catch up from our cursor to the hub's, then go live in the same tick (no await

@@ -60,10 +60,9 @@ class Membership:
         try:
             await self._presence.watch_room(room)
             # The member list shows each person's role in the room (owner, moderator, member).
-            await self._coordinator.presence_add(
+            members = await self._coordinator.presence_join(
                 room, conn_id, {**user, "role": role} if role else user
             )
-            members = await self._coordinator.members(room)
 
             def welcome(seq: int, resumed: bool, history: list[dict[str, Any]]) -> str:
                 return dumps(

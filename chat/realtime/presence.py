@@ -23,6 +23,17 @@ from chat.realtime.hub import RoomHub
 logger = logging.getLogger(__name__)
 
 PRESENCE_DEBOUNCE = 0.1
+# A room whose members' list was pushed less than this ago gets its next push this long after
+# the change instead: a crowd joining for seconds (a reconnect storm) sends each member one
+# frame a second, not ten, each with the whole list (measured: the frames to members were an
+# eighth of a worker's time in a storm of 5,000; docs/benchmarks.md, "Reconnect storm").
+PRESENCE_BURST_INTERVAL = 1.0
+# A change is told to the other workers this long after it, once for every change to the room
+# in that time: a burst of joins (a reconnect storm) costs one group_send per room, not one per
+# join. Each worker then pushes one frame per PRESENCE_DEBOUNCE at most.
+NOTIFY_DELAY = 0.05
+# A failed notice (Redis away) is tried again after these delays, then left to the next change.
+NOTIFY_RETRIES = (0.1, 0.5, 2.0)
 
 
 def room_group(room: str) -> str:
@@ -39,17 +50,60 @@ class Presence:
         self.control_channel = ""  # set by the runtime once the layer gave it one
         # Rooms whose group we are in, with when a member last joined one here.
         self._groups: dict[str, float] = {}
+        # Rooms whose group this worker's control channel is in (as far as it knows).
+        self._watched: set[str] = set()
+        # Rooms whose group_add is on its way: the room's other joiners wait for it too.
+        self._adding: dict[str, asyncio.Task[None]] = {}
         self._pending: set[str] = set()
+        self._pushed: dict[str, float] = {}  # room -> when its last frame was pushed here
+        self._notifying: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def watch_room(self, room: str) -> None:
-        """Receive this room's presence changes on our control channel (called on every join:
-        a group lost with Redis' data is joined again by the next member)."""
+        """Receive this room's presence changes on our control channel. The group is joined
+        once per room and worker, not once per member: it is this worker's control channel that
+        is in it, whoever joins. Groups lost with Redis' data are joined again by
+        `rejoin_groups`, expiring ones by the refresh loop."""
         self._groups[room] = time.monotonic()
+        adding = self._adding.get(room)
+        if adding is None:
+            if room in self._watched:
+                return
+            adding = asyncio.ensure_future(self._add_group(room))
+            self._adding[room] = adding
+            adding.add_done_callback(lambda _: self._adding.pop(room, None))
+        # Shielded: one joiner cancelled must not cancel the group_add the others wait for.
+        await asyncio.shield(adding)
+
+    async def _add_group(self, room: str) -> None:
         await self._layer.group_add(room_group(room), self.control_channel)
+        self._watched.add(room)
 
     async def changed(self, room: str) -> None:
-        """Tell every worker serving `room` that its member list changed."""
+        """Tell every worker serving `room` that its member list changed: once for all the
+        changes of the next NOTIFY_DELAY (see there), after them."""
+        if room in self._notifying:
+            return
+        self._notifying.add(room)
+        task = start_detached(self._notify_later(room), name=f"presence notice {room}")
+        keep_until_done(self._tasks, task, what=f"Presence notice of {room}")
+
+    async def _notify_later(self, room: str) -> None:
+        await asyncio.sleep(NOTIFY_DELAY)
+        # Changes from here on schedule a notice of their own.
+        self._notifying.discard(room)
+        for delay in (*NOTIFY_RETRIES, None):
+            try:
+                await self.notify(room)
+                return
+            except Exception as err:
+                if delay is None:
+                    raise
+                logger.info("Presence notice of %s failed (%s); trying again", room, err)
+                await asyncio.sleep(delay)
+
+    async def notify(self, room: str) -> None:
+        """Tell every worker serving `room` now that its member list changed."""
         await self._layer.group_send(room_group(room), {"type": "presence.changed", "room": room})
 
     def schedule_push(self, room: str) -> None:
@@ -59,10 +113,19 @@ class Presence:
         if room in self._pending:
             return
         self._pending.add(room)
+        now = time.monotonic()
+        last = self._pushed.get(room)
+        busy = last is not None and now - last < PRESENCE_BURST_INTERVAL
+        delay = PRESENCE_BURST_INTERVAL if busy else PRESENCE_DEBOUNCE
 
         async def push_later() -> None:
-            await asyncio.sleep(PRESENCE_DEBOUNCE)
+            await asyncio.sleep(delay)
             self._pending.discard(room)
+            self._pushed[room] = time.monotonic()
+            if len(self._pushed) > 10_000:  # bounded: old entries only shorten a wait
+                self._pushed = {
+                    r: t for r, t in self._pushed.items() if t > now - PRESENCE_BURST_INTERVAL
+                }
             await self._push(room)
 
         task = start_detached(push_later(), name=f"presence {room}")
@@ -91,7 +154,9 @@ class Presence:
         for room in list(self._groups):
             try:
                 await self._layer.group_add(room_group(room), self.control_channel)
+                self._watched.add(room)
             except Exception:
+                self._watched.discard(room)  # its next joiner tries again
                 logger.exception("Could not refresh group of room %s", room)
 
     async def leave_idle_groups(self, idle_seconds: float) -> int:
@@ -106,6 +171,8 @@ class Presence:
         ]
         for room in idle:
             del self._groups[room]
+            self._watched.discard(room)
+            self._pushed.pop(room, None)
             await self._layer.group_discard(room_group(room), self.control_channel)
         return len(idle)
 
@@ -114,7 +181,7 @@ class Presence:
         refresh, up to an hour away), and have every worker push fresh presence lists."""
         await self.refresh_groups()
         for room in list(self._groups):
-            await self.changed(room)
+            await self.notify(room)
 
     async def stop(self) -> None:
         for task in list(self._tasks):

@@ -103,6 +103,10 @@ redis.call('SET', KEYS[1], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1
 """
 
 OWNER_POLL_SECONDS = 0.2
+# How long a worker's heartbeat, once looked at, is taken as is (see `_alive`).
+BEAT_CACHE_SECONDS = 0.5
+# Member entries kept decoded (an entry is ~100 bytes of JSON; cleared whole when full).
+DECODED_MEMBERS = 10_000
 
 
 class RedisCoordinator:
@@ -133,6 +137,8 @@ class RedisCoordinator:
         self._epoch = self._redis.register_script(_EPOCH)
         # What this worker published, to publish again if Redis loses it.
         self._presence: dict[tuple[str, str], str] = {}
+        self._decoded: dict[str, dict[str, str]] = {}  # member JSON -> member (read-only)
+        self._beats: dict[str, tuple[float, bool]] = {}  # worker -> (seen at, alive)
         self._slots: dict[str, AnswerSlot] = {}  # answer id -> its slot
         self._owned: dict[str, str] = {}  # answer id -> control channel
         self._heartbeat_seen = False
@@ -174,23 +180,63 @@ class RedisCoordinator:
             self._stale_presence.add((room, conn_id))
             logger.info("Presence of %s in %s left for later (%s)", conn_id, room, err)
 
+    async def presence_join(
+        self, room: str, conn_id: str, member: dict[str, str]
+    ) -> list[dict[str, str]]:
+        """`presence_add` and `members` in one round trip (a join needs both)."""
+        entry = json.dumps({**member, "w": self.worker_id})
+        self._presence[(room, conn_id)] = entry
+        key = self._k("presence", room)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            await self._presence_add(
+                keys=[key, self._heartbeat], args=[conn_id, entry, self._heartbeat_ms], client=pipe
+            )
+            pipe.hgetall(key)
+            _, stored = await pipe.execute()
+        return await self._live_members(key, stored)
+
     async def members(self, room: str) -> list[dict[str, str]]:
         key = self._k("presence", room)
+        return await self._live_members(key, await self._redis.hgetall(key))
+
+    async def _live_members(self, key: str, stored: dict[Any, Any]) -> list[dict[str, str]]:
         entries: list[tuple[int, str, dict[str, str]]] = []
-        stored: dict[Any, Any] = await self._redis.hgetall(key)
         for conn_id, value in stored.items():
             if conn_id != "#n":
                 number, _, member = value.partition(" ")
-                entries.append((int(number), conn_id, json.loads(member)))
-        workers = sorted({m["w"] for _, _, m in entries} - {self.worker_id})
-        beats = await self._redis.mget([self._k("worker", w) for w in workers]) if workers else []
-        dead = {w for w, beat in zip(workers, beats, strict=True) if beat is None}
+                entries.append((int(number), conn_id, self._decode_member(member)))
+        workers = {m["w"] for _, _, m in entries} - {self.worker_id}
+        dead = {w for w in workers if not await self._alive(w)} if workers else set()
         if dead:
             # Their worker died (or stalled past its heartbeat: it publishes them again).
             gone = [conn_id for _, conn_id, m in entries if m["w"] in dead]
             await self._presence_remove(keys=[key], args=gone)
         entries.sort(key=lambda entry: entry[0])
         return unique_members(m for _, _, m in entries if m["w"] not in dead)
+
+    async def _alive(self, worker: str) -> bool:
+        """Whether `worker`'s heartbeat is there, as seen at most BEAT_CACHE_SECONDS ago: a
+        crowd joining asks once, not once per join (a dead worker's members already stay
+        listed until its heartbeat expires, three leases)."""
+        now = time.monotonic()
+        seen = self._beats.get(worker)
+        if seen is None or now - seen[0] > BEAT_CACHE_SECONDS:
+            alive = bool(await self._redis.exists(self._k("worker", worker)))
+            if len(self._beats) >= 1000:
+                self._beats.clear()
+            seen = self._beats[worker] = (now, alive)
+        return seen[1]
+
+    def _decode_member(self, raw: str) -> dict[str, str]:
+        """A member entry's JSON, decoded once per entry: every join to a room reads all of its
+        entries (a crowd joining decoded O(n²) of them; docs/benchmarks.md, "Reconnect storm").
+        Entries never change (a new connection is a new entry), so the cache is only bounded."""
+        member = self._decoded.get(raw)
+        if member is None:
+            if len(self._decoded) >= DECODED_MEMBERS:
+                self._decoded.clear()
+            member = self._decoded[raw] = json.loads(raw)
+        return member
 
     # --- answer slots -------------------------------------------------------------------
 

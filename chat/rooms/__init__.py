@@ -19,6 +19,7 @@ from typing import Any, Final, Literal
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from chat.identity import Identity
 from chat.models import Room, RoomMembership
@@ -109,9 +110,17 @@ def role_of(room: Room, identity: Identity) -> RoleName | None:
 def access_to(room: Room | None, name: str, identity: Identity) -> Access:
     """`identity`'s access to the room `name` whose row is `room` (None: no row yet)."""
     if room is None:
+        return _access(None, name, identity, None)
+    row = _membership(room, identity.user_pk, identity.id if identity.is_guest else "")
+    return _access(room, name, identity, row)
+
+
+def _access(room: Room | None, name: str, identity: Identity, row: str | None) -> Access:
+    """The rule itself, given the room's row and the person's membership row in it (`owner`,
+    a `RoomMembership.Role`, or None): see the module docstring."""
+    if room is None:
         # Nothing said here yet, nobody made it: a public room anyone the server admits enters.
         return Access(room=name, may_enter=True, is_staff=identity.is_staff)
-    row = _membership(room, identity.user_pk, identity.id if identity.is_guest else "")
     role = _role(row)
     private = room.visibility == Room.Visibility.PRIVATE
     if identity.is_staff or role is not None:
@@ -300,3 +309,41 @@ def access_and_room(name: str, identity: Identity) -> tuple[Access, Room | None]
         return Access(room=name, may_enter=False), None
     room = Room.objects.filter(name=name).first()
     return access_to(room, name, identity), room
+
+
+def access_and_rooms(
+    requests: list[tuple[str, Identity]],
+) -> list[tuple[Access, Room | None]]:
+    """`access_and_room` of many (room name, person) pairs in two queries, whatever their
+    number: the rooms' rows, then the membership rows of those people in those rooms. The same
+    rule, read from the database now (a burst of connects is checked in one trip)."""
+    names = {name for name, _ in requests if is_room_name(name)}
+    rows = {room.name: room for room in Room.objects.filter(name__in=names)} if names else {}
+    user_pks = {i.user_pk for _, i in requests if i.user_pk is not None}
+    guest_ids = {i.id for _, i in requests if i.is_guest}
+    found: dict[tuple[int, str], str] = {}
+    if rows and (user_pks or guest_ids):
+        wanted = RoomMembership.objects.filter(room__in=list(rows.values())).filter(
+            Q(user_id__in=user_pks) | Q(guest_id__in=guest_ids)
+        )
+        for room_pk, user_pk, guest_id, role in wanted.values_list(
+            "room_id", "user_id", "guest_id", "role"
+        ):
+            found[(room_pk, f"u:{user_pk}" if user_pk is not None else guest_id)] = role
+    answers: list[tuple[Access, Room | None]] = []
+    for name, identity in requests:
+        if name not in names:
+            answers.append((Access(room=name, may_enter=False), None))
+            continue
+        room = rows.get(name)
+        if room is None:
+            answers.append((_access(None, name, identity, None), None))
+            continue
+        row: str | None
+        if identity.user_pk is not None:
+            row = "owner" if room.owner_id == identity.user_pk else None
+            row = row or found.get((room.pk, f"u:{identity.user_pk}"))
+        else:
+            row = found.get((room.pk, identity.id)) if identity.is_guest else None
+        answers.append((_access(room, name, identity, row), room))
+    return answers

@@ -15,7 +15,14 @@ import pytest
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCHES = {"latency": "stream", "cpu": "stream", "ttfd": "ttfd", "fanout": "fanout", "idle": "idle"}
+BENCHES = {
+    "latency": "stream",
+    "cpu": "stream",
+    "ttfd": "ttfd",
+    "fanout": "fanout",
+    "idle": "idle",
+    "storm": "storm",
+}
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +33,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=110,
+        timeout=170,
     )
     assert out.exists(), completed.stderr[-3000:]
     data: dict[str, Any] = json.loads(out.read_text())
@@ -34,7 +41,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return data
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(180)
 @pytest.mark.parametrize("name", sorted(BENCHES))
 def test_benchmark_ran_without_losing_anything(name: str, results: dict[str, Any]) -> None:
     """Each benchmark has runs for every variant, each with results and nothing lost."""
@@ -64,3 +71,14 @@ def test_benchmark_ran_without_losing_anything(name: str, results: dict[str, Any
             pytest.skip(f"two Redis workers not run: {reasons}")
     if name == "idle":
         assert all(run["alive"] == run["connections"] for run in runs)
+    if name == "storm":
+        # Every member of the killed worker came back (the server's resumed from its `after`).
+        assert all(run["back"] == run["members"] == run["joined"] for run in runs)
+        ran = {run["variant"] for run in runs}
+        assert "relay" in ran
+        server = [run for run in runs if run["variant"] == "server-2w"]
+        if not server:
+            reasons = [s["reason"] for s in results["skipped"] if s["variant"] == "server-2w"]
+            pytest.skip(f"two Redis workers not run: {reasons}")
+        assert all(run["resumed"] == run["members"] for run in server)
+        assert all(run["full_welcomes"] == 0 for run in server)

@@ -390,6 +390,33 @@ async def test_a_resume_gets_exactly_the_events_after_its_cursor(
     member.assert_gapless(12)
 
 
+async def test_a_crowd_resuming_from_the_same_cursor_reads_the_log_once(
+    new_member: Callable[..., Member],
+) -> None:
+    """A reconnect storm: a room's members all resume from the same `after` at once. The hub
+    reads that backlog once for all of them, and each still gets every event once, in order,
+    including those appended while they join."""
+    log = SteppedLog()
+    hub = RoomHub(log)
+    await post(log, 10)
+    first = new_member()
+    await join(hub, first)  # the room is subscribed: the crowd's reads are the resumes only
+    log.reads.clear()
+    pause = log.hold("read_after")
+    crowd = [new_member() for _ in range(20)]
+    joins = [asyncio.create_task(join(hub, member, after=6)) for member in crowd]
+    await pause.arrived.wait()
+    await post(log, 3)  # appended while the shared read is held
+    pause.release()
+    assert await asyncio.gather(*joins) == [True] * 20
+    assert log.reads == [6]
+    await post(log, 2)
+    for member in crowd:
+        await member.received_up_to(15)
+        assert member.welcome["seq"] == 6
+        member.assert_gapless(15)
+
+
 async def test_a_resume_at_the_last_seq_gets_only_later_events(
     new_member: Callable[..., Member],
 ) -> None:

@@ -4,6 +4,7 @@ keep guests out; moderators may stop any answer."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import AsyncClient
 
 from chat import rooms
+from chat.identity import new_guest
 from chat.models import ApiToken, Message, Room, RoomMembership
 from config.asgi import application
 from tests.conftest import connect
@@ -191,3 +193,79 @@ async def test_api_tokens_carry_their_user_s_rights() -> None:
         "/api/rooms/team/events", headers={"Authorization": f"Bearer {await key(outsider)}"}
     )
     assert events.status_code == 404
+
+
+async def test_the_batched_rule_judges_each_person_as_the_rule_does_one_at_a_time() -> None:
+    """`access_and_rooms` (one batch for a burst of connects) gives every (room, person) the
+    verdict `access_and_room` gives it alone: owners, moderators, members, removed people and
+    guests, staff, private and guest-less rooms, rooms without a row, bad names."""
+    owner, mod, member, removed, outsider, staff = (
+        await person("owner"),
+        await person("mod"),
+        await person("member"),
+        await person("removed"),
+        await person("outsider"),
+        await person("staff", staff=True),
+    )
+    team = await _private_room(owner)
+    await _add(team, mod, RoomMembership.Role.MODERATOR)
+    await _add(team, member)
+    cafe = await database_sync_to_async(rooms.create_room)("cafe", owner.identity)
+    await _add(cafe, removed, RoomMembership.Role.REMOVED)
+    guest, removed_guest = new_guest(), new_guest()
+    await database_sync_to_async(RoomMembership.objects.create)(
+        room=cafe, guest_id=removed_guest.id, role=RoomMembership.Role.REMOVED
+    )
+    closed = await database_sync_to_async(rooms.create_room)("no-guests", owner.identity)
+    closed.allow_guests = False
+    await database_sync_to_async(closed.save)()
+    people = [p.identity for p in (owner, mod, member, removed, outsider, staff)]
+    people += [guest, removed_guest]
+    requests = [
+        (name, someone)
+        for name in ("team", "cafe", "no-guests", "no-row-yet", "bad name!")
+        for someone in people
+    ]
+
+    @database_sync_to_async
+    def both() -> tuple[list[Any], list[Any]]:
+        batched = rooms.access_and_rooms(requests)
+        alone = [rooms.access_and_room(name, someone) for name, someone in requests]
+        return batched, alone
+
+    batched, alone = await both()
+    assert [(a, r.pk if r else None) for a, r in batched] == [
+        (a, r.pk if r else None) for a, r in alone
+    ]
+    verdicts = {
+        (name, who.name): a.may_enter for (name, who), (a, _) in zip(requests, batched, strict=True)
+    }
+    assert verdicts[("team", "member")] and not verdicts[("team", "outsider")]
+    assert not verdicts[("cafe", "removed")] and verdicts[("cafe", "outsider")]
+    assert not verdicts[("cafe", removed_guest.name)] and verdicts[("cafe", guest.name)]
+    assert not verdicts[("no-guests", guest.name)] and verdicts[("no-row-yet", guest.name)]
+
+
+async def test_a_burst_of_handshakes_is_judged_person_by_person() -> None:
+    """Handshakes arriving together are checked together in batches: each gets its own verdict
+    (members in, outsiders refused before accept), whatever the order they arrive in."""
+    owner = await person("owner")
+    room = await _private_room(owner)
+    insiders = [await person(f"in{i}") for i in range(6)]
+    outsiders = [await person(f"out{i}") for i in range(6)]
+    for someone in insiders:
+        await _add(room, someone)
+    crowd = [p for pair in zip(insiders, outsiders, strict=True) for p in pair]
+    communicators = [
+        WebsocketCommunicator(application, "/ws/rooms/team/", headers=p.ws_headers) for p in crowd
+    ]
+    results = await asyncio.gather(*(c.connect(timeout=10) for c in communicators))
+    admitted = {p.user.username for p, (ok, _) in zip(crowd, results, strict=True) if ok}
+    assert admitted == {p.user.username for p in insiders}
+    for communicator, (ok, _) in zip(communicators, results, strict=True):
+        if ok:
+            welcome = await communicator.receive_json_from(timeout=5)
+            while welcome["type"] == "presence":
+                welcome = await communicator.receive_json_from(timeout=5)
+            assert welcome["type"] == "welcome" and welcome["access"]["role"] == "member"
+            await communicator.disconnect()
