@@ -157,6 +157,10 @@ def test_a_proxy_header_makes_the_socket_secure(settings: Any) -> None:
 DEEP = "[" * 30_000 + "]" * 30_000  # under the 64 KiB frame limit
 CRASHERS = [
     ('{"type": "ask", "text": ' + "[" * 1000 + "]" * 1000 + "}", "bad_json"),
+    # Deeper than MAX_JSON_DEPTH (64): refused the same on every Python (3.13's parser reads
+    # 1,000 levels where 3.11's gives up), brackets inside strings aside.
+    ('{"type": "ask", "text": ' + "[" * 64 + "]" * 64 + "}", "bad_json"),
+    ('{"type": "ask", "text": "' + "[" * 200 + '", "x": ' + "[" * 64 + "]" * 64 + "}", "bad_json"),
     (DEEP, "bad_json"),
     ('{"type": "ask", "text": "\\ud800"}', "invalid"),
     ('{"type": "ask", "text": "ok \\udfff tail"}', "invalid"),
@@ -187,6 +191,19 @@ async def test_input_built_to_crash_gets_an_error_and_logs_nothing_above_info(
 
 
 HTTP_CRASHERS = [(f, c) for f, c in CRASHERS if '"type": "ask"' in f]
+
+
+async def test_brackets_in_text_and_nesting_up_to_the_limit_are_fine() -> None:
+    """The depth limit counts structure, not brackets in strings: a question full of them,
+    and a frame nested exactly MAX_JSON_DEPTH deep, are read as usual."""
+    client = await connect("deep-but-fine")
+    await client.send('{"type": "ping", "x": ' + "[" * 63 + "]" * 63 + "}")
+    assert (await client.recv_until(lambda f: f["type"] == "pong"))[-1] == {"type": "pong"}
+    brackets = "[[[{{{" * 20 + ' \\" [[['
+    await client.send('{"type": "say", "text": "' + brackets + '"}')
+    said = (await client.recv_until(lambda f: f["type"] in ("message", "error")))[-1]
+    assert said["type"] == "message" and said["text"] == "[[[{{{" * 20 + ' " [[[', said
+    await client.close()
 
 
 @pytest.mark.parametrize(("body", "code"), HTTP_CRASHERS)
