@@ -68,6 +68,15 @@ class Said:
     duplicate: bool = False
 
 
+@dataclass(slots=True)
+class _Reserved:
+    """An answer slot taken for an ask or a new version. Once its answer has started, the
+    answer's task owns it; until then, whatever refuses the request gives it back."""
+
+    slot: AnswerSlot
+    started: bool = False
+
+
 # How long an ask or a say waits for the room log through a blip before it is refused.
 POST_PATIENCE_SECONDS = 5.0
 UNAVAILABLE = (
@@ -146,6 +155,24 @@ class Admission:
         if reservation.limit is not None:
             raise ProtocolError("busy", BUSY_MESSAGES[reservation.limit])
 
+    @contextlib.asynccontextmanager
+    async def _answer_slot(
+        self, room: str, identity: Identity, address: str | None
+    ) -> AsyncIterator[_Reserved]:
+        """The ask rate limits, then an answer slot, given back unless the answer started."""
+        await self._take_ask_tokens(identity, address)
+        reserved = _Reserved(self._slot(room, identity, address))
+        await self._reserve(reserved.slot)
+        try:
+            yield reserved
+        finally:
+            if not reserved.started:
+                await self._coordinator.release_answer(reserved.slot)
+
+    def _start(self, reserved: _Reserved, asked: QuestionToAnswer) -> None:
+        self._runner.start(asked)
+        reserved.started = True
+
     def _slot(self, room: str | None, identity: Identity, address: str | None) -> AnswerSlot:
         return AnswerSlot(
             room=room,
@@ -187,37 +214,29 @@ class Admission:
         """Start a new version of an answer (`regenerate`, or `continue` one that stopped
         short) and return its id: the same limits as an `ask`; the checks and the row are
         `chat.versions.create_version`'s."""
-        async with _refusing_outages():
-            await self._take_ask_tokens(identity, address)
-            slot = self._slot(room, identity, address)
-            await self._reserve(slot)
-            started = False
-            try:
-                version = await db(versions.create_version)(
-                    room,
-                    identity,
-                    command.answer_id,
-                    kind=command.type,
-                    new_answer_id=slot.answer_id,
-                )
-                self._runner.start(
-                    QuestionToAnswer(
-                        slot=slot,
-                        question_id=version.question_id,
-                        question=version.question,
-                        asker=version.asker,
-                        answer_settings=version.answer_settings,
-                        version=version.version,
-                        stored=True,
-                        continues=version.continues,
-                        prefix=version.prefix,
-                    )
-                )
-                started = True
-                return version.answer_id
-            finally:
-                if not started:
-                    await self._coordinator.release_answer(slot)
+        async with _refusing_outages(), self._answer_slot(room, identity, address) as reserved:
+            version = await db(versions.create_version)(
+                room,
+                identity,
+                command.answer_id,
+                kind=command.type,
+                new_answer_id=reserved.slot.answer_id,
+            )
+            self._start(
+                reserved,
+                QuestionToAnswer(
+                    slot=reserved.slot,
+                    question_id=version.question_id,
+                    question=version.question,
+                    asker=version.asker,
+                    answer_settings=version.answer_settings,
+                    version=version.version,
+                    stored=True,
+                    continues=version.continues,
+                    prefix=version.prefix,
+                ),
+            )
+            return version.answer_id
 
     async def _ask(
         self,
@@ -229,11 +248,7 @@ class Admission:
         edits: str | None = None,
     ) -> Admitted:
         asked_at = time.monotonic()
-        await self._take_ask_tokens(identity, address)
-        slot = self._slot(room, identity, address)
-        await self._reserve(slot)
-        started = False
-        try:
+        async with self._answer_slot(room, identity, address) as reserved:
             stored = await db(storage.create_question)(
                 room,
                 message_id=new_id("q"),
@@ -258,21 +273,18 @@ class Admission:
             )
             if seq is not None:
                 await db(storage.question_posted)(stored.id, room, seq)
-            self._runner.start(
+            self._start(
+                reserved,
                 QuestionToAnswer(
-                    slot=slot,
+                    slot=reserved.slot,
                     question_id=stored.id,
                     question=stored.text,
                     asker=identity.name,
                     answer_settings=stored.answer_settings,
                     asked_at=asked_at,
-                )
+                ),
             )
-            started = True
-            return Admitted(question_id=stored.id, answer_id=slot.answer_id)
-        finally:
-            if not started:
-                await self._coordinator.release_answer(slot)
+            return Admitted(question_id=stored.id, answer_id=reserved.slot.answer_id)
 
     async def say(self, room: str, identity: Identity, say: protocol.Say) -> Said:
         """Post a person's plain message to `room`: stored, then its `message` event; refused
