@@ -38,7 +38,6 @@ class NewVersion:
     asker: str  # the question's author's name, as the conversation shows it to the LLM
     version: int
     answer_settings: AnswerSettings
-    created: str  # ISO time of the row
     # A continuation: the answer it continues, that answer's text and sources.
     continues: str | None = None
     prefix: str = ""
@@ -100,7 +99,6 @@ def create_version(
         if answer.continued_by.exists():
             raise ProtocolError("conflict", "This answer has already been continued.")
         continues, prefix, sources = answer.id, answer.text, list(answer.sources or [])
-    now = timezone.now()
     try:
         with transaction.atomic():
             Message.objects.create(
@@ -115,7 +113,7 @@ def create_version(
                 sources=sources,
                 version=latest + 1,
                 continues_id=continues,
-                created=now,
+                created=timezone.now(),
             )
     except IntegrityError:
         # Another worker's request for this question won the race a moment ago.
@@ -127,7 +125,6 @@ def create_version(
         asker=question.user_name,
         version=latest + 1,
         answer_settings=AnswerSettings.of(room),
-        created=now.isoformat().replace("+00:00", "Z"),
         continues=continues,
         prefix=prefix,
         sources=sources,
