@@ -51,6 +51,9 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
             for den in ("relay", "direct"):
                 values = _ratios(runs, "stream", metric, "server", den, answers=level)
                 summary["ratios"][f"stream {level} {metric} server/{den}"] = _median(values)
+        for metric in ("cpu_ms_per_1k_tokens", "tokens_per_s"):
+            values = _ratios(runs, "stream", metric, "server", "relay", answers=level)
+            summary["ratios"][f"stream {level} {metric} server/relay"] = _median(values)
     goals = summary["goals"]
     level = _goal_level(runs)
     if level is not None:
@@ -537,13 +540,17 @@ def update_doc(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m bench.report RESULTS.json [--out FILE.md]`: render saved results again."""
+    """`python -m bench.report RESULTS.json [--out FILE.md] [--compare OLD.json]`: render saved
+    results again, and what got better or worse since OLD."""
     import argparse
     import json
+
+    from bench import compare
 
     parser = argparse.ArgumentParser(prog="python -m bench.report")
     parser.add_argument("results", type=Path)
     parser.add_argument("--out", type=Path, default=None, help="a .md file to update")
+    parser.add_argument("--compare", type=Path, default=None, metavar="OLD.json")
     args = parser.parse_args(argv)
     results = json.loads(args.results.read_text())
     results["summary"] = summarize(results)
@@ -551,6 +558,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.out is not None:
         update_doc(args.out, text)
     print(text)
+    if args.compare is not None:
+        old = json.loads(args.compare.read_text())
+        old.setdefault("summary", summarize(old))
+        print(compare.markdown(old, results))
 
 
 if __name__ == "__main__":
