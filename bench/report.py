@@ -182,6 +182,10 @@ def markdown(results: dict[str, Any]) -> str:
     profile = results.get("info", {}).get("latency.profile")
     if profile:
         out += _profile_lines(profile)
+    fanout_profile = results.get("info", {}).get("fanout.profile")
+    if fanout_profile:
+        for worker, found in fanout_profile.get("workers", {}).items():
+            out += _profile_lines({**found, "what": f"{fanout_profile['variant']}, {worker}"})
     storm_profile = results.get("info", {}).get("storm.profile")
     if storm_profile:
         out += _storm_profile_lines(storm_profile)
@@ -205,8 +209,9 @@ def markdown(results: dict[str, Any]) -> str:
 def _profile_lines(profile: dict[str, Any]) -> list[str]:
     if "error" in profile:
         return [f"Profile: {profile['error']}.", ""]
+    what = profile.get("what") or f"at {profile['answers']} answers"
     out = [
-        f"**Where the server's CPU goes** at {profile['answers']} answers (py-spy, share of "
+        f"**Where the server's CPU goes** {what} (py-spy, share of "
         "samples by the layer of the running function)",
         "",
     ]
@@ -366,6 +371,7 @@ def _fanout_table(runs: list[Run]) -> list[str]:
             _spread(group, "presence_frames_per_member"),
             _spread(group, "presence_kib_per_member"),
             _spread(group, "presence_until_s"),
+            _spread(group, "worst_sent_at_s"),
         ]
         for variant, group in groups.items()
     ]
@@ -381,6 +387,7 @@ def _fanout_table(runs: list[Run]) -> list[str]:
             "presence frames / member",
             "presence KiB / member",
             "last presence, s after the ask",
+            "slowest 1% sent, s after the ask",
         ],
         rows,
     )

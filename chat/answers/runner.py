@@ -165,7 +165,10 @@ class AnswerRunner:
         answer_id = asked.answer_id
         running = RunningAnswer(
             asked=asked,
-            publisher=DeltaPublisher(lambda text: self._append_delta(running, text)),
+            publisher=DeltaPublisher(
+                lambda text: self._append_delta(running, text),
+                append_now=lambda text: self._append_delta_now(running, text),
+            ),
             request_id=context.current().request_id,
         )
         self._running[answer_id] = running
@@ -373,6 +376,16 @@ class AnswerRunner:
         seq = await self._append(
             running.room, protocol.answer_delta_event(answer_id=running.answer_id, text=text)
         )
+        self._appended_delta(running, seq)
+
+    def _append_delta_now(self, running: RunningAnswer, text: str) -> None:
+        """The delta appended before returning, or `AppendsLater` (RoomLog.append_now)."""
+        seq = self._log.append_now(
+            running.room, protocol.answer_delta_event(answer_id=running.answer_id, text=text)
+        )
+        self._appended_delta(running, seq)
+
+    def _appended_delta(self, running: RunningAnswer, seq: int | None) -> None:
         if seq is not None and running.first_delta_seconds is None:
             running.first_delta_seconds = time.monotonic() - running.asked.asked_at
             if not running.asked.prefix:  # a continuation's first delta is the text it had

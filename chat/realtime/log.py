@@ -42,6 +42,11 @@ def append_token() -> str:
     return f"{_TOKEN_PREFIX}{next(_token_counter):x}"
 
 
+class AppendsLater(Exception):
+    """This log cannot append without waiting (its store is across the network, or it must
+    first load the room): `append` instead."""
+
+
 class RoomLogUnavailable(Exception):
     """The log's store cannot be reached (Redis is away): nothing was appended, or the reply
     was lost; appending again with the same token is safe."""
@@ -84,6 +89,13 @@ class RoomLog(Protocol):
         another worker that found its owner dead): so every answer ends exactly once, and
         nothing of it follows its end.
         """
+        ...
+
+    def append_now(self, room: str, event: dict[str, Any]) -> int | None:
+        """`append`, done before it returns, when the log can do that without waiting (the
+        memory log, for a room it holds); else raises `AppendsLater`. A running answer's deltas
+        go this way when they can: a task per delta was a measurable share of a worker's CPU
+        (docs/benchmarks.md, "Fixes")."""
         ...
 
     async def snapshot(self, room: str, limit: int) -> Snapshot:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chat.protocol import dumps
-from chat.realtime.log import SEQ_RESTART_GAP, Listener, RoomSeeder, Snapshot
+from chat.realtime.log import SEQ_RESTART_GAP, AppendsLater, Listener, RoomSeeder, Snapshot
 from chat.realtime.redaction import REDACTED_TYPE, redacted_form, scrub, subject
 from chat.realtime.view import apply_to_view, render_history
 
@@ -68,7 +68,16 @@ class MemoryRoomLog:
         self, room_name: str, event: dict[str, Any], *, token: str | None = None
     ) -> int | None:
         # In this process an append cannot be lost on the way back: `token` is not needed.
-        room = await self._room(room_name)
+        return self._append_to(await self._room(room_name), event)
+
+    def append_now(self, room_name: str, event: dict[str, Any]) -> int | None:
+        room = self._rooms.get(room_name)
+        if room is None:
+            raise AppendsLater(room_name)  # seeding it from the database is a wait
+        room.used = time.monotonic()
+        return self._append_to(room, event)
+
+    def _append_to(self, room: _Room, event: dict[str, Any]) -> int | None:
         if event["type"] in _ANSWER_UPDATES and event["answer_id"] not in room.live:
             return None  # That answer has ended (perhaps ended by someone else): nothing more.
         message_id = subject(event)

@@ -32,6 +32,7 @@ from chat.protocol import ROOM_EVENT_TYPES, dumps
 from chat.realtime import redis_lua
 from chat.realtime.log import (
     SEQ_RESTART_GAP,
+    AppendsLater,
     Listener,
     RoomLogUnavailable,
     RoomSeeder,
@@ -108,6 +109,9 @@ class RedisRoomLog:
         return self._key(room, "text:")
 
     # --- writing --------------------------------------------------------------------------
+
+    def append_now(self, room: str, event: dict[str, Any]) -> int | None:
+        raise AppendsLater(room)  # every append is a round trip to Redis
 
     async def append(
         self, room: str, event: dict[str, Any], *, token: str | None = None
