@@ -13,10 +13,10 @@ import pytest
 from channels.db import database_sync_to_async
 
 from chat import protocol
+from chat.answers import runner as runner_module
 from chat.answers.admission import Admission
 from chat.answers.assistant import Assistant
 from chat.answers.events import AnswerEvent
-from chat.answers import runner as runner_module
 from chat.answers.runner import AnswerRunner
 from chat.errors import LLMError
 from chat.identity import Identity
