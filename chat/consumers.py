@@ -111,6 +111,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             close=self._close_with,
             max_bytes=settings.CHAT_SEND_BUFFER_BYTES,
             transport_pending=self.scope.get("chat.transport_pending"),
+            send_now=self.scope.get("chat.send_text_now"),
             label=f"{self.room}/{self.identity.name}",
             user_id=self.identity.id,
         )
