@@ -10,6 +10,7 @@ It wires the parts and owns their background loops; the work itself is theirs: p
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import re
@@ -155,6 +156,7 @@ class Runtime:
             await get_retriever().retrieve("warm up", collection=settings.CHAT_COLLECTION, k=1)
         except Exception as err:
             logger.warning("Knowledge base warm-up failed (answers will retry): %s", err)
+        freeze_loaded_objects()
 
     async def _control_loop(self) -> None:
         """Messages to this worker: cancel an answer it runs; a room's presence changed;
@@ -258,6 +260,23 @@ def _log_failure(what: str, err: Exception, failing: bool) -> bool:
 _runtime: Runtime | None = None
 _runtime_loop: asyncio.AbstractEventLoop | None = None
 _lock: asyncio.Lock | None = None
+
+
+_frozen = False
+
+
+def freeze_loaded_objects() -> None:
+    """Once per process, after the warm-up: what the worker loaded to serve (Django, Chroma,
+    the embedding model) lives as long as it, so it goes out of the garbage collector's sight
+    (`gc.freeze`). A full collection, which a burst of joins or answers triggers, then scans
+    only what was made since instead of pausing the event loop over everything: measured
+    here, 97 to 116 ms over Django and its libraries alone, under 1 ms after the freeze
+    (docs/architecture.md). Collected first, so no garbage is kept for good."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 async def get_runtime() -> Runtime:

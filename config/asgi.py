@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable
 from typing import Any
@@ -108,3 +109,7 @@ application = ProtocolTypeRouter(
         "websocket": transport_probe(OriginCheck(auth_stack(URLRouter(websocket_urlpatterns)))),
     }
 )
+
+# What is loaded so far lives as long as the process: out of the garbage collector's sight
+# until the runtime's warm-up freezes the rest (chat.runtime.freeze_loaded_objects).
+gc.freeze()

@@ -1,8 +1,8 @@
 """A member's outbox: the bounded send buffer in front of one socket (or SSE stream).
 
 Frames are queued and written by one writer task, in order; a frame pushed while nothing waits
-before it goes out at once when the server can take it so (`send_now`). The bound covers what waits in our
-queue plus what the server's transport still holds unsent (daphne exposes it; see
+before it goes out at once when the server can take it so (`send_now`). The bound covers what
+waits in our queue plus what the server's transport still holds unsent (daphne exposes it; see
 `config.asgi.transport_probe`): a client too slow to read is closed with 4008 and resumes with
 `after`, so memory stays bounded and nothing is dropped silently.
 """
