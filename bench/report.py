@@ -182,8 +182,7 @@ def markdown(results: dict[str, Any]) -> str:
     profile = results.get("info", {}).get("latency.profile")
     if profile:
         out += _profile_lines(profile)
-    fanout_profile = results.get("info", {}).get("fanout.profile")
-    if fanout_profile:
+    for fanout_profile in results.get("info", {}).get("fanout.profiles", []):
         for worker, found in fanout_profile.get("workers", {}).items():
             out += _profile_lines({**found, "what": f"{fanout_profile['variant']}, {worker}"})
     storm_profile = results.get("info", {}).get("storm.profile")

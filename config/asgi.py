@@ -66,6 +66,20 @@ def _daphne_protocol(send: Any) -> Any:
     return args[0] if args else None
 
 
+class _LastEncoded:
+    """The last frame encoded to UTF-8, and its bytes: the hub hands one event's frame to every
+    member of the room in turn, so it is encoded once per event, not once per member."""
+
+    text: str | None = None
+    data: bytes = b""
+
+    @classmethod
+    def encode(cls, text: str) -> bytes:
+        if text is not cls.text:
+            cls.text, cls.data = text, text.encode("utf8")
+        return cls.data
+
+
 def _text_sender(send: Any, protocol: Any) -> Callable[[str], bool] | None:
     server = getattr(getattr(send, "func", None), "__self__", None)
     connections = getattr(server, "connections", None)
@@ -79,7 +93,7 @@ def _text_sender(send: Any, protocol: Any) -> Callable[[str], bool] | None:
         state = connections.get(protocol)
         if state is None or state.get("disconnected") or protocol.state != open_state:
             return False
-        protocol.sendMessage(text.encode("utf8"), False)
+        protocol.sendMessage(_LastEncoded.encode(text), False)
         return True
 
     return send_text

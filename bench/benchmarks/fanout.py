@@ -60,7 +60,7 @@ def cluster_missing(redis_url: str) -> str | None:
 def run(ctx: Context) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
-    profile: dict[str, Any] = {}
+    profiles: list[dict[str, Any]] = []
     missing = cluster_missing(ctx.redis_url)
     variants = [v for v in VARIANTS if not (v.startswith("server-2w") and missing)]
     if missing:
@@ -93,8 +93,8 @@ def run(ctx: Context) -> dict[str, Any]:
             for variant in rotated(variants, repeat):
                 ctx.progress.set_description(f"fanout {variant}")
                 spies = []
-                if ctx.profile and repeat == 0 and variant == "server-2w-joining":
-                    spies = profile_workers(ctx, targets[variant])
+                if ctx.profile and repeat == 0 and variant.startswith("server-2w"):
+                    spies = profile_workers(ctx, targets[variant], variant)
                 result = fanout_run(
                     ctx,
                     variant,
@@ -103,22 +103,23 @@ def run(ctx: Context) -> dict[str, Any]:
                     tokens=ctx.sizes.fanout_tokens,
                 )
                 if spies:
-                    profile = collect_profiles(spies, variant)
+                    profiles.append(collect_profiles(spies, variant))
                 runs.append({"bench": "fanout", "repeat": repeat, **result})
                 ctx.progress.update()
     out: dict[str, Any] = {"runs": runs, "skipped": skipped}
-    return {**out, "profile": profile} if profile else out
+    return {**out, "profiles": profiles} if profiles else out
 
 
 Spy = tuple[str, Any, Path]
 
 
-def profile_workers(ctx: Context, procs: list[Proc]) -> list[Spy]:
+def profile_workers(ctx: Context, procs: list[Proc], variant: str) -> list[Spy]:
     """py-spy on each worker for the whole run: the joins, the ask and the answer."""
-    seconds = JOINING_SETTLE + ctx.sizes.fanout_tokens / ctx.sizes.tps + 5
+    settle = JOINING_SETTLE if variant.endswith("-joining") else ctx.sizes.fanout_settle
+    seconds = settle + ctx.sizes.fanout_tokens / ctx.sizes.tps + 5
     spies: list[Spy] = []
     for index, proc in enumerate(procs):
-        raw = ctx.workdir / f"profile-fanout-worker{index}.txt"
+        raw = ctx.workdir / f"profile-{variant}-worker{index}.txt"
         spy = start_profile(proc.pid, seconds, raw)
         if spy is not None:
             spies.append((f"worker {index}", spy, raw))
