@@ -70,14 +70,19 @@ class _LastEncoded:
     """The last frame encoded to UTF-8, and its bytes: the hub hands one event's frame to every
     member of the room in turn, so it is encoded once per event, not once per member."""
 
-    text: str | None = None
-    data: bytes = b""
+    __slots__ = ("data", "text")
 
-    @classmethod
-    def encode(cls, text: str) -> bytes:
-        if text is not cls.text:
-            cls.text, cls.data = text, text.encode("utf8")
-        return cls.data
+    def __init__(self) -> None:
+        self.text: str | None = None
+        self.data = b""
+
+    def encode(self, text: str) -> bytes:
+        if text is not self.text:
+            self.text, self.data = text, text.encode("utf8")
+        return self.data
+
+
+_last_encoded = _LastEncoded()
 
 
 def _text_sender(send: Any, protocol: Any) -> Callable[[str], bool] | None:
@@ -93,7 +98,7 @@ def _text_sender(send: Any, protocol: Any) -> Callable[[str], bool] | None:
         state = connections.get(protocol)
         if state is None or state.get("disconnected") or protocol.state != open_state:
             return False
-        protocol.sendMessage(_LastEncoded.encode(text), False)
+        protocol.sendMessage(_last_encoded.encode(text), False)
         return True
 
     return send_text
