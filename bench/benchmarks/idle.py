@@ -25,9 +25,11 @@ from bench.servers import single_worker
 
 VARIANTS = ("server", "relay")
 _SETTLE = 1.0
-# The server's grace for idle rooms (bench/procs.py) plus its sweep interval (chat/runtime.py,
-# IDLE_SWEEP_SECONDS) and a settle: after this, the rooms of the closed connections are gone.
-_AFTER_GRACE = 2.0 + 10.0 + 2.0
+# The server's grace for idle rooms (bench/procs.py) plus two of its sweep intervals
+# (chat/runtime.py, IDLE_SWEEP_SECONDS: the sweep after the closes settled gives the memory
+# back, chat.reclaim) and a settle: after this, the closed connections' rooms and memory are
+# gone.
+_AFTER_GRACE = 2.0 + 2 * 10.0 + 3.0
 _MIB = 1024 * 1024
 
 
