@@ -277,6 +277,48 @@ async def test_roles_change_at_once_and_the_person_reconnects_with_their_new_rig
         await client.close()
 
 
+async def test_staff_moderate_and_configure_a_private_room_they_are_not_in(
+    llm: Any, knowledge_base: str
+) -> None:
+    """Staff (`is_staff`) may do all the owner may, in every room, without a role in it: stop
+    anyone's answer, redact, name moderators, remove a moderator, change the settings."""
+    llm.configure(tps=20)  # slow enough to stop
+    _, mod, member, _ = await _team()
+    staff = await person("root", staff=True)
+    by_staff = await connect("team", headers=staff.ws_headers)
+    assert by_staff.welcome["access"] == {"role": None, "moderate": True, "configure": True}
+    author = await connect("team", headers=member.ws_headers)
+    await author.send({"type": "ask", "text": "라떼 가격은?"})
+    start = (await author.recv_until(lambda f: f["type"] == "answer.start"))[-1]
+    await by_staff.send({"type": "cancel", "answer_id": start["id"]})
+    end = (await author.recv_until(lambda f: f["type"] == "answer.end"))[-1]
+    assert end["status"] == "cancelled"
+    await author.send({"type": "say", "text": SECRET})
+    said = (await author.recv_until(lambda f: f["type"] == "message"))[-1]
+    await by_staff.send({"type": "redact", "id": said["id"]})
+    assert (await author.recv_until(lambda f: f["type"] == "message.redacted"))[-1]["id"] == (
+        said["id"]
+    )
+    assert await _stored(said["id"]) == ("", True)
+    await by_staff.send({"type": "set_role", "user_id": member.identity.id, "role": "moderator"})
+    assert await _closed_with(author) == protocol.CLOSE_REMOVED
+    moderator = await connect("team", headers=mod.ws_headers)
+    await by_staff.send({"type": "remove", "user_id": mod.identity.id})
+    assert await _closed_with(moderator) == protocol.CLOSE_REMOVED
+    assert await _handshake("team", mod) is False
+    changed = await staff.http.patch(
+        "/api/rooms/team", {"title": "Staff's"}, content_type="application/json"
+    )
+    assert changed.status_code == 200, changed.content
+    assert (await by_staff.recv_until(lambda f: f["type"] == "room.updated"))[-1]["room"][
+        "title"
+    ] == "Staff's"
+    promoted = await connect("team", headers=member.ws_headers)
+    assert promoted.welcome["access"]["role"] == "moderator"
+    for client in (by_staff, promoted):
+        await client.close()
+
+
 async def test_a_room_made_private_closes_everyone_who_may_no_longer_enter() -> None:
     _, _, member, room = await _team(private=False)
     outsider = await person("outsider")
