@@ -43,7 +43,10 @@ def redacted_form(event: dict[str, Any]) -> dict[str, Any]:
         # (so no seq goes missing; applying a redaction twice changes nothing).
         form: dict[str, Any] = {"seq": event["seq"]} if "seq" in event else {}
         return {**form, "type": REDACTED_TYPE, "id": event["answer_id"]}
-    return event  # answer.start, answer.sources: no one's words
+    if kind == "answer.sources" and "query" in event:
+        # The question rewritten for the search keeps its words (names, codes, numbers).
+        return {key: value for key, value in event.items() if key != "query"}
+    return event  # answer.start, answer.sources without a query: no one's words
 
 
 def mentions(frame: str, ids: Collection[str]) -> bool:

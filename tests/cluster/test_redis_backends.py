@@ -139,6 +139,45 @@ async def test_both_logs_redact_alike_and_keep_no_redacted_text(
     assert dict(delivered)[21] == backlog[20][1]
 
 
+async def test_a_redacted_answer_keeps_no_search_query_in_either_log(
+    logs: tuple[MemoryRoomLog, RedisRoomLog],
+) -> None:
+    """An answer's `answer.sources` may carry `query`: its question rewritten for the search,
+    which keeps the question's names, codes and numbers. Redacting the answer takes the query
+    out with its text: from what the logs held before (a1) and from what is appended after
+    (a2, redacted while it was still searching)."""
+    memory, redis = logs
+    await redis.subscribe("query", lambda seq, frame: None)
+    await memory.subscribe("query", lambda seq, frame: None)
+    user = {"id": "g:1", "name": "Ann"}
+    secret = "door code 4711"
+    events = [
+        protocol.question_event(id="q1", user=user, text="And that?", created=NOW, client_id=None),
+        protocol.answer_start_event(id="a1", question_id="q1", created=NOW),
+        protocol.answer_sources_event(answer_id="a1", sources=[], query=secret),
+        protocol.answer_end_event(answer_id="a1", status="complete", text="Ask Minji."),
+        protocol.message_redacted_event(id="a1"),
+        protocol.question_event(id="q2", user=user, text="And this?", created=NOW, client_id=None),
+        protocol.answer_start_event(id="a2", question_id="q2", created=NOW),
+        protocol.message_redacted_event(id="a2"),
+        protocol.answer_sources_event(answer_id="a2", sources=[], query=secret),
+        protocol.answer_end_event(answer_id="a2", status="complete", text="Ask Minji."),
+    ]
+    for event in events:
+        assert await memory.append("query", event) == await redis.append("query", event)
+    for after in (0, 2, 8):
+        assert await memory.read_after("query", after) == await redis.read_after("query", after)
+    backlog = await redis.read_after("query", 0)
+    assert backlog is not None
+    sources = [json.loads(f) for _, f in backlog if '"type":"answer.sources"' in f]
+    assert [(s["answer_id"], "query" in s) for s in sources] == [("a1", False), ("a2", False)]
+    assert "4711" not in " ".join(frame for _, frame in backlog)
+    assert await memory.snapshot("query", 50) == await redis.snapshot("query", 50)
+
+
+NOW = "2025-01-01T00:00:00Z"
+
+
 def talk() -> list[dict[str, Any]]:
     """People's messages (`say`) around a question and its answer, the last one streaming."""
     minji, joon = {"id": "u:1", "name": "Minji"}, {"id": "u:2", "name": "준"}

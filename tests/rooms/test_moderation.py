@@ -110,6 +110,35 @@ async def test_redacting_an_answer_being_written_stops_it_and_keeps_none_of_its_
         await client.close()
 
 
+async def test_a_redacted_answer_s_search_query_is_gone_from_every_resume(
+    llm: Any, knowledge_base: str
+) -> None:
+    """A follow-up's `answer.sources` carries `query`, the question rewritten for the search (it
+    keeps the question's names and numbers): redacting the answer takes it out too."""
+    owner, mod, member, _ = await _team()
+    asker = await connect("team", headers=member.ws_headers)
+    moderator = await connect("team", headers=mod.ws_headers)
+    await asker.answer("What desserts do you have?")
+    before = await asker.answer("And which of them has no nuts?")
+    sources = next(f for f in before if f["type"] == "answer.sources")
+    assert sources["query"]  # rewritten: the simulator's reply to the rewrite prompt
+    await moderator.send({"type": "redact", "id": sources["answer_id"]})
+    await asker.recv_until(lambda f: f["type"] == "message.redacted")
+    resumed = await connect("team", headers=owner.ws_headers, query=f"after={before[0]['seq']}")
+    replay = await resumed.recv_until(lambda f: f["type"] == "message.redacted")
+    replayed = next(f for f in replay if f["type"] == "answer.sources")
+    assert replayed == {key: value for key, value in sources.items() if key != "query"}
+    response = await owner.http.get(f"/api/rooms/team/events?after={before[0]['seq']}")
+    chunks = aiter(response.streaming_content)  # type: ignore[arg-type]
+    streamed = b""
+    while b"message.redacted" not in streamed:
+        streamed += await anext(chunks)
+    assert b'"answer.sources"' in streamed and b'"query"' not in streamed
+    await chunks.aclose()  # type: ignore[attr-defined]
+    for client in (asker, moderator, resumed):
+        await client.close()
+
+
 async def test_redact_refusals_are_clear_and_the_socket_lives_on(knowledge_base: str) -> None:
     _, mod, member, _ = await _team()
     author = await connect("team", headers=member.ws_headers)
