@@ -7,9 +7,11 @@ appended later for it (the deltas and end of an answer still being written) are 
 that form already. Both room-log backends and the hub use these functions, so they agree.
 
 A message's events name it by `id` (`question`, `message`, `answer.start`) or `answer_id`
-(`answer.sources`, `answer.delta`, `answer.end`). A JSON string never holds a bare `"`, so the
-substring `"<id>"` can only be a key's or value's whole string: a quick, exact first test
-before any frame is decoded.
+(`answer.sources`, `answer.delta`, `answer.end`). An `answer.sources` with a `query` (the
+question rewritten for the search, which keeps its words) also names its question
+(`question_id`): redacting either takes the query out; the sources and the answer stay. A
+JSON string never holds a bare `"`, so the substring `"<id>"` can only be a key's or value's
+whole string: a quick, exact first test before any frame is decoded.
 """
 
 from __future__ import annotations
@@ -31,6 +33,14 @@ def subject(event: dict[str, Any]) -> str | None:
     if kind in ("question", "message", "answer.start", REDACTED_TYPE):
         return event.get("id")
     return event.get("answer_id")
+
+
+def touched_by(event: dict[str, Any], ids: Collection[str]) -> bool:
+    """Whether redacting the messages `ids` changes `event`: it is about one of them, or it
+    is an `answer.sources` whose query holds the words of a question among them."""
+    if subject(event) in ids:
+        return True
+    return event.get("type") == "answer.sources" and event.get("question_id") in ids
 
 
 def redacted_form(event: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +68,7 @@ def scrub(frame: str, ids: Collection[str]) -> str:
     if not ids or not mentions(frame, ids):
         return frame
     event = json.loads(frame)
-    if subject(event) not in ids:
+    if not touched_by(event, ids):
         return frame
     redacted = redacted_form(event)
     return frame if redacted is event else dumps(redacted)

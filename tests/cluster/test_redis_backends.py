@@ -175,6 +175,48 @@ async def test_a_redacted_answer_keeps_no_search_query_in_either_log(
     assert await memory.snapshot("query", 50) == await redis.snapshot("query", 50)
 
 
+async def test_a_redacted_question_takes_its_answers_search_query_in_either_log(
+    logs: tuple[MemoryRoomLog, RedisRoomLog],
+) -> None:
+    """The query is the question's words: redacting the question takes it out of its answers'
+    `answer.sources` (which name the question when they carry a query), held or appended
+    later; the answers themselves stay."""
+    memory, redis = logs
+    await redis.subscribe("asked", lambda seq, frame: None)
+    await memory.subscribe("asked", lambda seq, frame: None)
+    user = {"id": "g:1", "name": "Ann"}
+    secret = "door code 4711"
+
+    def sources(answer_id: str, question_id: str) -> dict[str, Any]:
+        return protocol.answer_sources_event(
+            answer_id=answer_id, sources=[], query=secret, question_id=question_id
+        )
+
+    events = [
+        protocol.question_event(id="q1", user=user, text=secret, created=NOW, client_id=None),
+        protocol.answer_start_event(id="a1", question_id="q1", created=NOW),
+        sources("a1", "q1"),
+        protocol.answer_end_event(answer_id="a1", status="complete", text="Ask Minji."),
+        protocol.question_event(id="q2", user=user, text=secret, created=NOW, client_id=None),
+        protocol.answer_start_event(id="a2", question_id="q2", created=NOW),
+        protocol.message_redacted_event(id="q1"),
+        protocol.message_redacted_event(id="q2"),
+        sources("a2", "q2"),
+        protocol.answer_end_event(answer_id="a2", status="complete", text="Ask Minji."),
+    ]
+    for event in events:
+        assert await memory.append("asked", event) == await redis.append("asked", event)
+    for after in (0, 2, 8):
+        assert await memory.read_after("asked", after) == await redis.read_after("asked", after)
+    backlog = await redis.read_after("asked", 0)
+    assert backlog is not None
+    assert "4711" not in " ".join(frame for _, frame in backlog)
+    frames = [json.loads(frame) for _, frame in backlog]
+    assert [f["question_id"] for f in frames if f["type"] == "answer.sources"] == ["q1", "q2"]
+    assert [f["text"] for f in frames if f["type"] == "answer.end"] == ["Ask Minji."] * 2
+    assert await memory.snapshot("asked", 50) == await redis.snapshot("asked", 50)
+
+
 NOW = "2025-01-01T00:00:00Z"
 
 

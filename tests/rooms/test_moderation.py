@@ -139,6 +139,30 @@ async def test_a_redacted_answer_s_search_query_is_gone_from_every_resume(
         await client.close()
 
 
+async def test_a_redacted_question_s_search_query_is_gone_and_its_answer_stays(
+    llm: Any, knowledge_base: str
+) -> None:
+    """The query an answer's sources carry is its question rewritten for the search: redacting
+    the question takes it out of every resume; the answer itself stays."""
+    owner, mod, member, _ = await _team()
+    asker = await connect("team", headers=member.ws_headers)
+    moderator = await connect("team", headers=mod.ws_headers)
+    await asker.answer("What desserts do you have?")
+    before = await asker.answer("And which of them has no nuts?")
+    question = before[0]
+    sources = next(f for f in before if f["type"] == "answer.sources")
+    assert sources["query"] and sources["question_id"] == question["id"]
+    await moderator.send({"type": "redact", "id": question["id"]})
+    await asker.recv_until(lambda f: f["type"] == "message.redacted")
+    resumed = await connect("team", headers=owner.ws_headers, query=f"after={question['seq'] - 1}")
+    replay = await resumed.recv_until(lambda f: f["type"] == "message.redacted")
+    replayed = next(f for f in replay if f["type"] == "answer.sources")
+    assert replayed == {key: value for key, value in sources.items() if key != "query"}
+    assert next(f for f in replay if f["type"] == "answer.end")["text"] == before[-1]["text"]
+    for client in (asker, moderator, resumed):
+        await client.close()
+
+
 async def test_redact_refusals_are_clear_and_the_socket_lives_on(knowledge_base: str) -> None:
     _, mod, member, _ = await _team()
     author = await connect("team", headers=member.ws_headers)
