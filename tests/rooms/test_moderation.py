@@ -15,6 +15,7 @@ from django.test import AsyncClient
 
 from chat import protocol, rooms
 from chat.models import Message, Room, RoomMembership
+from chat.realtime.presence import Presence
 from chat.runtime import get_runtime
 from config.asgi import application
 from tests.conftest import Client, connect, wait_for
@@ -225,6 +226,38 @@ async def test_a_removed_member_is_closed_4003_and_cannot_come_back(private: boo
     assert (await bystander.recv_until(lambda f: f["type"] == "pong"))[-1]["type"] == "pong"
     for client in (bystander, moderator):
         await client.close()
+
+
+@pytest.mark.parametrize("change", ["removed", "made private"])
+async def test_a_change_that_overtakes_the_handshake_still_closes_it(
+    monkeypatch: Any, change: str
+) -> None:
+    """The race a removal (or a room made private) can win: the person's access is read, then
+    it changes while this worker is still joining the room's channel-layer group (their
+    connection is the first here), so the order told to the group cannot reach this worker.
+    The join reads the access again once it is in the group, and closes them with 4003."""
+    _, mod, member, room_row = await _team(private=False)
+    if change == "made private":
+        member = await person("outsider")
+    runtime = await get_runtime()
+    joined_group = Presence._add_group
+
+    async def changed_meanwhile(self: Presence, room: str) -> None:
+        if change == "removed":
+            await runtime.moderation.remove(room, mod.identity, member.identity.id)
+        else:
+            room_row.visibility = Room.Visibility.PRIVATE
+            await database_sync_to_async(room_row.save)()
+            await runtime.moderation.access_changed(room)
+        await joined_group(self, room)
+
+    monkeypatch.setattr(Presence, "_add_group", changed_meanwhile)
+    communicator = WebsocketCommunicator(application, "/ws/rooms/team/", headers=member.ws_headers)
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected  # admitted: the removal came after its access check
+    client = Client(communicator)
+    assert await _closed_with(client) == protocol.CLOSE_REMOVED
+    assert await _handshake("team", member) is False
 
 
 async def test_only_the_owner_removes_a_moderator_and_nobody_removes_the_owner() -> None:
