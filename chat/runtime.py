@@ -41,6 +41,7 @@ from chat.realtime.membership import Membership
 from chat.realtime.presence import Presence
 from chat.realtime.typing import NOTICE as TYPING_NOTICE
 from chat.realtime.typing import Typing
+from chat.reclaim import Reclaimer
 from chat.retrieval import get_retriever
 
 logger = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class Runtime:
         if hasattr(self.coordinator, "on_presence_healed"):
             # Members who left while Redis was away are gone from the list only now.
             self.coordinator.on_presence_healed = self._presence_healed
+        self.reclaimer = Reclaimer(settings.CHAT_MEMORY_RECLAIM_AFTER_CLOSES)
         self._tasks: list[asyncio.Task[None]] = []
         self._rechecks: set[asyncio.Task[Any]] = set()
 
@@ -231,10 +233,14 @@ class Runtime:
 
     async def _forget_idle_rooms(self) -> None:
         """What this worker holds of rooms nobody here has used for a while goes: the log's
-        state and the presence groups (the hub forgets a room when its last member leaves)."""
+        state and the presence groups (the hub forgets a room when its last member leaves).
+        Once a crowd has gone, the memory it took goes back to the system (chat.reclaim)."""
         grace = settings.CHAT_ROOM_STATE_GRACE_SECONDS
         self.log.forget_idle(grace)
         await self.presence.leave_idle_groups(grace)
+        if self.reclaimer.due(self.hub.left_total, self.hub.connected):
+            # A pause of the event loop (tens of ms once the crowd's objects are garbage).
+            self.reclaimer.reclaim(self.hub.left_total)
 
     async def _repair(self) -> None:
         rooms = self.hub.rooms()

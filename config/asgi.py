@@ -18,10 +18,12 @@ from django.conf import settings  # noqa: E402
 from chat.realtime.entry import auth_stack  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from chat.web.operations import with_operations  # noqa: E402
+from config.handshake_log import skip_unlogged_config_dump  # noqa: E402
 from config.idle import limit_idle_connections  # noqa: E402
 from config.origin import OriginCheck  # noqa: E402
 
 limit_idle_connections(settings.CHAT_IDLE_CONNECTION_SECONDS)
+skip_unlogged_config_dump()
 
 
 def transport_probe(app: Any) -> Any:

@@ -293,7 +293,10 @@ class AnswerRunner:
                     await self._append(
                         asked.room,
                         protocol.answer_sources_event(
-                            answer_id=asked.answer_id, sources=running.sources, query=event.query
+                            answer_id=asked.answer_id,
+                            sources=running.sources,
+                            query=event.query,
+                            question_id=asked.question_id,
                         ),
                     )
                 elif isinstance(event, AnswerDelta):

@@ -9,7 +9,7 @@ from typing import Any
 
 from chat.protocol import dumps
 from chat.realtime.log import SEQ_RESTART_GAP, AppendsLater, Listener, RoomSeeder, Snapshot
-from chat.realtime.redaction import REDACTED_TYPE, redacted_form, scrub, subject
+from chat.realtime.redaction import REDACTED_TYPE, redacted_form, scrub, subject, touched_by
 from chat.realtime.view import apply_to_view, render_history
 
 _ANSWER_UPDATES = frozenset({"answer.sources", "answer.delta", "answer.end"})
@@ -81,8 +81,10 @@ class MemoryRoomLog:
         if event["type"] in _ANSWER_UPDATES and event["answer_id"] not in room.live:
             return None  # That answer has ended (perhaps ended by someone else): nothing more.
         message_id = subject(event)
-        if message_id in room.redacted:
-            event = redacted_form(event)  # the rest of an answer redacted while being written
+        if touched_by(event, room.redacted):
+            # The rest of an answer redacted while being written; the sources of an answer
+            # whose question was redacted.
+            event = redacted_form(event)
         elif event["type"] == REDACTED_TYPE and message_id is not None:
             room.redacted.add(message_id)
             room.events = deque(

@@ -57,6 +57,9 @@ class Presence:
         self._groups: dict[str, float] = {}
         # Rooms whose group this worker's control channel is in (as far as it knows).
         self._watched: set[str] = set()
+        # When this worker joined each room's group: what was told to the group before then
+        # (a removal, a room made private) never reached it (Membership.join reads again).
+        self._watched_at: dict[str, float] = {}
         # Rooms whose group_add is on its way: the room's other joiners wait for it too.
         self._adding: dict[str, asyncio.Task[None]] = {}
         self._pending: set[str] = set()
@@ -84,6 +87,11 @@ class Presence:
     async def _add_group(self, room: str) -> None:
         await self._layer.group_add(room_group(room), self.control_channel)
         self._watched.add(room)
+        self._watched_at[room] = time.monotonic()
+
+    def watching_since(self, room: str) -> float | None:
+        """When this worker last joined `room`'s group (None: it is not in it)."""
+        return self._watched_at.get(room) if room in self._watched else None
 
     async def changed(self, room: str) -> None:
         """Tell every worker serving `room` that its member list changed: once for all the
@@ -188,6 +196,7 @@ class Presence:
         for room in idle:
             del self._groups[room]
             self._watched.discard(room)
+            self._watched_at.pop(room, None)
             self._pushed.pop(room, None)
             await self._layer.group_discard(room_group(room), self.control_channel)
         return len(idle)

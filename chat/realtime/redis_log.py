@@ -127,6 +127,10 @@ class RedisRoomLog:
             target, payload = event["id"], dumps(_started_message(event))
         elif kind == "answer.sources":
             target, payload = event["answer_id"], dumps({"sources": event["sources"]})
+            if "query" in event:
+                # Stored instead, should the answer or its question (the query holds its
+                # words) be redacted before the sources come.
+                redacted_end = [dumps(redacted_form(event))[1:], event.get("question_id", "")]
         elif kind == "answer.end":
             patch: dict[str, Any] = {
                 k: event[k] for k in ("status", "text", "error", "usage") if k in event
