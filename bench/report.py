@@ -77,22 +77,56 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
                 "met": lost == 0,
             }
         )
-    fanout = _select(runs, bench="fanout", variant="server-2w")  # the room quiet again
-    if fanout:
-        p99 = _median(run["lat_p99_ms"] for run in fanout)
-        members = fanout[0]["members"]
-        goal = f"fan-out p99 < 50 ms ({members} members, 2 workers, Redis)"
-        goals.append(_goal(goal, p99, 50, " ms"))
+    goals += _cpu_goals(summary["ratios"])
+    fanouts = (("server-2w", "the room quiet"), ("server-2w-joining", "members joining"))
+    for variant, when in fanouts:
+        fanout = _select(runs, bench="fanout", variant=variant)
+        if fanout:
+            p99 = _median(run["lat_p99_ms"] for run in fanout)
+            members = fanout[0]["members"]
+            goal = f"fan-out p99 ≤ 20 ms ({members} members, 2 workers, Redis; {when})"
+            goals.append(_goal(goal, p99, 20, " ms"))
     idle = _select(runs, bench="idle", variant="server")
     if idle:
         kib = _median(run["kib_per_connection"] for run in idle)
-        goals.append(_goal("≤ 40 KiB per idle connection", kib, 40, " KiB"))
+        goals.append(_goal("≤ 25 KiB per idle connection", kib, 25, " KiB"))
+        back = _median(run["rss_after_grace_mib"] / run["rss_warm_mib"] for run in idle)
+        connections, rooms = idle[0]["connections"], idle[0].get("rooms", "?")
+        goal = _goal(
+            f"RSS back within 10% of warm after {connections} connections in {rooms} rooms close",
+            (back - 1) * 100,
+            10,
+            " % over warm",
+        )
+        goals.append(goal)
     goals += _storm_goals(runs)
     ttfd = _select(runs, bench="ttfd", variant="server")
     if ttfd:
         share = _median(run["share_p50_ms"] for run in ttfd)
         goals.append(_goal("server's share of time to first delta < 5 ms at p50", share, 5, " ms"))
     return summary
+
+
+def _cpu_goals(ratios: dict[str, float]) -> list[dict[str, Any]]:
+    """The speed issue's goal 3: CPU per token at 100 answers per worker at most 1.1x the
+    relay's, and tokens per second delivered at 100 and 500 answers at least the relay's (each
+    the median of the per-repeat ratios)."""
+    goals = []
+    cpu = ratios.get("stream 100 cpu_ms_per_1k_tokens server/relay")
+    if cpu is not None:
+        goals.append(_goal("CPU per token ≤ 1.1x the relay's at 100 answers/worker", cpu, 1.1, "x"))
+    for level in (100, 500):
+        rate = ratios.get(f"stream {level} tokens_per_s server/relay")
+        if rate is not None:
+            met = not math.isnan(rate) and rate >= 1.0
+            goals.append(
+                {
+                    "goal": f"tokens/s delivered ≥ the relay's at {level} answers/worker",
+                    "measured": f"{_fmt(rate, 2)}x the relay's",
+                    "met": met,
+                }
+            )
+    return goals
 
 
 def _latency_goal(
