@@ -1,7 +1,9 @@
 """A member's outbox: the bounded send buffer in front of one socket (or SSE stream).
 
 Frames are queued and written by one writer task, in order; a frame pushed while nothing waits
-before it goes out at once when the server can take it so (`send_now`). The bound covers what
+before it goes out at once when the server can take it so (`send_now`). The writer task and the
+queue exist only while frames wait: an idle connection holds neither (memory per idle socket,
+docs/benchmarks.md). The bound covers what
 waits in our queue plus what the server's transport still holds unsent (daphne exposes it; see
 `config.asgi.transport_probe`): a client too slow to read is closed with 4008 and resumes with
 `after`, so memory stays bounded and nothing is dropped silently.
@@ -31,6 +33,23 @@ class Outbox:
     """Outgoing frames of one member's connection, written in order by one writer task.
     `cursor` is the last room seq queued to it."""
 
+    # One per open socket: no instance dictionary.
+    __slots__ = (
+        "_close",
+        "_max_bytes",
+        "_queue",
+        "_queued_bytes",
+        "_send",
+        "_send_now",
+        "_sending",
+        "_transport_pending",
+        "_writer",
+        "closing",
+        "cursor",
+        "label",
+        "user_id",
+    )
+
     def __init__(
         self,
         *,
@@ -50,10 +69,9 @@ class Outbox:
         self._close = close
         self._max_bytes = max_bytes
         self._transport_pending = transport_pending
-        self._queue: deque[str] = deque()
+        self._queue: deque[str] | None = None  # made when a frame first has to wait
         self._queued_bytes = 0
-        self._wakeup = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None  # running while frames wait
         self.closing = False
         self.cursor = 0
         self.label = label
@@ -66,7 +84,7 @@ class Outbox:
         return self._max_bytes
 
     def start(self) -> None:
-        self._writer = asyncio.create_task(self._write_loop(), name=f"writer {self.label}")
+        """Kept for the callers' sake: the writer starts when a frame has to wait."""
 
     def push(self, frame: str) -> bool:
         """Queue a frame; False (and the connection closes with 4008) when over the bound."""
@@ -94,9 +112,12 @@ class Outbox:
             except Exception as err:
                 self._stop_writing(err)
                 return False
+        if self._queue is None:
+            self._queue = deque()
         self._queue.append(frame)
         self._queued_bytes += size
-        self._wakeup.set()
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_loop(), name=f"writer {self.label}")
         return True
 
     def close_soon(self, code: int) -> None:
@@ -105,15 +126,15 @@ class Outbox:
             return
         self.closing = True
         metrics.socket_closed(code)
-        self._queue.clear()
+        self._queue = None
         self._queued_bytes = 0
         task = asyncio.create_task(self._close(code), name=f"close {self.label}")
         task.add_done_callback(_log_failure)
 
     async def _write_loop(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
+        """Write what waits, in order, then end: the next frame that has to wait starts a new
+        writer (no await between the queue found empty and the writer let go)."""
+        try:
             while self._queue and not self.closing:
                 frame = self._queue.popleft()
                 self._queued_bytes -= len(frame)
@@ -125,13 +146,18 @@ class Outbox:
                     return
                 finally:
                     self._sending = False
+        finally:
+            if self._writer is asyncio.current_task():
+                self._writer = None
+            if not self._queue:
+                self._queue = None
 
     def _stop_writing(self, err: Exception) -> None:
         # The client went away while we wrote ("Attempt to send on a closed protocol"): not
         # an error of ours. Stop writing; the disconnect that follows makes the member leave.
         logger.debug("Stopped writing to %s: %r", self.label, err)
         self.closing = True
-        self._queue.clear()
+        self._queue = None
         self._queued_bytes = 0
 
     async def stop(self) -> None:
