@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from django.core.asgi import get_asgi_application
@@ -18,6 +19,7 @@ from django.conf import settings  # noqa: E402
 from chat.realtime.entry import auth_stack  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from chat.web.operations import with_operations  # noqa: E402
+from config.abandoned import quiet_abandoned_disconnects  # noqa: E402
 from config.handshake_log import skip_unlogged_config_dump  # noqa: E402
 from config.idle import limit_idle_connections  # noqa: E402
 from config.origin import OriginCheck  # noqa: E402
@@ -42,7 +44,10 @@ def transport_probe(app: Any) -> Any:
       (chat.realtime.outbox): at 100 answers a measurable share of a worker's CPU.
     """
 
-    async def wrapper(scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    def wrapper(scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[Any]:
+        # Returns the application's coroutine, not awaiting it: no frame of ours stays in every
+        # socket's chain of awaits. Called where daphne starts the application, in its loop.
+        quiet_abandoned_disconnects(asyncio.get_running_loop())
         if scope["type"] in ("websocket", "http"):
             protocol = _daphne_protocol(send)
             extra: dict[str, Any] = {}
@@ -58,8 +63,10 @@ def transport_probe(app: Any) -> Any:
                     extra["chat.send_text_now"] = sender
             if extra:
                 scope = {**scope, **extra}
-        return await app(scope, receive, send)
+        return app(scope, receive, send)
 
+    # A plain function returning a coroutine: tell Channels' router it is an ASGI 3 application.
+    wrapper._asgi_single_callable = True  # type: ignore[attr-defined]
     return wrapper
 
 
