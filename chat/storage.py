@@ -82,6 +82,32 @@ def create_question(
     )
 
 
+def create_question_in_context(
+    room_name: str,
+    *,
+    context_limit: int,
+    message_id: str,
+    identity: Identity,
+    text: str,
+    client_id: str | None,
+    edits: str | None = None,
+) -> tuple[StoredQuestion, list[Message]]:
+    """`create_question`, and for a new question the conversation before it
+    (`context_messages`), in the same trip to the database thread: the answer needs both
+    before it can search (a follow-up is rewritten from the conversation)."""
+    stored = create_question(
+        room_name,
+        message_id=message_id,
+        identity=identity,
+        text=text,
+        client_id=client_id,
+        edits=edits,
+    )
+    if not stored.created:
+        return stored, []
+    return stored, context_messages(room_name, before_id=stored.id, limit=context_limit)
+
+
 def create_message(
     room_name: str, *, message_id: str, identity: Identity, text: str, client_id: str | None
 ) -> StoredQuestion:
@@ -203,6 +229,18 @@ def create_answer(room_name: str, *, answer_id: str, question_id: str) -> Messag
         user_name=question.user_name,
         created=timezone.now(),
     )
+
+
+def answer_started(
+    room_name: str, *, answer_id: str, question_id: str, create: bool, question_seq: int | None
+) -> None:
+    """What an answer's start writes, in one trip to the database thread: its row (`create`:
+    a first version, whose row does not exist yet) and its question's seq (`question_posted`),
+    when the question was just posted."""
+    if question_seq is not None:
+        question_posted(question_id, room_name, question_seq)
+    if create:
+        create_answer(room_name, answer_id=answer_id, question_id=question_id)
 
 
 def checkpoint_answer(answer_id: str, text: str) -> None:

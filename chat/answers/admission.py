@@ -249,8 +249,11 @@ class Admission:
     ) -> Admitted:
         asked_at = time.monotonic()
         async with self._answer_slot(room, identity, address) as reserved:
-            stored = await db(storage.create_question)(
+            # The conversation before it comes back with the question's write: the answer
+            # needs it before it can search, and a trip to the database thread is saved.
+            stored, context = await db(storage.create_question_in_context)(
                 room,
+                context_limit=settings.CHAT_CONTEXT_MESSAGES,
                 message_id=new_id("q"),
                 identity=identity,
                 text=ask.text,
@@ -271,8 +274,8 @@ class Admission:
                     edits=edits,
                 ),
             )
-            if seq is not None:
-                await db(storage.question_posted)(stored.id, room, seq)
+            # The question's seq is stored by the answer's start, in the same trip as the
+            # answer's row, while the answer searches.
             self._start(
                 reserved,
                 QuestionToAnswer(
@@ -282,6 +285,8 @@ class Admission:
                     asker=identity.name,
                     answer_settings=stored.answer_settings,
                     asked_at=asked_at,
+                    question_seq=seq,
+                    context=context,
                 ),
             )
             return Admitted(question_id=stored.id, answer_id=reserved.slot.answer_id)
