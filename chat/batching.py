@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from chat.background import start_detached
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -55,7 +57,9 @@ class MicroBatcher(Generic[T, R]):
         waiter: _Waiter[T, R] = _Waiter(item, loop.create_future())
         self._waiting.append(waiter)
         if self._runner is None or self._runner.done():
-            self._runner = loop.create_task(self._run())
+            # Detached: the runner serves every caller, so it must not run (and reach the
+            # database) in the context of whichever caller happened to start it.
+            self._runner = start_detached(self._run(), name="micro-batch")
         # Cancelling this await cancels the future: the runner skips it.
         return await waiter.future
 

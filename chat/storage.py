@@ -108,6 +108,48 @@ def create_question_in_context(
     return stored, context_messages(room_name, before_id=stored.id, limit=context_limit)
 
 
+@dataclass(frozen=True, slots=True)
+class QuestionToStore:
+    """One ask's write, as `create_question_in_context` takes it."""
+
+    room_name: str
+    message_id: str
+    identity: Identity
+    text: str
+    client_id: str | None
+    edits: str | None
+    context_limit: int
+
+
+AskWritten = tuple[StoredQuestion, list[Message]] | Exception
+
+
+def create_questions_in_context(asks: list[QuestionToStore]) -> list[AskWritten]:
+    """`create_question_in_context` for each of many asks, in one trip to the database thread
+    and one transaction: a burst of questions pays one hop and one commit. Each ask has its own
+    savepoint, so one that fails (refused, a conflict) is rolled back alone; its error is
+    returned in its place, for its asker."""
+    written: list[AskWritten] = []
+    with transaction.atomic():
+        for ask in asks:
+            try:
+                with transaction.atomic():
+                    written.append(
+                        create_question_in_context(
+                            ask.room_name,
+                            context_limit=ask.context_limit,
+                            message_id=ask.message_id,
+                            identity=ask.identity,
+                            text=ask.text,
+                            client_id=ask.client_id,
+                            edits=ask.edits,
+                        )
+                    )
+            except Exception as err:
+                written.append(err)
+    return written
+
+
 def create_message(
     room_name: str, *, message_id: str, identity: Identity, text: str, client_id: str | None
 ) -> StoredQuestion:
