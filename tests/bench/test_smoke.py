@@ -35,7 +35,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=230,
+        timeout=300,
     )
     assert out.exists(), completed.stderr[-3000:]
     data: dict[str, Any] = json.loads(out.read_text())
@@ -43,7 +43,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return data
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(310)
 @pytest.mark.parametrize("name", sorted(BENCHES))
 def test_benchmark_ran_without_losing_anything(name: str, results: dict[str, Any]) -> None:
     """Each benchmark has runs for every variant, each with results and nothing lost."""
