@@ -7,7 +7,10 @@
 # No Node.js stage: the page's libraries are committed in frontend/static/vendor/.
 ARG PYTHON_VERSION=3.11
 FROM python:${PYTHON_VERSION}-slim
+# PYTHONMALLOC=malloc: small objects from glibc's malloc, which gives freed pages back once a
+# crowd has gone (chat.reclaim; docs/benchmarks.md, "Memory after a crowd leaves").
 ENV PYTHONUNBUFFERED=1 \
+    PYTHONMALLOC=malloc \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     UV_PROJECT_ENVIRONMENT=/opt/roomchat \

@@ -204,6 +204,8 @@ def server_env(
             "OPENAI_API_KEY": "bench",
             "CHAT_MODEL": "simulator",
             "PYTHONUNBUFFERED": "1",
+            # As the project's run commands serve (scripts/serve, the image): chat.reclaim.
+            "PYTHONMALLOC": "malloc",
         }
     )
     if redis_url:

@@ -51,6 +51,9 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
             for den in ("relay", "direct"):
                 values = _ratios(runs, "stream", metric, "server", den, answers=level)
                 summary["ratios"][f"stream {level} {metric} server/{den}"] = _median(values)
+        for metric in ("cpu_ms_per_1k_tokens", "tokens_per_s"):
+            values = _ratios(runs, "stream", metric, "server", "relay", answers=level)
+            summary["ratios"][f"stream {level} {metric} server/relay"] = _median(values)
     goals = summary["goals"]
     level = _goal_level(runs)
     if level is not None:
@@ -181,6 +184,9 @@ def markdown(results: dict[str, Any]) -> str:
     profile = results.get("info", {}).get("latency.profile")
     if profile:
         out += _profile_lines(profile)
+    for fanout_profile in results.get("info", {}).get("fanout.profiles", []):
+        for worker, found in fanout_profile.get("workers", {}).items():
+            out += _profile_lines({**found, "what": f"{fanout_profile['variant']}, {worker}"})
     storm_profile = results.get("info", {}).get("storm.profile")
     if storm_profile:
         out += _storm_profile_lines(storm_profile)
@@ -204,8 +210,9 @@ def markdown(results: dict[str, Any]) -> str:
 def _profile_lines(profile: dict[str, Any]) -> list[str]:
     if "error" in profile:
         return [f"Profile: {profile['error']}.", ""]
+    what = profile.get("what") or f"at {profile['answers']} answers"
     out = [
-        f"**Where the server's CPU goes** at {profile['answers']} answers (py-spy, share of "
+        f"**Where the server's CPU goes** {what} (py-spy, share of "
         "samples by the layer of the running function)",
         "",
     ]
@@ -469,6 +476,7 @@ def _fanout_table(runs: list[Run]) -> list[str]:
             _spread(group, "presence_frames_per_member"),
             _spread(group, "presence_kib_per_member"),
             _spread(group, "presence_until_s"),
+            _spread(group, "worst_sent_at_s"),
         ]
         for variant, group in groups.items()
     ]
@@ -484,6 +492,7 @@ def _fanout_table(runs: list[Run]) -> list[str]:
             "presence frames / member",
             "presence KiB / member",
             "last presence, s after the ask",
+            "slowest 1% sent, s after the ask",
         ],
         rows,
     )
@@ -643,13 +652,17 @@ def update_doc(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m bench.report RESULTS.json [--out FILE.md]`: render saved results again."""
+    """`python -m bench.report RESULTS.json [--out FILE.md] [--compare OLD.json]`: render saved
+    results again, and what got better or worse since OLD."""
     import argparse
     import json
+
+    from bench import compare
 
     parser = argparse.ArgumentParser(prog="python -m bench.report")
     parser.add_argument("results", type=Path)
     parser.add_argument("--out", type=Path, default=None, help="a .md file to update")
+    parser.add_argument("--compare", type=Path, default=None, metavar="OLD.json")
     args = parser.parse_args(argv)
     results = json.loads(args.results.read_text())
     results["summary"] = summarize(results)
@@ -657,6 +670,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.out is not None:
         update_doc(args.out, text)
     print(text)
+    if args.compare is not None:
+        old = json.loads(args.compare.read_text())
+        old.setdefault("summary", summarize(old))
+        print(compare.markdown(old, results))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bench import report
+from bench import compare, report
 from bench.benchmarks import burst, fanout, idle, latency, storm, ttfd
 from bench.harness import Context
 from bench.pool import ClientPool
@@ -45,6 +45,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--repeat", type=int, default=None, help="interleaved repeats (3; quick: 1)"
     )
     parser.add_argument("--out", action="append", type=Path, default=[], help=".json or .md")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        metavar="OLD.json",
+        help="print each figure old → new and whether it got better or worse",
+    )
     parser.add_argument("--client-processes", type=int, default=2, help="client processes (2)")
     parser.add_argument("--workdir", type=Path, default=None, help="logs and databases (temp)")
     parser.add_argument(
@@ -226,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     results["summary"] = report.summarize(results)
     text = report.markdown(results)
     print(text)
+    if args.compare is not None:
+        print(compare.markdown(json.loads(args.compare.read_text()), results))
     for out in args.out:
         if out.suffix == ".md":
             report.update_doc(out, text)

@@ -111,6 +111,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             close=self._close_with,
             max_bytes=settings.CHAT_SEND_BUFFER_BYTES,
             transport_pending=self.scope.get("chat.transport_pending"),
+            send_now=self.scope.get("chat.send_text_now"),
             label=f"{self.room}/{self.identity.name}",
             user_id=self.identity.id,
         )
@@ -147,6 +148,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if self.conn is None or self.runtime is None:
             return
         await self.runtime.membership.leave(self.room, self.conn, conn_id=self.conn_id)
+        # The outbox holds our bound methods: let go of it, and this socket's objects (daphne's
+        # and Twisted's with them) are freed now, not left in a cycle for the collector.
+        self.conn = None
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.conn is None or self.conn.closing:

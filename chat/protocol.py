@@ -499,13 +499,20 @@ def answer_start_event(
 
 
 def answer_sources_event(
-    *, answer_id: str, sources: list[dict[str, Any]], query: str | None = None
+    *,
+    answer_id: str,
+    sources: list[dict[str, Any]],
+    query: str | None = None,
+    question_id: str | None = None,
 ) -> dict[str, Any]:
     """`query`: what was searched when it was not the question as asked (a rewritten
-    follow-up); the field is left out otherwise."""
+    follow-up); the field is left out otherwise. `question_id` goes with a query: it holds
+    the question's words, so redacting the question takes it out (chat.realtime.redaction)."""
     event: dict[str, Any] = {"type": "answer.sources", "answer_id": answer_id, "sources": sources}
     if query is not None:
         event["query"] = query
+        if question_id is not None:
+            event["question_id"] = question_id
     return event
 
 

@@ -10,6 +10,9 @@ import time
 class TokenBucket:
     """`rate` tokens per second up to `burst`; `take()` returns 0 or the seconds to wait."""
 
+    # Two per open socket (frames, typing notices): no instance dictionary each.
+    __slots__ = ("_stamp", "_tokens", "burst", "rate")
+
     def __init__(self, rate: float, burst: float) -> None:
         self.rate = rate
         self.burst = burst

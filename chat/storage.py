@@ -285,11 +285,14 @@ def answer_started(
         create_answer(room_name, answer_id=answer_id, question_id=question_id)
 
 
-def checkpoint_answer(answer_id: str, text: str) -> None:
-    """Save the text so far of an answer still streaming (survives a crash of this process)."""
-    Message.objects.filter(id=answer_id, status=Message.Status.STREAMING, redacted=False).update(
-        text=text
-    )
+def checkpoint_answers(texts: dict[str, str]) -> None:
+    """Save the text so far of answers still streaming (survives a crash of this process), by
+    answer id, in one transaction."""
+    with transaction.atomic():
+        for answer_id, text in texts.items():
+            Message.objects.filter(
+                id=answer_id, status=Message.Status.STREAMING, redacted=False
+            ).update(text=text)
 
 
 @dataclass(frozen=True, slots=True)

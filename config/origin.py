@@ -14,7 +14,7 @@ a guest identity of its own and can never act with someone's session without nam
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,11 +30,13 @@ class OriginCheck:
     def __init__(self, app: Any) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[Any]:
+        # The inner application's coroutine, returned, not awaited: no frame of ours stays in
+        # the socket's chain of awaits for its whole life.
         if not handshake_allowed(scope):
             denier = WebsocketDenier()
-            return await denier(scope, receive, send)
-        return await self.app(scope, receive, send)
+            return denier(scope, receive, send)
+        return self.app(scope, receive, send)
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:

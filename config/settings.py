@@ -228,6 +228,9 @@ CHAT_IDLE_CONNECTION_SECONDS: float = env.float("CHAT_IDLE_CONNECTION_SECONDS", 
 # A room's state in a worker (its log in memory, its presence group) goes this long after
 # nobody here uses it and no answer is being written in it.
 CHAT_ROOM_STATE_GRACE_SECONDS: float = env.float("CHAT_ROOM_STATE_GRACE_SECONDS", default=30.0)
+# After this many connections closed, once fewer are open than have left, the worker collects
+# reference cycles and gives free heap pages back (chat.reclaim); 0: never.
+CHAT_MEMORY_RECLAIM_AFTER_CLOSES: int = env.int("CHAT_MEMORY_RECLAIM_AFTER_CLOSES", default=1000)
 CHAT_SEND_BUFFER_BYTES: int = env.int("CHAT_SEND_BUFFER_BYTES", default=1048576)
 CHAT_LOG_RETENTION_EVENTS: int = env.int("CHAT_LOG_RETENTION_EVENTS", default=20000)
 CHAT_LOG_RETENTION_SECONDS: int = env.int("CHAT_LOG_RETENTION_SECONDS", default=3600)

@@ -27,6 +27,8 @@ def server_env(tmp: Path, extra: Mapping[str, str] | None = None) -> dict[str, s
             "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
             "CHROMA_PATH": os.environ.get("CHROMA_PATH", str(tmp / "chroma")),
             "PYTHONUNBUFFERED": "1",
+            # As the project's run commands serve (chat.reclaim).
+            "PYTHONMALLOC": "malloc",
         }
     )
     env.pop("REDIS_URL", None)

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import importlib.util
 import socket
+import statistics
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from bench.analysis import check_member, summary_ms
 from bench.harness import Context, StreamOutcome, question, rotated, run_members
 from bench.procs import Proc, start_relay
+from bench.profiling import layers, start_profile, top_functions
 from bench.servers import redis_workers, single_worker
 from bench.wire import Member, Variant
 
@@ -57,6 +60,7 @@ def cluster_missing(redis_url: str) -> str | None:
 def run(ctx: Context) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
+    profiles: list[dict[str, Any]] = []
     missing = cluster_missing(ctx.redis_url)
     variants = [v for v in VARIANTS if not (v.startswith("server-2w") and missing)]
     if missing:
@@ -88,6 +92,9 @@ def run(ctx: Context) -> dict[str, Any]:
         for repeat in range(ctx.repeat):
             for variant in rotated(variants, repeat):
                 ctx.progress.set_description(f"fanout {variant}")
+                spies = []
+                if ctx.profile and repeat == 0 and variant.startswith("server-2w"):
+                    spies = profile_workers(ctx, targets[variant], variant)
                 result = fanout_run(
                     ctx,
                     variant,
@@ -95,9 +102,41 @@ def run(ctx: Context) -> dict[str, Any]:
                     members=ctx.sizes.fanout_members,
                     tokens=ctx.sizes.fanout_tokens,
                 )
+                if spies:
+                    profiles.append(collect_profiles(spies, variant))
                 runs.append({"bench": "fanout", "repeat": repeat, **result})
                 ctx.progress.update()
-    return {"runs": runs, "skipped": skipped}
+    out: dict[str, Any] = {"runs": runs, "skipped": skipped}
+    return {**out, "profiles": profiles} if profiles else out
+
+
+Spy = tuple[str, Any, Path]
+
+
+def profile_workers(ctx: Context, procs: list[Proc], variant: str) -> list[Spy]:
+    """py-spy on each worker for the whole run: the joins, the ask and the answer."""
+    settle = JOINING_SETTLE if variant.endswith("-joining") else ctx.sizes.fanout_settle
+    seconds = settle + ctx.sizes.fanout_tokens / ctx.sizes.tps + 5
+    spies: list[Spy] = []
+    for index, proc in enumerate(procs):
+        raw = ctx.workdir / f"profile-{variant}-worker{index}.txt"
+        spy = start_profile(proc.pid, seconds, raw)
+        if spy is not None:
+            spies.append((f"worker {index}", spy, raw))
+    return spies
+
+
+def collect_profiles(spies: list[Spy], variant: str) -> dict[str, Any]:
+    profiles: dict[str, Any] = {"variant": variant, "workers": {}}
+    for name, spy, raw in spies:
+        spy.wait(60)
+        if raw.exists():
+            profiles["workers"][name] = {
+                "raw": str(raw),
+                "layers": layers(raw),
+                "top": top_functions(raw),
+            }
+    return profiles
 
 
 def fanout_run(
@@ -125,6 +164,16 @@ def fanout_run(
     }
 
 
+def _worst_at(outcome: StreamOutcome, latencies: list[tuple[float, float]]) -> float | None:
+    """When the slowest 1% of deliveries were sent by the LLM, in seconds after the ask
+    (their median): whether the tail is the answer's start (joins, presence) or spread."""
+    asked = [t.ask_at for t in outcome.traces if t.ask_at is not None]
+    if not asked or not latencies:
+        return None
+    worst = sorted(latencies, key=lambda item: item[1])[-max(1, len(latencies) // 100) :]
+    return statistics.median(sent_at for sent_at, _ in worst) - asked[0]
+
+
 def _presence_until(outcome: StreamOutcome) -> float | None:
     """Seconds from the ask to the last presence frame any member received."""
     asked = [t.ask_at for t in outcome.traces if t.ask_at is not None]
@@ -137,7 +186,8 @@ def fanout_metrics(
 ) -> dict[str, Any]:
     sent = outcome.sends.get(room)
     checks = [check_member(trace, sent, kind) for trace in outcome.traces]
-    latencies = [lat for check in checks for _, lat in check.latencies]
+    timed = [item for check in checks for item in check.latencies]
+    latencies = [lat for _, lat in timed]
     deliveries = sum(check.tokens for check in checks)
     frames = sum(check.frames for check in checks)
     problems = [problem for check in checks for problem in check.problems]
@@ -156,6 +206,7 @@ def fanout_metrics(
         / max(1, len(outcome.traces))
         / 1024,
         "presence_until_s": _presence_until(outcome),
+        "worst_sent_at_s": _worst_at(outcome, timed),
         "problems": problems[:5],
         **summary_ms(latencies, "lat"),
         "cpu_s": cpu,

@@ -26,8 +26,12 @@ from bench.servers import single_worker
 VARIANTS = ("server", "relay")
 _SETTLE = 1.0
 # The server's grace for idle rooms (bench/procs.py) plus its sweep interval (chat/runtime.py,
-# IDLE_SWEEP_SECONDS) and a settle: after this, the rooms of the closed connections are gone.
+# IDLE_SWEEP_SECONDS) and a settle: after this, the closed connections' rooms are gone. After a
+# crowd (at least CHAT_MEMORY_RECLAIM_AFTER_CLOSES, 1,000, closed) one more sweep: the one after
+# the closes settled gives the memory back (chat.reclaim).
 _AFTER_GRACE = 2.0 + 10.0 + 2.0
+_AFTER_RECLAIM = _AFTER_GRACE + 10.0
+_RECLAIM_AFTER_CLOSES = 1000
 _MIB = 1024 * 1024
 
 
@@ -92,7 +96,7 @@ def idle_run(ctx: Context, variant: str, proc: Proc) -> dict[str, Any]:
     results = [future.result(timeout=300) for future in futures]
     time.sleep(_SETTLE)
     rss_closed = rss_bytes(proc.pid)
-    time.sleep(_AFTER_GRACE)
+    time.sleep(_AFTER_RECLAIM if connected >= _RECLAIM_AFTER_CLOSES else _AFTER_GRACE)
     rss_after_grace = rss_bytes(proc.pid)
     added = connected - warm_count
     errors = [error for result in results for error in result.errors]

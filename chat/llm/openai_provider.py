@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
+import anyio
+import httpx2
 import openai
 from openai import AsyncOpenAI, AsyncStream
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
@@ -22,6 +25,7 @@ from chat.observability import context, metrics
 
 from .base import ChatMessage, LLMRequest, StreamEnd, StreamItem, TextDelta, Usage
 from .retry import BACKOFF_BASE, RETRY_AFTER_CAP, is_retryable_status, retry_delay
+from .sse import EventTooLarge, SSEDataReader
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +33,9 @@ logger = logging.getLogger(__name__)
 PLACEHOLDER_API_KEY = "not-needed"
 # Enough of a server's error message to be useful in an error frame, not a whole HTML page.
 _MAX_SERVER_MESSAGE = 300
+# What breaks a response being read (the SDK's own list, `openai._httpx2.request_exceptions`:
+# anyio and ssl errors that httpx2 does not map yet).
+_CONNECTION_LOST = (httpx2.RequestError, ssl.SSLError, anyio.EndOfStream)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,24 +142,34 @@ class OpenAIProvider:
         finish_reason: str | None = None
         usage: Usage | None = None
         first_token = True
+        done = False
+        events = SSEDataReader()
         try:
             try:
-                # Cancelling the caller while it waits here, or aclose() at the yield below,
-                # goes through the finally: the HTTP response is closed and the LLM stops.
-                async for chunk in upstream:
-                    text, chunk_finish, chunk_usage = _read_chunk(chunk)
-                    usage = chunk_usage or usage
-                    if text:
-                        if first_token:
-                            first_token = False
-                            waited = time.monotonic() - sent_at
-                            metrics.LLM_FIRST_TOKEN_SECONDS.observe(waited)
-                            if call is not None:
-                                call.first_token_seconds = waited
-                        yield TextDelta(text)
-                    finish_reason = chunk_finish or finish_reason
+                # The response's bytes, read and parsed here rather than by the SDK's stream,
+                # which builds a pydantic model per chunk (half of a worker's CPU at 100
+                # answers). Cancelling the caller while it waits here, or aclose() at the
+                # yield below, goes through the finally: the response is closed, the LLM stops.
+                async for piece in upstream.response.aiter_bytes():
+                    for data in events.feed(piece):
+                        if done:
+                            continue  # nothing counts after [DONE]; read on to the body's end
+                        if data.startswith(b"[DONE]"):
+                            done = True
+                            continue
+                        text, chunk_finish, chunk_usage = _read_chunk(data)
+                        usage = chunk_usage or usage
+                        if text:
+                            if first_token:
+                                first_token = False
+                                waited = time.monotonic() - sent_at
+                                metrics.LLM_FIRST_TOKEN_SECONDS.observe(waited)
+                                if call is not None:
+                                    call.first_token_seconds = waited
+                            yield TextDelta(text)
+                        finish_reason = chunk_finish or finish_reason
                 # The usage chunk comes after the finish reason: read to the end before StreamEnd.
-            except openai.APITimeoutError as err:
+            except httpx2.TimeoutException as err:
                 if finish_reason is None:
                     raise LLMError(
                         f"The language model stopped sending its answer for "
@@ -160,7 +177,7 @@ class OpenAIProvider:
                         code="llm_timeout",
                     ) from err
                 logger.warning("LLM stream timed out after its finish reason; usage is lost")
-            except openai.APIConnectionError as err:
+            except _CONNECTION_LOST as err:
                 if finish_reason is None:
                     raise LLMError(
                         "The connection to the language model was lost before the answer "
@@ -168,13 +185,7 @@ class OpenAIProvider:
                         code="llm_truncated",
                     ) from err
                 logger.warning("LLM connection dropped after its finish reason; usage is lost")
-            except openai.APIError as err:
-                # An `error` event inside the stream (OpenAI sends these on overload).
-                raise LLMError(
-                    f"The language model failed while answering: {_server_message(err)}",
-                    code="llm_server_error",
-                ) from err
-            except json.JSONDecodeError as err:
+            except (json.JSONDecodeError, EventTooLarge) as err:
                 raise LLMError(
                     "The language model sent a response that could not be understood.",
                     code="llm_bad_response",
@@ -326,27 +337,49 @@ def _message_param(message: ChatMessage) -> ChatCompletionMessageParam:
     return {"role": "user", "content": message.content}
 
 
-def _read_chunk(chunk: ChatCompletionChunk) -> tuple[str, str | None, Usage | None]:
-    """The text, finish reason and usage of one chunk (choice 0: we never ask for more)."""
+def _read_chunk(data: bytes) -> tuple[str, str | None, Usage | None]:
+    """The text, finish reason and usage of one chunk's JSON (choice 0: we never ask for
+    more); an `error` object instead (OpenAI sends these on overload) raises `LLMError`."""
+    chunk = json.loads(data)
     try:
+        if chunk.get("error"):
+            raise LLMError(
+                f"The language model failed while answering: {_error_message(chunk['error'])}",
+                code="llm_server_error",
+            )
         usage = None
-        if chunk.usage is not None:
+        counts = chunk.get("usage")
+        if counts is not None:
             usage = Usage(
-                prompt_tokens=int(chunk.usage.prompt_tokens or 0),
-                completion_tokens=int(chunk.usage.completion_tokens or 0),
+                prompt_tokens=int(counts.get("prompt_tokens") or 0),
+                completion_tokens=int(counts.get("completion_tokens") or 0),
             )
         text, finish_reason = "", None
-        for choice in chunk.choices or ():
-            if choice.index == 0:
-                text = (choice.delta.content if choice.delta is not None else None) or ""
-                finish_reason = choice.finish_reason
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) == 0:
+                delta = choice.get("delta")
+                text = (delta.get("content") if delta is not None else None) or ""
+                finish_reason = choice.get("finish_reason")
+        if not isinstance(text, str) or not isinstance(finish_reason, str | None):
+            raise TypeError("content and finish_reason are strings")
     except (AttributeError, TypeError, ValueError) as err:
-        # The SDK does not validate chunks: valid JSON of the wrong shape surfaces here.
+        # Valid JSON of the wrong shape.
         raise LLMError(
             "The language model sent a response that could not be understood.",
             code="llm_bad_response",
         ) from err
     return text, finish_reason, usage
+
+
+def _error_message(error: object) -> str:
+    """An in-stream error's message, shortened (as the SDK reads it: `error.message`)."""
+    message = error.get("message") if isinstance(error, Mapping) else None
+    if not message or not isinstance(message, str):
+        message = "An error occurred during streaming"
+    text = " ".join(message.split())
+    if len(text) > _MAX_SERVER_MESSAGE:
+        text = text[: _MAX_SERVER_MESSAGE - 1] + "…"
+    return text
 
 
 def _request_id(upstream: AsyncStream[ChatCompletionChunk]) -> str:

@@ -9,20 +9,24 @@ Here, connects that arrive while a batch is in the database thread wait for the 
 which checks them all together: every connect is still checked against the database as it is
 after the connect arrived, by the one access rule.
 
-`auth_stack` replaces Channels' `AuthMiddlewareStack` for the chat's sockets: the same session
-and user, resolved in that batch instead of by the middleware in a hop of its own.
+`auth_stack` replaces Channels' `AuthMiddlewareStack` for the chat's sockets: the same cookies,
+session and user, resolved in that batch instead of by the middleware in a hop of its own, and
+set in one step that stays out of the socket's life (see `SocketIdentity`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Any
 
-from channels.auth import AuthMiddleware, UserLazyObject, get_user
+from channels.auth import UserLazyObject, get_user
 from channels.db import database_sync_to_async
-from channels.sessions import CookieMiddleware, SessionMiddleware
+from django.conf import settings
+from django.http import parse_cookie
 from django.utils.functional import empty
 
 from chat import identity as identities
@@ -104,14 +108,34 @@ def check_batch(requests: list[tuple[dict[str, Any], str]]) -> list[Entry]:
     return entries
 
 
-class _DeferredAuthMiddleware(AuthMiddleware):
-    """Channels' AuthMiddleware, leaving `scope["user"]` to be resolved by `check_batch`."""
+class SocketIdentity:
+    """What Channels' cookie, session and auth middlewares put in a socket's scope (`cookies`;
+    `session`, the session store for the cookie's key, loaded when first read; `user`, left to
+    `check_batch`), in one step: `__call__` returns the inner application's coroutine instead of
+    awaiting it. Channels' three stay in every socket's chain of awaits for its whole life, each
+    with a copy of the scope, and its session wrapper sits in every frame's `send`; for a socket
+    that wrapper never saves (it saves on `http.response.start` only), so nothing is lost."""
 
-    async def resolve_scope(self, scope: dict[str, Any]) -> None:
-        return None
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.session_store = import_module(settings.SESSION_ENGINE).SessionStore
+
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[Any]:
+        cookies: dict[str, str] = {}
+        for name, value in scope.get("headers", []):
+            if name == b"cookie":
+                cookies = parse_cookie(value.decode("latin1"))
+                break
+        scope = {
+            **scope,
+            "cookies": cookies,
+            "session": self.session_store(cookies.get(settings.SESSION_COOKIE_NAME)),
+            "user": UserLazyObject(),
+        }
+        return self.inner(scope, receive, send)
 
 
 def auth_stack(inner: Any) -> Any:
     """Channels' `AuthMiddlewareStack` (cookies, session, user) with the user resolved in the
     connect's batch (`EntryChecks`), not in a database hop of its own."""
-    return CookieMiddleware(SessionMiddleware(_DeferredAuthMiddleware(inner)))
+    return SocketIdentity(inner)

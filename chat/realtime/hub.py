@@ -50,6 +50,9 @@ class RoomHub:
         self._rooms: dict[str, _RoomState] = {}
         # Reads of the log in flight, shared by the joins that need the same one (below).
         self._reads: dict[tuple[str, str, int], asyncio.Future[Any]] = {}
+        # Members here now, and members who ever left (chat.reclaim reads both).
+        self.connected = 0
+        self.left_total = 0
 
     async def _shared(self, key: tuple[str, str, int], read: Callable[[], Awaitable[T]]) -> T:
         """One read of the log for every join that asks for the same one while it is in flight:
@@ -138,14 +141,19 @@ class RoomHub:
                     conn.push(frame)
                     cursor = seq
         conn.cursor = cursor
-        state.members.add(conn)
+        if conn not in state.members:
+            state.members.add(conn)
+            self.connected += 1
         return resumed
 
     def leave(self, room: str, conn: Outbox) -> None:
         state = self._rooms.get(room)
         if state is None:
             return
-        state.members.discard(conn)
+        if conn in state.members:
+            state.members.remove(conn)
+            self.connected -= 1
+            self.left_total += 1
         self._forget_if_unused(room, state)
 
     def _forget_if_unused(self, room: str, state: _RoomState) -> None:

@@ -12,6 +12,7 @@ Backends: `chat.realtime.memory.MemoryRoomLog` (one process) and
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 import time
@@ -28,6 +29,22 @@ Listener = Callable[[int, str], None]
 # lost its data), seq continues this far above the last seq the database saw: a client that
 # resumes with an older cursor can never mistake new events for ones it has seen.
 SEQ_RESTART_GAP = 10_000
+
+# Append tokens: this process's random prefix and a counter. A token only has to differ from
+# the room's last 256 (chat.realtime.redis_lua); a fresh random one per delta cost a system
+# call per delta (docs/benchmarks.md, "Fixes").
+_TOKEN_PREFIX = secrets.token_hex(6)
+_token_counter = itertools.count()
+
+
+def append_token() -> str:
+    """A name for one append, unique across processes and time."""
+    return f"{_TOKEN_PREFIX}{next(_token_counter):x}"
+
+
+class AppendsLater(Exception):
+    """This log cannot append without waiting (its store is across the network, or it must
+    first load the room): `append` instead."""
 
 
 class RoomLogUnavailable(Exception):
@@ -74,6 +91,13 @@ class RoomLog(Protocol):
         """
         ...
 
+    def append_now(self, room: str, event: dict[str, Any]) -> int | None:
+        """`append`, done before it returns, when the log can do that without waiting (the
+        memory log, for a room it holds); else raises `AppendsLater`. A running answer's deltas
+        go this way when they can: a task per delta was a measurable share of a worker's CPU
+        (docs/benchmarks.md, "Fixes")."""
+        ...
+
     async def snapshot(self, room: str, limit: int) -> Snapshot:
         """The last seq and up to `limit` latest messages, oldest first, atomically."""
         ...
@@ -111,7 +135,7 @@ async def append_patiently(
     same token on every try, so the event is appended once however many replies were lost.
     A running answer's events go through here, so an answer survives Redis going away for a
     while (its deltas wait in the answer's own buffer meanwhile, chat.answers.publisher)."""
-    token = secrets.token_hex(8)
+    token = append_token()
     deadline = time.monotonic() + within
     delay = 0.05
     while True:

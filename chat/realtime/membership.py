@@ -4,6 +4,7 @@ only the member goes (answers keep running)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -16,6 +17,7 @@ from chat.identity import Identity
 from chat.protocol import dumps
 from chat.realtime.backends import store_unavailable
 from chat.realtime.coordination import Coordinator
+from chat.realtime.entry import MAX_BATCH
 from chat.realtime.hub import RoomHub
 from chat.realtime.outbox import Outbox
 from chat.realtime.presence import Presence
@@ -36,6 +38,9 @@ class Membership:
         self._presence = presence
         # (room, user id) -> when they were removed from the room (see EXPELLED_MEMORY_SECONDS).
         self._expelled: dict[tuple[str, str], float] = {}
+        # Joins whose access is read again (see `_may_still_enter`), and the task reading them.
+        self._rereads: list[tuple[str, Identity, asyncio.Future[bool]]] = []
+        self._rereading: asyncio.Task[None] | None = None
 
     async def join(
         self,
@@ -86,7 +91,10 @@ class Membership:
                 welcome=welcome,
             )
             await self._presence.changed(room)
-            if admitted_at is not None and self._expelled_since(room, outbox.user_id, admitted_at):
+            if admitted_at is not None and (
+                self._expelled_since(room, outbox.user_id, admitted_at)
+                or not await self._may_still_enter(room, identity, admitted_at)
+            ):
                 # Removed while this join was on its way (it passed the access check first).
                 outbox.close_soon(protocol.CLOSE_REMOVED)
         except BaseException:
@@ -144,6 +152,41 @@ class Membership:
                 self.expel(room, outbox.user_id)
                 closed += 1
         return closed
+
+    async def _may_still_enter(self, room: str, identity: Identity, admitted_at: float) -> bool:
+        """For a join whose access was read before this worker joined the room's group (the
+        room's first connections here, or the first after it went idle): a removal, or a
+        change of visibility, told to the group in between never reached this worker, so the
+        access is read again. Joins to a room already watched here skip it; those waiting
+        together are read in one batch (a reconnect storm lands in rooms new to the worker)."""
+        since = self._presence.watching_since(room)
+        if since is None or since <= admitted_at:
+            return True
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._rereads.append((room, identity, future))
+        if self._rereading is None:
+            self._rereading = asyncio.create_task(self._reread(), name="access rereads")
+        return await future
+
+    async def _reread(self) -> None:
+        """Answer the waiting `_may_still_enter`s, a batch per trip to the database thread."""
+        try:
+            while self._rereads:
+                batch, self._rereads = self._rereads[:MAX_BATCH], self._rereads[MAX_BATCH:]
+                try:
+                    verdicts = await database_sync_to_async(rooms.access_and_rooms)(
+                        [(room, identity) for room, identity, _ in batch]
+                    )
+                except Exception as err:
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(err)
+                    continue
+                for (_, _, future), (access, _) in zip(batch, verdicts, strict=True):
+                    if not future.done():  # its join may have been cancelled
+                        future.set_result(access.may_enter)
+        finally:
+            self._rereading = None
 
     def _expelled_since(self, room: str, user_id: str, moment: float) -> bool:
         when = self._expelled.get((room, user_id))

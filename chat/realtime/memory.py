@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chat.protocol import dumps
-from chat.realtime.log import SEQ_RESTART_GAP, Listener, RoomSeeder, Snapshot
-from chat.realtime.redaction import REDACTED_TYPE, redacted_form, scrub, subject
+from chat.realtime.log import SEQ_RESTART_GAP, AppendsLater, Listener, RoomSeeder, Snapshot
+from chat.realtime.redaction import REDACTED_TYPE, redacted_form, scrub, subject, touched_by
 from chat.realtime.view import apply_to_view, render_history
 
 _ANSWER_UPDATES = frozenset({"answer.sources", "answer.delta", "answer.end"})
@@ -68,12 +68,23 @@ class MemoryRoomLog:
         self, room_name: str, event: dict[str, Any], *, token: str | None = None
     ) -> int | None:
         # In this process an append cannot be lost on the way back: `token` is not needed.
-        room = await self._room(room_name)
+        return self._append_to(await self._room(room_name), event)
+
+    def append_now(self, room_name: str, event: dict[str, Any]) -> int | None:
+        room = self._rooms.get(room_name)
+        if room is None:
+            raise AppendsLater(room_name)  # seeding it from the database is a wait
+        room.used = time.monotonic()
+        return self._append_to(room, event)
+
+    def _append_to(self, room: _Room, event: dict[str, Any]) -> int | None:
         if event["type"] in _ANSWER_UPDATES and event["answer_id"] not in room.live:
             return None  # That answer has ended (perhaps ended by someone else): nothing more.
         message_id = subject(event)
-        if message_id in room.redacted:
-            event = redacted_form(event)  # the rest of an answer redacted while being written
+        if touched_by(event, room.redacted):
+            # The rest of an answer redacted while being written; the sources of an answer
+            # whose question was redacted.
+            event = redacted_form(event)
         elif event["type"] == REDACTED_TYPE and message_id is not None:
             room.redacted.add(message_id)
             room.events = deque(

@@ -1,7 +1,8 @@
 """A member's outbox: the bounded send buffer in front of one socket (or SSE stream).
 
-Frames are queued and written by one writer task, in order. The bound covers what waits in our
-queue plus what the server's transport still holds unsent (daphne exposes it; see
+Frames are queued and written by one writer task, in order; a frame pushed while nothing waits
+before it goes out at once when the server can take it so (`send_now`). The bound covers what
+waits in our queue plus what the server's transport still holds unsent (daphne exposes it; see
 `config.asgi.transport_probe`): a client too slow to read is closed with 4008 and resumes with
 `after`, so memory stays bounded and nothing is dropped silently.
 """
@@ -20,6 +21,8 @@ from chat.protocol import CLOSE_TOO_SLOW
 logger = logging.getLogger(__name__)
 
 SendText = Callable[[str], Awaitable[None]]
+# Sends a frame before returning; False when it cannot now (then `SendText` is used).
+SendNow = Callable[[str], bool]
 CloseSocket = Callable[[int], Coroutine[Any, Any, None]]
 PendingBytes = Callable[[], int]
 
@@ -35,10 +38,15 @@ class Outbox:
         close: CloseSocket,
         max_bytes: int,
         transport_pending: PendingBytes | None = None,
+        send_now: SendNow | None = None,
         label: str = "",
         user_id: str = "",
     ) -> None:
         self._send = send
+        # When the server can take a frame at once (daphne: config.asgi), a frame pushed while
+        # nothing waits before it goes straight out, with no writer task woken for it.
+        self._send_now = send_now
+        self._sending = False  # the writer is in the middle of a send
         self._close = close
         self._max_bytes = max_bytes
         self._transport_pending = transport_pending
@@ -79,6 +87,13 @@ class Outbox:
             )
             self.close_soon(CLOSE_TOO_SLOW)
             return False
+        if self._send_now is not None and not self._queue and not self._sending:
+            try:
+                if self._send_now(frame):
+                    return True
+            except Exception as err:
+                self._stop_writing(err)
+                return False
         self._queue.append(frame)
         self._queued_bytes += size
         self._wakeup.set()
@@ -102,17 +117,22 @@ class Outbox:
             while self._queue and not self.closing:
                 frame = self._queue.popleft()
                 self._queued_bytes -= len(frame)
+                self._sending = True
                 try:
                     await self._send(frame)
                 except Exception as err:
-                    # The client went away while we wrote ("Attempt to send on a closed
-                    # protocol"): not an error of ours. Stop writing; the disconnect that
-                    # follows makes the member leave.
-                    logger.debug("Stopped writing to %s: %r", self.label, err)
-                    self.closing = True
-                    self._queue.clear()
-                    self._queued_bytes = 0
+                    self._stop_writing(err)
                     return
+                finally:
+                    self._sending = False
+
+    def _stop_writing(self, err: Exception) -> None:
+        # The client went away while we wrote ("Attempt to send on a closed protocol"): not
+        # an error of ours. Stop writing; the disconnect that follows makes the member leave.
+        logger.debug("Stopped writing to %s: %r", self.label, err)
+        self.closing = True
+        self._queue.clear()
+        self._queued_bytes = 0
 
     async def stop(self) -> None:
         """Stop the writer (the socket is gone). Never raises: whatever state the writer is

@@ -22,11 +22,16 @@ from chat.realtime.hub import RoomHub
 
 logger = logging.getLogger(__name__)
 
+# A room's list is pushed once it has not changed for this long (PRESENCE_QUIET_WHEN_BUSY if
+# it was pushed less than PRESENCE_BURST_INTERVAL ago), and at the latest PRESENCE_BURST_INTERVAL
+# after the change that started the wait: a crowd joining for seconds (a reconnect storm) sends
+# each member one frame a second, not ten, each with the whole list (measured: the frames to
+# members were an eighth of a worker's time in a storm of 5,000; docs/benchmarks.md,
+# "Reconnect storm"), and a burst that ends is told soon after its last change, not up to a
+# second later, into the answer that was asked meanwhile (measured: 200 members' lists, pushed
+# into an answer's first tokens, were its slowest deliveries; docs/benchmarks.md, "Fixes").
 PRESENCE_DEBOUNCE = 0.1
-# A room whose members' list was pushed less than this ago gets its next push this long after
-# the change instead: a crowd joining for seconds (a reconnect storm) sends each member one
-# frame a second, not ten, each with the whole list (measured: the frames to members were an
-# eighth of a worker's time in a storm of 5,000; docs/benchmarks.md, "Reconnect storm").
+PRESENCE_QUIET_WHEN_BUSY = 0.25
 PRESENCE_BURST_INTERVAL = 1.0
 # A change is told to the other workers this long after it, once for every change to the room
 # in that time: a burst of joins (a reconnect storm) costs one group_send per room, not one per
@@ -52,9 +57,13 @@ class Presence:
         self._groups: dict[str, float] = {}
         # Rooms whose group this worker's control channel is in (as far as it knows).
         self._watched: set[str] = set()
+        # When this worker joined each room's group: what was told to the group before then
+        # (a removal, a room made private) never reached it (Membership.join reads again).
+        self._watched_at: dict[str, float] = {}
         # Rooms whose group_add is on its way: the room's other joiners wait for it too.
         self._adding: dict[str, asyncio.Task[None]] = {}
         self._pending: set[str] = set()
+        self._changed: dict[str, float] = {}  # room -> its last change seen (pending rooms)
         self._pushed: dict[str, float] = {}  # room -> when its last frame was pushed here
         self._notifying: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -78,6 +87,11 @@ class Presence:
     async def _add_group(self, room: str) -> None:
         await self._layer.group_add(room_group(room), self.control_channel)
         self._watched.add(room)
+        self._watched_at[room] = time.monotonic()
+
+    def watching_since(self, room: str) -> float | None:
+        """When this worker last joined `room`'s group (None: it is not in it)."""
+        return self._watched_at.get(room) if room in self._watched else None
 
     async def changed(self, room: str) -> None:
         """Tell every worker serving `room` that its member list changed: once for all the
@@ -107,20 +121,30 @@ class Presence:
         await self._layer.group_send(room_group(room), {"type": "presence.changed", "room": room})
 
     def schedule_push(self, room: str) -> None:
-        """Coalesce presence changes: one `presence` frame per room per PRESENCE_DEBOUNCE at
-        most. Measured: 200 members joining at once sent each member ~190 frames, enough to
-        delay an answer's deltas behind them by a second (docs/benchmarks.md)."""
+        """Coalesce presence changes: one `presence` frame once the room's list is quiet, at
+        most one per PRESENCE_BURST_INTERVAL while it keeps changing (see there). Measured: 200
+        members joining at once sent each member ~190 frames, enough to delay an answer's
+        deltas behind them by a second (docs/benchmarks.md)."""
+        now = time.monotonic()
+        self._changed[room] = now
         if room in self._pending:
             return
         self._pending.add(room)
-        now = time.monotonic()
         last = self._pushed.get(room)
         busy = last is not None and now - last < PRESENCE_BURST_INTERVAL
-        delay = PRESENCE_BURST_INTERVAL if busy else PRESENCE_DEBOUNCE
+        quiet = PRESENCE_QUIET_WHEN_BUSY if busy else PRESENCE_DEBOUNCE
 
         async def push_later() -> None:
-            await asyncio.sleep(delay)
+            deadline = now + PRESENCE_BURST_INTERVAL
+            while True:
+                # Until the list has been quiet long enough, or the wait is at its bound.
+                at = time.monotonic()
+                wait = min(self._changed.get(room, now) + quiet, deadline) - at
+                if wait <= 0:
+                    break
+                await asyncio.sleep(wait)
             self._pending.discard(room)
+            self._changed.pop(room, None)
             self._pushed[room] = time.monotonic()
             if len(self._pushed) > 10_000:  # bounded: old entries only shorten a wait
                 self._pushed = {
@@ -172,6 +196,7 @@ class Presence:
         for room in idle:
             del self._groups[room]
             self._watched.discard(room)
+            self._watched_at.pop(room, None)
             self._pushed.pop(room, None)
             await self._layer.group_discard(room_group(room), self.control_channel)
         return len(idle)

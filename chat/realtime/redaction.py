@@ -7,9 +7,11 @@ appended later for it (the deltas and end of an answer still being written) are 
 that form already. Both room-log backends and the hub use these functions, so they agree.
 
 A message's events name it by `id` (`question`, `message`, `answer.start`) or `answer_id`
-(`answer.sources`, `answer.delta`, `answer.end`). A JSON string never holds a bare `"`, so the
-substring `"<id>"` can only be a key's or value's whole string: a quick, exact first test
-before any frame is decoded.
+(`answer.sources`, `answer.delta`, `answer.end`). An `answer.sources` with a `query` (the
+question rewritten for the search, which keeps its words) also names its question
+(`question_id`): redacting either takes the query out; the sources and the answer stay. A
+JSON string never holds a bare `"`, so the substring `"<id>"` can only be a key's or value's
+whole string: a quick, exact first test before any frame is decoded.
 """
 
 from __future__ import annotations
@@ -33,6 +35,14 @@ def subject(event: dict[str, Any]) -> str | None:
     return event.get("answer_id")
 
 
+def touched_by(event: dict[str, Any], ids: Collection[str]) -> bool:
+    """Whether redacting the messages `ids` changes `event`: it is about one of them, or it
+    is an `answer.sources` whose query holds the words of a question among them."""
+    if subject(event) in ids:
+        return True
+    return event.get("type") == "answer.sources" and event.get("question_id") in ids
+
+
 def redacted_form(event: dict[str, Any]) -> dict[str, Any]:
     """`event` as it may still be read once its message is redacted (its seq kept)."""
     kind = event["type"]
@@ -43,7 +53,10 @@ def redacted_form(event: dict[str, Any]) -> dict[str, Any]:
         # (so no seq goes missing; applying a redaction twice changes nothing).
         form: dict[str, Any] = {"seq": event["seq"]} if "seq" in event else {}
         return {**form, "type": REDACTED_TYPE, "id": event["answer_id"]}
-    return event  # answer.start, answer.sources: no one's words
+    if kind == "answer.sources" and "query" in event:
+        # The question rewritten for the search keeps its words (names, codes, numbers).
+        return {key: value for key, value in event.items() if key != "query"}
+    return event  # answer.start, answer.sources without a query: no one's words
 
 
 def mentions(frame: str, ids: Collection[str]) -> bool:
@@ -55,7 +68,7 @@ def scrub(frame: str, ids: Collection[str]) -> str:
     if not ids or not mentions(frame, ids):
         return frame
     event = json.loads(frame)
-    if subject(event) not in ids:
+    if not touched_by(event, ids):
         return frame
     redacted = redacted_form(event)
     return frame if redacted is event else dumps(redacted)

@@ -32,6 +32,7 @@ from chat.protocol import ROOM_EVENT_TYPES, dumps
 from chat.realtime import redis_lua
 from chat.realtime.log import (
     SEQ_RESTART_GAP,
+    AppendsLater,
     Listener,
     RoomLogUnavailable,
     RoomSeeder,
@@ -109,6 +110,9 @@ class RedisRoomLog:
 
     # --- writing --------------------------------------------------------------------------
 
+    def append_now(self, room: str, event: dict[str, Any]) -> int | None:
+        raise AppendsLater(room)  # every append is a round trip to Redis
+
     async def append(
         self, room: str, event: dict[str, Any], *, token: str | None = None
     ) -> int | None:
@@ -123,6 +127,10 @@ class RedisRoomLog:
             target, payload = event["id"], dumps(_started_message(event))
         elif kind == "answer.sources":
             target, payload = event["answer_id"], dumps({"sources": event["sources"]})
+            if "query" in event:
+                # Stored instead, should the answer or its question (the query holds its
+                # words) be redacted before the sources come.
+                redacted_end = [dumps(redacted_form(event))[1:], event.get("question_id", "")]
         elif kind == "answer.end":
             patch: dict[str, Any] = {
                 k: event[k] for k in ("status", "text", "error", "usage") if k in event

@@ -34,6 +34,7 @@ RECENT_APPENDS = 256
 #       payload (delta text | message JSON | sources JSON | end patch JSON | redaction patch),
 #       max events, view size, retention seconds, ttl seconds, append token, recent appends
 #       kept, then for an `answer.end` its redacted frame body and end patch, for an
+#       `answer.sources` with a `query` its redacted frame body and its question's id, for an
 #       `answer.feedback` its rev and "" (else "", "")
 # Returns the new seq (or the first try's, for a token already appended); 0 when the event
 # belongs to an answer that is not live (nothing is appended: an answer ends exactly once and
@@ -46,8 +47,13 @@ if first then return tonumber(first) end
 local part_of_answer = kind == 'answer.delta' or kind == 'answer.sources' or kind == 'answer.end'
 if part_of_answer and redis.call('SISMEMBER', KEYS[5], id) == 0 then return 0 end
 -- The rest of an answer redacted while it was being written is stored redacted.
-local redacted = (kind == 'answer.delta' or kind == 'answer.end')
+local redacted = (kind == 'answer.delta' or kind == 'answer.end'
+                  or (kind == 'answer.sources' and ARGV[11] ~= ''))
   and redis.call('SISMEMBER', KEYS[10], id) == 1
+if kind == 'answer.sources' and ARGV[11] ~= '' and not redacted and ARGV[12] ~= '' then
+  -- Its query holds its question's words: gone with the question too.
+  redacted = redis.call('SISMEMBER', KEYS[10], ARGV[12]) == 1
+end
 local body = ARGV[2]
 if redacted then
   body = kind == 'answer.delta' and ('"type":"message.redacted","id":"' .. id .. '"}') or ARGV[11]

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from chat.answers.publisher import DeltaPublisher
+from chat.realtime.log import AppendsLater
 
 
 async def test_deltas_merge_while_an_append_is_in_flight_and_keep_order() -> None:
@@ -63,4 +64,50 @@ async def test_a_failed_append_is_raised_by_drain_and_nothing_after_it_is_sent()
     with pytest.raises(ConnectionError):
         await publisher.drain()
     assert appended == []
+    assert publisher.text == ""
+
+
+async def test_appended_at_once_when_the_log_can_and_through_the_pump_when_it_cannot() -> None:
+    """`append_now` takes a delta before `add` returns while nothing is in flight; a log that
+    must wait (AppendsLater) gets it through the pump, and the order holds across both."""
+    appended: list[str] = []
+    now_ok = True
+    gate = asyncio.Event()
+
+    def append_now(text: str) -> None:
+        if not now_ok:
+            raise AppendsLater("kitchen")
+        appended.append(text)
+
+    async def append(text: str) -> None:
+        await gate.wait()
+        appended.append(text)
+
+    publisher = DeltaPublisher(append, append_now=append_now)
+    publisher.add("a")
+    assert appended == ["a"]  # before add returned, no task
+    now_ok = False
+    publisher.add("b")  # the log must wait: through the pump
+    await asyncio.sleep(0)
+    now_ok = True
+    publisher.add("c")  # "b" is in flight: "c" waits behind it, not appended at once
+    assert appended == ["a"]
+    gate.set()
+    await publisher.drain()
+    assert appended == ["a", "b", "c"]
+    assert publisher.text == "abc"
+
+
+async def test_a_failed_append_at_once_is_raised_by_drain() -> None:
+    def append_now(text: str) -> None:
+        raise ConnectionError("broken")
+
+    async def append(text: str) -> None:
+        raise AssertionError("not tried again: the failure stops the deltas")
+
+    publisher = DeltaPublisher(append, append_now=append_now)
+    publisher.add("a")
+    publisher.add("b")
+    with pytest.raises(ConnectionError):
+        await publisher.drain()
     assert publisher.text == ""

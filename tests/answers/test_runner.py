@@ -14,6 +14,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from chat import protocol
+from chat.answers import runner as runner_module
 from chat.answers.admission import Admission
 from chat.answers.assistant import Assistant
 from chat.answers.events import AnswerEvent
@@ -279,6 +280,29 @@ async def test_a_cancel_while_the_start_is_appended_ends_the_answer_once_after_i
     assert [f["type"] for f in worker.events(answer_id)] == ["answer.start", "answer.end"]
     assert (end["status"], end["text"]) == ("cancelled", "")
     assert (await row(answer_id))["status"] == "cancelled"
+
+
+async def test_answers_being_written_are_checkpointed_together_while_they_stream(
+    new_worker: NewWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every checkpoint interval the rows of the answers running here get their text so far
+    (what a crash of the worker would leave), and the end then stores the whole text."""
+    monkeypatch.setattr(runner_module, "CHECKPOINT_SECONDS", 0.1)
+    worker = await new_worker(slow_llm(count=40))
+    first, second = await worker.ask(), await worker.ask("And to drink?", who=OTHER)
+
+    async def checkpointed(answer_id: str) -> bool:
+        stored = await row(answer_id)
+        return stored["status"] == "streaming" and len(stored["text"]) > 0
+
+    await wait_for(lambda: checkpointed(first))
+    await wait_for(lambda: checkpointed(second))
+    for answer_id in (first, second):
+        stored = await row(answer_id)
+        assert worker.llm.text.startswith(stored["text"])  # a prefix of what was written
+    for answer_id in (first, second):
+        end = await worker.end(answer_id)
+        assert (await row(answer_id))["text"] == end["text"] == worker.llm.text
 
 
 # --- cancel ---------------------------------------------------------------------------------

@@ -739,6 +739,12 @@ async def test_a_rewritten_follow_up_shows_what_was_searched_in_both_languages(
         server.answer("a3", "q3", ["Until nine."], sources=[source(2, "Hours", "8 to 21.")])
         await expect(answer(page, "a3")).to_have_attribute("data-status", "complete")
         await expect(answer(page, "a3").locator(".sources-query")).to_have_count(0)
+        # A moderator redacts q2: "searched for" held its words and goes; its answer stays.
+        server.emit({"type": "message.redacted", "id": "q2"})
+        await expect(page.locator("#msg-q2 .redacted-note")).to_be_visible()
+        await expect(answer(page, "a2").locator(".sources-query")).to_have_count(0)
+        await expect(answer(page, "a2")).to_contain_text("없어요.")
+        await expect(note).to_have_text(f"Searched for: {query}")  # another question's stays
 
 
 async def test_auto_scroll_follows_only_at_the_bottom(

@@ -15,7 +15,7 @@ import json
 from django.contrib.auth.models import User
 from django.test import Client
 from chat.identity import from_user
-from chat.models import Room, RoomMembership
+from chat.models import ApiToken, Room, RoomMembership
 people = {}
 users = {}
 for name in ("owner", "mod", "member", "outsider"):
@@ -23,7 +23,7 @@ for name in ("owner", "mod", "member", "outsider"):
     client = Client()
     client.force_login(users[name])
     people[name] = {"cookie": "sessionid=" + client.cookies["sessionid"].value,
-                    "id": from_user(users[name]).id}
+                    "id": from_user(users[name]).id, "key": ApiToken.issue(users[name])[1]}
 room = Room.objects.create(name="%(room)s", owner=users["owner"], visibility="private")
 RoomMembership.objects.create(room=room, user=users["mod"], role="moderator")
 RoomMembership.objects.create(room=room, user=users["member"], role="member")
@@ -33,7 +33,8 @@ print(json.dumps(people))
 
 def team(cluster: Cluster) -> tuple[str, dict[str, dict[str, str]]]:
     """A private room with an owner, a moderator and a member, and an outsider: their
-    sessions live in the shared database, so each is the same person on every worker."""
+    sessions (`cookie`) and API keys (`key`) live in the shared database, so each is the same
+    person on every worker."""
     tag = uuid.uuid4().hex[:8]
     room = f"team-{tag}"
     made = subprocess.run(

@@ -13,18 +13,22 @@ import pytest
 
 from tests.cluster.clients import Member
 from tests.cluster.conftest import ClusterFactory
-from tests.conftest import sse
+from tests.conftest import sse, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
 
 
-def stored_said(database_url: str, message_id: str) -> tuple[str, str, int]:
+def stored_said(database_url: str, message_id: str) -> tuple[str, str, int | None]:
     with psycopg.connect(database_url) as conn:
         row = conn.execute(
             "select role, text, seq from chat_message where id = %s", (message_id,)
         ).fetchone()
     assert row is not None, f"{message_id} is not stored"
     return row[0], row[1], row[2]
+
+
+def _with_seq(row: tuple[str, str, int | None]) -> tuple[str, str, int | None] | None:
+    return row if row[2] is not None else None
 
 
 async def test_a_message_said_on_one_worker_is_everywhere_on_the_other(
@@ -48,7 +52,10 @@ async def test_a_message_said_on_one_worker_is_everywhere_on_the_other(
     seen_on_a = await on_a.until(lambda f: f["type"] == "message")
     assert seen_on_a[-1] == said
     assert all(f["type"] != "typing" for f in [*on_a.others, *seen_on_a])
-    assert stored_said(database_url, said["id"]) == ("message", said["text"], said["seq"])
+    # The row gets its seq just after the event is posted (storage.question_posted): a member
+    # may read the event first (this failed once under load).
+    stored = await wait_for(lambda: _with_seq(stored_said(database_url, said["id"])))
+    assert stored == ("message", said["text"], said["seq"])
 
     # B's welcome holds it, as a `message` history item.
     fresh = await Member.join(cluster.ws_url(1, room))

@@ -139,6 +139,87 @@ async def test_both_logs_redact_alike_and_keep_no_redacted_text(
     assert dict(delivered)[21] == backlog[20][1]
 
 
+async def test_a_redacted_answer_keeps_no_search_query_in_either_log(
+    logs: tuple[MemoryRoomLog, RedisRoomLog],
+) -> None:
+    """An answer's `answer.sources` may carry `query`: its question rewritten for the search,
+    which keeps the question's names, codes and numbers. Redacting the answer takes the query
+    out with its text: from what the logs held before (a1) and from what is appended after
+    (a2, redacted while it was still searching)."""
+    memory, redis = logs
+    await redis.subscribe("query", lambda seq, frame: None)
+    await memory.subscribe("query", lambda seq, frame: None)
+    user = {"id": "g:1", "name": "Ann"}
+    secret = "door code 4711"
+    events = [
+        protocol.question_event(id="q1", user=user, text="And that?", created=NOW, client_id=None),
+        protocol.answer_start_event(id="a1", question_id="q1", created=NOW),
+        protocol.answer_sources_event(answer_id="a1", sources=[], query=secret),
+        protocol.answer_end_event(answer_id="a1", status="complete", text="Ask Minji."),
+        protocol.message_redacted_event(id="a1"),
+        protocol.question_event(id="q2", user=user, text="And this?", created=NOW, client_id=None),
+        protocol.answer_start_event(id="a2", question_id="q2", created=NOW),
+        protocol.message_redacted_event(id="a2"),
+        protocol.answer_sources_event(answer_id="a2", sources=[], query=secret),
+        protocol.answer_end_event(answer_id="a2", status="complete", text="Ask Minji."),
+    ]
+    for event in events:
+        assert await memory.append("query", event) == await redis.append("query", event)
+    for after in (0, 2, 8):
+        assert await memory.read_after("query", after) == await redis.read_after("query", after)
+    backlog = await redis.read_after("query", 0)
+    assert backlog is not None
+    sources = [json.loads(f) for _, f in backlog if '"type":"answer.sources"' in f]
+    assert [(s["answer_id"], "query" in s) for s in sources] == [("a1", False), ("a2", False)]
+    assert "4711" not in " ".join(frame for _, frame in backlog)
+    assert await memory.snapshot("query", 50) == await redis.snapshot("query", 50)
+
+
+async def test_a_redacted_question_takes_its_answers_search_query_in_either_log(
+    logs: tuple[MemoryRoomLog, RedisRoomLog],
+) -> None:
+    """The query is the question's words: redacting the question takes it out of its answers'
+    `answer.sources` (which name the question when they carry a query), held or appended
+    later; the answers themselves stay."""
+    memory, redis = logs
+    await redis.subscribe("asked", lambda seq, frame: None)
+    await memory.subscribe("asked", lambda seq, frame: None)
+    user = {"id": "g:1", "name": "Ann"}
+    secret = "door code 4711"
+
+    def sources(answer_id: str, question_id: str) -> dict[str, Any]:
+        return protocol.answer_sources_event(
+            answer_id=answer_id, sources=[], query=secret, question_id=question_id
+        )
+
+    events = [
+        protocol.question_event(id="q1", user=user, text=secret, created=NOW, client_id=None),
+        protocol.answer_start_event(id="a1", question_id="q1", created=NOW),
+        sources("a1", "q1"),
+        protocol.answer_end_event(answer_id="a1", status="complete", text="Ask Minji."),
+        protocol.question_event(id="q2", user=user, text=secret, created=NOW, client_id=None),
+        protocol.answer_start_event(id="a2", question_id="q2", created=NOW),
+        protocol.message_redacted_event(id="q1"),
+        protocol.message_redacted_event(id="q2"),
+        sources("a2", "q2"),
+        protocol.answer_end_event(answer_id="a2", status="complete", text="Ask Minji."),
+    ]
+    for event in events:
+        assert await memory.append("asked", event) == await redis.append("asked", event)
+    for after in (0, 2, 8):
+        assert await memory.read_after("asked", after) == await redis.read_after("asked", after)
+    backlog = await redis.read_after("asked", 0)
+    assert backlog is not None
+    assert "4711" not in " ".join(frame for _, frame in backlog)
+    frames = [json.loads(frame) for _, frame in backlog]
+    assert [f["question_id"] for f in frames if f["type"] == "answer.sources"] == ["q1", "q2"]
+    assert [f["text"] for f in frames if f["type"] == "answer.end"] == ["Ask Minji."] * 2
+    assert await memory.snapshot("asked", 50) == await redis.snapshot("asked", 50)
+
+
+NOW = "2025-01-01T00:00:00Z"
+
+
 def talk() -> list[dict[str, Any]]:
     """People's messages (`say`) around a question and its answer, the last one streaming."""
     minji, joon = {"id": "u:1", "name": "Minji"}, {"id": "u:2", "name": "준"}

@@ -1,7 +1,8 @@
 """Rooms people own, on two workers sharing Redis and PostgreSQL: settings changed through
 worker A's API apply to the next answer asked on worker B (the simulator's record says which
 model, prompt and temperature it got) and its members hear of it; an invite's use limit holds
-when two people accept at once on the two workers."""
+when two people accept at once on the two workers; worker B's home page counts the people
+whose sockets are on worker A."""
 
 from __future__ import annotations
 
@@ -218,3 +219,23 @@ async def test_an_invite_s_use_limit_holds_when_two_people_accept_at_once_on_two
     finally:
         for browser in browsers:
             await browser.aclose()
+
+
+async def test_the_home_page_on_one_worker_counts_the_people_on_the_other(
+    make_cluster: ClusterFactory, room: str
+) -> None:
+    """The home page's public rooms with their live member counts: the count is the shared
+    presence in Redis, so worker B's home page counts the people whose sockets are on A."""
+    cluster = make_cluster(workers=2)
+    who = people(cluster, "owner")
+    manage(cluster, "createroom", room, "--owner", who["owner"]["username"])
+    guest = await Member.join(cluster.ws_url(0, room))
+    owner = await Member.join(
+        cluster.ws_url(0, room), cookie=f"sessionid={who['owner']['session']}"
+    )
+    async with httpx.AsyncClient(timeout=30) as http:
+        html = (await http.get(f"{cluster.url(1)}/")).text
+    entry = re.search(rf'href="/rooms/{room}/".*?data-count="(\d+)"', html, re.S)
+    assert entry is not None, html
+    assert entry.group(1) == "2"
+    await asyncio.gather(guest.close(), owner.close())

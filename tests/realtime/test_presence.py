@@ -10,6 +10,8 @@ import json
 import time
 from typing import Any
 
+import pytest
+
 from chat.realtime import presence as presence_module
 from chat.realtime.coordination import MemoryCoordinator
 from chat.realtime.hub import RoomHub
@@ -154,5 +156,42 @@ async def test_a_room_busy_with_changes_gets_one_frame_a_second_with_the_latest_
     # Not one per arrival, nor one per 0.1 s: one per interval, plus the first and the last.
     assert len(pushed) <= arriving / presence_module.PRESENCE_BURST_INTERVAL + 2
     assert len(pushed[-1]["members"]) == 30
+    await outbox.stop()
+    await presence.stop()
+
+
+async def test_a_burst_of_changes_is_pushed_once_when_it_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A room's list is pushed once it has been quiet for a moment, not part way through a
+    burst and then again a whole interval later (into the answer asked meanwhile): people
+    arriving faster than the quiet time get one frame, with all of them."""
+    monkeypatch.setattr(presence_module, "PRESENCE_DEBOUNCE", 0.4)
+    monkeypatch.setattr(presence_module, "PRESENCE_BURST_INTERVAL", 30.0)
+    layer = RecordingLayer()
+    log = MemoryRoomLog(
+        seeder=_no_history, retention_events=100, retention_seconds=60, view_size=100
+    )
+    hub, coordinator = RoomHub(log), MemoryCoordinator()
+    presence = Presence(coordinator=coordinator, hub=hub, layer=layer)
+    frames: list[dict[str, Any]] = []
+
+    async def send(frame: str) -> None:
+        frames.append(json.loads(frame))
+
+    async def close(code: int) -> None:
+        return None
+
+    outbox = Outbox(send=send, close=close, max_bytes=1_000_000)
+    outbox.start()
+    welcome = lambda seq, resumed, history: "{}"  # noqa: E731
+    await hub.join("lobby", outbox, after=None, history_limit=10, welcome=welcome)
+    for n in range(16):  # 0.05 s apart, well inside the quiet time, for twice as long
+        await coordinator.presence_add("lobby", f"c{n}", {"id": f"g:{n}", "name": f"P{n}"})
+        presence.schedule_push("lobby")
+        await asyncio.sleep(0.05)
+    await wait_for(lambda: any(f.get("type") == "presence" for f in frames), timeout=5)
+    pushed = [f for f in frames if f.get("type") == "presence"]
+    assert [len(f["members"]) for f in pushed] == [16]
     await outbox.stop()
     await presence.stop()

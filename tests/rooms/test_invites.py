@@ -129,6 +129,21 @@ async def test_an_expired_invite_gets_a_clear_page_and_admits_nobody() -> None:
     assert await _members("team") == set()
 
 
+async def test_a_used_up_invite_gets_a_clear_page_and_admits_nobody_else() -> None:
+    owner, first, second = await person("owner"), await person("first"), await person("second")
+    await _private(owner)
+    path = await _path(owner, max_uses="1")
+    assert (await first.http.post(path))["Location"] == "/rooms/team/"
+    for response in (await second.http.get(path), await second.http.post(path)):
+        assert response.status_code == 410
+        html = response.content.decode()
+        assert 'data-i18n="invite.usedUp"' in html
+        assert "This invite has been used as many times as it allows." in html
+    assert await _members("team") == {"first"}
+    assert (await second.http.get("/rooms/team/")).status_code == 404
+    assert (await db(Invite.objects.get)()).uses == 1
+
+
 async def test_a_changed_or_deleted_invite_is_a_404_page() -> None:
     owner, someone = await person("owner"), await person("someone")
     await _private(owner)

@@ -15,6 +15,7 @@ from django.test import AsyncClient
 
 from chat import protocol, rooms
 from chat.models import Message, Room, RoomMembership
+from chat.realtime.presence import Presence
 from chat.runtime import get_runtime
 from config.asgi import application
 from tests.conftest import Client, connect, wait_for
@@ -110,6 +111,59 @@ async def test_redacting_an_answer_being_written_stops_it_and_keeps_none_of_its_
         await client.close()
 
 
+async def test_a_redacted_answer_s_search_query_is_gone_from_every_resume(
+    llm: Any, knowledge_base: str
+) -> None:
+    """A follow-up's `answer.sources` carries `query`, the question rewritten for the search (it
+    keeps the question's names and numbers): redacting the answer takes it out too."""
+    owner, mod, member, _ = await _team()
+    asker = await connect("team", headers=member.ws_headers)
+    moderator = await connect("team", headers=mod.ws_headers)
+    await asker.answer("What desserts do you have?")
+    before = await asker.answer("And which of them has no nuts?")
+    sources = next(f for f in before if f["type"] == "answer.sources")
+    assert sources["query"]  # rewritten: the simulator's reply to the rewrite prompt
+    await moderator.send({"type": "redact", "id": sources["answer_id"]})
+    await asker.recv_until(lambda f: f["type"] == "message.redacted")
+    resumed = await connect("team", headers=owner.ws_headers, query=f"after={before[0]['seq']}")
+    replay = await resumed.recv_until(lambda f: f["type"] == "message.redacted")
+    replayed = next(f for f in replay if f["type"] == "answer.sources")
+    assert replayed == {key: value for key, value in sources.items() if key != "query"}
+    response = await owner.http.get(f"/api/rooms/team/events?after={before[0]['seq']}")
+    chunks = aiter(response.streaming_content)  # type: ignore[arg-type]
+    streamed = b""
+    while b"message.redacted" not in streamed:
+        streamed += await anext(chunks)
+    assert b'"answer.sources"' in streamed and b'"query"' not in streamed
+    await chunks.aclose()  # type: ignore[attr-defined]
+    for client in (asker, moderator, resumed):
+        await client.close()
+
+
+async def test_a_redacted_question_s_search_query_is_gone_and_its_answer_stays(
+    llm: Any, knowledge_base: str
+) -> None:
+    """The query an answer's sources carry is its question rewritten for the search: redacting
+    the question takes it out of every resume; the answer itself stays."""
+    owner, mod, member, _ = await _team()
+    asker = await connect("team", headers=member.ws_headers)
+    moderator = await connect("team", headers=mod.ws_headers)
+    await asker.answer("What desserts do you have?")
+    before = await asker.answer("And which of them has no nuts?")
+    question = before[0]
+    sources = next(f for f in before if f["type"] == "answer.sources")
+    assert sources["query"] and sources["question_id"] == question["id"]
+    await moderator.send({"type": "redact", "id": question["id"]})
+    await asker.recv_until(lambda f: f["type"] == "message.redacted")
+    resumed = await connect("team", headers=owner.ws_headers, query=f"after={question['seq'] - 1}")
+    replay = await resumed.recv_until(lambda f: f["type"] == "message.redacted")
+    replayed = next(f for f in replay if f["type"] == "answer.sources")
+    assert replayed == {key: value for key, value in sources.items() if key != "query"}
+    assert next(f for f in replay if f["type"] == "answer.end")["text"] == before[-1]["text"]
+    for client in (asker, moderator, resumed):
+        await client.close()
+
+
 async def test_redact_refusals_are_clear_and_the_socket_lives_on(knowledge_base: str) -> None:
     _, mod, member, _ = await _team()
     author = await connect("team", headers=member.ws_headers)
@@ -172,6 +226,38 @@ async def test_a_removed_member_is_closed_4003_and_cannot_come_back(private: boo
     assert (await bystander.recv_until(lambda f: f["type"] == "pong"))[-1]["type"] == "pong"
     for client in (bystander, moderator):
         await client.close()
+
+
+@pytest.mark.parametrize("change", ["removed", "made private"])
+async def test_a_change_that_overtakes_the_handshake_still_closes_it(
+    monkeypatch: Any, change: str
+) -> None:
+    """The race a removal (or a room made private) can win: the person's access is read, then
+    it changes while this worker is still joining the room's channel-layer group (their
+    connection is the first here), so the order told to the group cannot reach this worker.
+    The join reads the access again once it is in the group, and closes them with 4003."""
+    _, mod, member, room_row = await _team(private=False)
+    if change == "made private":
+        member = await person("outsider")
+    runtime = await get_runtime()
+    joined_group = Presence._add_group
+
+    async def changed_meanwhile(self: Presence, room: str) -> None:
+        if change == "removed":
+            await runtime.moderation.remove(room, mod.identity, member.identity.id)
+        else:
+            room_row.visibility = Room.Visibility.PRIVATE
+            await database_sync_to_async(room_row.save)()
+            await runtime.moderation.access_changed(room)
+        await joined_group(self, room)
+
+    monkeypatch.setattr(Presence, "_add_group", changed_meanwhile)
+    communicator = WebsocketCommunicator(application, "/ws/rooms/team/", headers=member.ws_headers)
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected  # admitted: the removal came after its access check
+    client = Client(communicator)
+    assert await _closed_with(client) == protocol.CLOSE_REMOVED
+    assert await _handshake("team", member) is False
 
 
 async def test_only_the_owner_removes_a_moderator_and_nobody_removes_the_owner() -> None:
@@ -274,6 +360,48 @@ async def test_roles_change_at_once_and_the_person_reconnects_with_their_new_rig
     await again.send({"type": "set_role", "user_id": mod.identity.id, "role": "member"})
     await wait_for(lambda: _handshake("team", mod))
     for client in (again, by_owner):
+        await client.close()
+
+
+async def test_staff_moderate_and_configure_a_private_room_they_are_not_in(
+    llm: Any, knowledge_base: str
+) -> None:
+    """Staff (`is_staff`) may do all the owner may, in every room, without a role in it: stop
+    anyone's answer, redact, name moderators, remove a moderator, change the settings."""
+    llm.configure(tps=20)  # slow enough to stop
+    _, mod, member, _ = await _team()
+    staff = await person("root", staff=True)
+    by_staff = await connect("team", headers=staff.ws_headers)
+    assert by_staff.welcome["access"] == {"role": None, "moderate": True, "configure": True}
+    author = await connect("team", headers=member.ws_headers)
+    await author.send({"type": "ask", "text": "라떼 가격은?"})
+    start = (await author.recv_until(lambda f: f["type"] == "answer.start"))[-1]
+    await by_staff.send({"type": "cancel", "answer_id": start["id"]})
+    end = (await author.recv_until(lambda f: f["type"] == "answer.end"))[-1]
+    assert end["status"] == "cancelled"
+    await author.send({"type": "say", "text": SECRET})
+    said = (await author.recv_until(lambda f: f["type"] == "message"))[-1]
+    await by_staff.send({"type": "redact", "id": said["id"]})
+    assert (await author.recv_until(lambda f: f["type"] == "message.redacted"))[-1]["id"] == (
+        said["id"]
+    )
+    assert await _stored(said["id"]) == ("", True)
+    await by_staff.send({"type": "set_role", "user_id": member.identity.id, "role": "moderator"})
+    assert await _closed_with(author) == protocol.CLOSE_REMOVED
+    moderator = await connect("team", headers=mod.ws_headers)
+    await by_staff.send({"type": "remove", "user_id": mod.identity.id})
+    assert await _closed_with(moderator) == protocol.CLOSE_REMOVED
+    assert await _handshake("team", mod) is False
+    changed = await staff.http.patch(
+        "/api/rooms/team", {"title": "Staff's"}, content_type="application/json"
+    )
+    assert changed.status_code == 200, changed.content
+    assert (await by_staff.recv_until(lambda f: f["type"] == "room.updated"))[-1]["room"][
+        "title"
+    ] == "Staff's"
+    promoted = await connect("team", headers=member.ws_headers)
+    assert promoted.welcome["access"]["role"] == "moderator"
+    for client in (by_staff, promoted):
         await client.close()
 
 

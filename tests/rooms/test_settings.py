@@ -4,7 +4,10 @@ a restart (read with the question, nothing cached), and what the LLM simulator r
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +17,7 @@ from django.test import AsyncClient
 from chat import rooms
 from chat.models import Room
 from chat.protocol import ProtocolError
+from chat.retrieval.ingest import ingest_paths
 from chat.rooms.configuration import InvalidSettings, update_settings
 from tests.conftest import connect
 from tests.rooms.people import person
@@ -54,6 +58,36 @@ async def test_the_next_answer_uses_the_room_s_model_prompt_temperature_and_name
     settings.CHAT_MODELS = ["sim-small"]
     await client.answer("And a mocha?")
     assert llm.stats()[-1].model == settings.CHAT_MODEL
+    await client.close()
+
+
+async def test_the_next_answer_searches_the_room_s_knowledge_collection(
+    llm: Any, knowledge_base: str, tmp_path: Path
+) -> None:
+    """The room's knowledge collection (a setting) is where its next answer searches: the
+    passages the LLM simulator received come from it, not from the server's CHAT_COLLECTION."""
+    folder = tmp_path / "handbook"
+    folder.mkdir()
+    (folder / "handbook.md").write_text(
+        "# Team handbook\n\nThe office door code changes every Monday; Minji sends it out.\n",
+        encoding="utf-8",
+    )
+    collection = f"handbook-{uuid.uuid4().hex[:8]}"
+    await asyncio.to_thread(ingest_paths, [folder], collection=collection, progress=False)
+    owner = await person("owner")
+    await db(rooms.create_room)("handbook", owner.identity)
+    client = await connect("handbook", headers=owner.ws_headers)
+    question = "When does the office door code change?"
+
+    def searched(frames: list[dict[str, Any]]) -> set[str]:
+        sources = next(f for f in frames if f["type"] == "answer.sources")["sources"]
+        return {source["source"] for source in sources}
+
+    assert "handbook.md" not in searched(await client.answer(question))
+    await db(update_settings)("handbook", owner.identity, {"collection": collection})
+    assert searched(await client.answer(question)) == {"handbook.md"}
+    documents = [record for record in llm.stats() if record.stream][-1].messages
+    assert any("changes every Monday" in message["content"] for message in documents)
     await client.close()
 
 

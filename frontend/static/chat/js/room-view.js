@@ -746,6 +746,8 @@ export class RoomView {
     const question = this.questions.get(id);
     if (question) {
       question.text = "";
+      // "Searched for: …" under its answers is the question rewritten: its words go too.
+      for (const query of question.turn?.querySelectorAll(".sources-query") ?? []) query.remove();
       question.editor?.remove();
       question.editButton?.remove();
     }
