@@ -143,6 +143,12 @@ def _sequence_problems(trace: MemberTrace, variant: str) -> list[str]:
             problems.append(f"{kinds.count('answer.start')} answer.start frames")
         if (
             "answer.sources" in kinds
+            and "answer.start" in kinds
+            and kinds.index("answer.sources") < kinds.index("answer.start")
+        ):
+            problems.append("answer.sources before answer.start")
+        if (
+            "answer.sources" in kinds
             and "answer.delta" in kinds
             and kinds.index("answer.sources") > kinds.index("answer.delta")
         ):

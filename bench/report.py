@@ -65,7 +65,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         ]
         if below:
             goals.append(_latency_goal(runs, summary["ratios"], below[-1], note=" (information)"))
-    lossy = [run for run in runs if run["bench"] in ("stream", "ttfd", "fanout")]
+    lossy = [run for run in runs if run["bench"] in ("stream", "ttfd", "burst", "fanout")]
     if lossy:
         lost = sum(run.get("lost", 0) for run in lossy)
         unfinished = sum(run.get("unfinished", 0) for run in lossy)
@@ -104,6 +104,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     if ttfd:
         share = _median(run["share_p50_ms"] for run in ttfd)
         goals.append(_goal("server's share of time to first delta < 5 ms at p50", share, 5, " ms"))
+    goals += _burst_goals(runs)
     return summary
 
 
@@ -210,6 +211,7 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     out += _stream_tables(runs, summary)
     out += _ttfd_table(runs, results)
+    out += _burst_tables(runs)
     out += _fanout_table(runs)
     out += _idle_table(runs)
     out += _storm_table(runs)
@@ -385,6 +387,110 @@ def _ttfd_table(runs: list[Run], results: dict[str, Any]) -> list[str]:
         ],
         rows,
     )
+
+
+def _burst_gaps(runs: list[Run]) -> dict[int, tuple[float, float, float]]:
+    """Per N: the server's first-delta p50 minus the direct client's, the floor (embedding the
+    N questions in one batch, measured before each repeat) and their ratio, each the median
+    over repeats (the ratio per repeat, against that repeat's floor)."""
+    gaps: dict[int, tuple[float, float, float]] = {}
+    for n in sorted({run["n"] for run in _select(runs, bench="burst")}):
+        differences, ratios = [], []
+        for repeat in sorted({run["repeat"] for run in _select(runs, bench="burst", n=n)}):
+            server = _select(runs, bench="burst", n=n, repeat=repeat, variant="server")
+            direct = _select(runs, bench="burst", n=n, repeat=repeat, variant="direct")
+            if server and direct:
+                gap = server[0]["first_delta_p50_ms"] - direct[0]["first_delta_p50_ms"]
+                differences.append(gap)
+                if server[0]["floor_ms"]:
+                    ratios.append(gap / server[0]["floor_ms"])
+        floor = _median(run["floor_ms"] for run in _select(runs, bench="burst", n=n))
+        gaps[n] = (_median(differences), floor, _median(ratios))
+    return gaps
+
+
+def _burst_goals(runs: list[Run]) -> list[dict[str, Any]]:
+    """First delta under a burst: server p50 - direct p50 within 1.2x the floor at every N,
+    and the server's own share at N = 1 at most 5 ms."""
+    goals = []
+    for n, (gap, floor, ratio) in _burst_gaps(runs).items():
+        goals.append(
+            {
+                "goal": f"burst of {n}: server first-delta p50 - direct p50 ≤ 1.2x the floor",
+                "measured": f"{_fmt(gap)} ms against a floor of {_fmt(floor)} ms "
+                f"({_fmt(ratio, 2)}x)",
+                "met": not math.isnan(ratio) and ratio <= 1.2,
+            }
+        )
+    single = _select(runs, bench="burst", n=1, variant="server")
+    if single:
+        share = _median(run["share_p50_ms"] for run in single)
+        goals.append(_goal("burst of 1: the server's own share ≤ 5 ms at p50", share, 5, " ms"))
+    return goals
+
+
+def _burst_tables(runs: list[Run]) -> list[str]:
+    groups = _groups(runs, "burst", lambda r: (r["n"], r["variant"]))
+    if not groups:
+        return []
+    out = [
+        "**First delta under a burst**, ms: N distinct questions at once, each in a room of "
+        "its own, real retrieval over `knowledge/`",
+        "",
+    ]
+    rows = [
+        [
+            str(n),
+            variant,
+            _spread(group, "first_delta_p50_ms"),
+            _spread(group, "first_delta_p90_ms"),
+            _spread(group, "start_p50_ms"),
+            _spread(group, "llm_p50_ms"),
+            _spread(group, "retrieval_p50_ms") if n == 1 and variant == "server" else "",
+            _spread(group, "share_p50_ms") if n == 1 and variant == "server" else "",
+            str(sum(r["samples"] for r in group)),
+            str(sum(r["lost"] for r in group)),
+        ]
+        for (n, variant), group in sorted(
+            groups.items(), key=lambda kv: (kv[0][0], kv[0][1] != "server")
+        )
+    ]
+    out += _table(
+        [
+            "N",
+            "variant",
+            "first delta p50",
+            "first delta p90",
+            "ask → answer.start p50",
+            "LLM first token p50",
+            "retrieval p50 (alone)",
+            "own share p50",
+            "samples",
+            "lost",
+        ],
+        rows,
+    )
+    rows = [
+        [
+            str(n),
+            _fmt(gap),
+            _fmt(floor),
+            _fmt(ratio, 2),
+            "met" if ratio <= 1.2 else "**missed**",
+        ]
+        for n, (gap, floor, ratio) in _burst_gaps(runs).items()
+    ]
+    out += _table(
+        [
+            "N",
+            "server p50 - direct p50",
+            "floor: N questions embedded in one batch",
+            "gap / floor (per repeat)",
+            "≤ 1.2x",
+        ],
+        rows,
+    )
+    return out
 
 
 def _fanout_table(runs: list[Run]) -> list[str]:

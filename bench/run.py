@@ -2,9 +2,10 @@
 
     .venv/bin/python -m bench.run [--quick] [--only NAME ...] [--repeat N] [--out PATH ...]
 
-NAME is one of latency, cpu, ttfd, fanout, idle, storm (default: all). `--out` takes a `.json` file
-(every run and the summary) or a `.md` file (docs/benchmarks.md: its results section between
-the `<!-- results -->` markers is replaced). See docs/benchmarks.md for what each measures.
+NAME is one of latency, cpu, ttfd, burst, fanout, idle, storm (default: all). `--out` takes a
+`.json` file (every run and the summary) or a `.md` file (docs/benchmarks.md: its results
+section between the `<!-- results -->` markers is replaced). See docs/benchmarks.md for what
+each measures.
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ from typing import Any
 from tqdm import tqdm
 
 from bench import compare, report
-from bench.benchmarks import fanout, idle, latency, storm, ttfd
+from bench.benchmarks import burst, fanout, idle, latency, storm, ttfd
 from bench.harness import Context
 from bench.pool import ClientPool
 from bench.procs import ROOT, start_simulator
 from bench.procstat import load_average, machine, raise_open_files_limit
 from bench.sizes import FULL, QUICK, Sizes, StreamSize
 
-NAMES = ("latency", "cpu", "ttfd", "fanout", "idle", "storm")
+NAMES = ("latency", "cpu", "ttfd", "burst", "fanout", "idle", "storm")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -87,6 +88,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--storm-rooms", type=int, default=None, metavar="N", help="storm: rooms")
     parser.add_argument(
+        "--burst-levels",
+        default=None,
+        metavar="N,N,...",
+        help="burst: questions asked at once (1,10,50; quick 1,4)",
+    )
+    parser.add_argument(
+        "--burst-rounds", type=int, default=None, metavar="N", help="burst: bursts per N (5)"
+    )
+    parser.add_argument(
         "--server-env",
         action="append",
         default=[],
@@ -119,6 +129,8 @@ def plan(names: list[str], ctx: Context) -> list[tuple[str, int, Callable[[], di
         steps.append(("latency", latency.steps(ctx, levels), lambda: latency.run(ctx, levels)))
     if "ttfd" in names:
         steps.append(("ttfd", ttfd.steps(ctx), lambda: ttfd.run(ctx)))
+    if "burst" in names:
+        steps.append(("burst", burst.steps(ctx), lambda: burst.run(ctx)))
     if "fanout" in names:
         steps.append(("fanout", fanout.steps(ctx), lambda: fanout.run(ctx)))
     if "idle" in names:
@@ -157,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         sizes = replace(sizes, storm_members=args.storm_members)
     if args.storm_rooms is not None:
         sizes = replace(sizes, storm_rooms=args.storm_rooms)
+    if args.burst_levels is not None:
+        levels = tuple(int(n) for n in args.burst_levels.split(","))
+        sizes = replace(sizes, burst_levels=levels)
+    if args.burst_rounds is not None:
+        sizes = replace(sizes, burst_rounds=args.burst_rounds)
     repeat = args.repeat or (1 if args.quick else 3)
     names = list(dict.fromkeys(args.only or NAMES))
     raise_open_files_limit()

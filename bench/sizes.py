@@ -42,6 +42,12 @@ class Sizes:
     storm_long_every: int = 4
     storm_timeout: float = 180.0
     storm_profile_seconds: float = 20.0
+    # First delta under a burst: N questions at once per level, bursts per level and repeat,
+    # seconds between bursts (plus 0.05 s per question), and the floor's timed batches.
+    burst_levels: tuple[int, ...] = (1, 10, 50)
+    burst_rounds: int = 5
+    burst_spacing: float = 0.5
+    burst_floor_repeat: int = 7
 
 
 FULL = Sizes(
@@ -95,4 +101,8 @@ QUICK = Sizes(
     storm_long_every=2,
     storm_timeout=60.0,
     storm_profile_seconds=3.0,
+    burst_levels=(1, 4),
+    burst_rounds=2,
+    burst_spacing=0.3,
+    burst_floor_repeat=3,
 )

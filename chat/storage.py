@@ -82,6 +82,74 @@ def create_question(
     )
 
 
+def create_question_in_context(
+    room_name: str,
+    *,
+    context_limit: int,
+    message_id: str,
+    identity: Identity,
+    text: str,
+    client_id: str | None,
+    edits: str | None = None,
+) -> tuple[StoredQuestion, list[Message]]:
+    """`create_question`, and for a new question the conversation before it
+    (`context_messages`), in the same trip to the database thread: the answer needs both
+    before it can search (a follow-up is rewritten from the conversation)."""
+    stored = create_question(
+        room_name,
+        message_id=message_id,
+        identity=identity,
+        text=text,
+        client_id=client_id,
+        edits=edits,
+    )
+    if not stored.created:
+        return stored, []
+    return stored, context_messages(room_name, before_id=stored.id, limit=context_limit)
+
+
+@dataclass(frozen=True, slots=True)
+class QuestionToStore:
+    """One ask's write, as `create_question_in_context` takes it."""
+
+    room_name: str
+    message_id: str
+    identity: Identity
+    text: str
+    client_id: str | None
+    edits: str | None
+    context_limit: int
+
+
+AskWritten = tuple[StoredQuestion, list[Message]] | Exception
+
+
+def create_questions_in_context(asks: list[QuestionToStore]) -> list[AskWritten]:
+    """`create_question_in_context` for each of many asks, in one trip to the database thread
+    and one transaction: a burst of questions pays one hop and one commit. Each ask has its own
+    savepoint, so one that fails (refused, a conflict) is rolled back alone; its error is
+    returned in its place, for its asker."""
+    written: list[AskWritten] = []
+    with transaction.atomic():
+        for ask in asks:
+            try:
+                with transaction.atomic():
+                    written.append(
+                        create_question_in_context(
+                            ask.room_name,
+                            context_limit=ask.context_limit,
+                            message_id=ask.message_id,
+                            identity=ask.identity,
+                            text=ask.text,
+                            client_id=ask.client_id,
+                            edits=ask.edits,
+                        )
+                    )
+            except Exception as err:
+                written.append(err)
+    return written
+
+
 def create_message(
     room_name: str, *, message_id: str, identity: Identity, text: str, client_id: str | None
 ) -> StoredQuestion:
@@ -203,6 +271,18 @@ def create_answer(room_name: str, *, answer_id: str, question_id: str) -> Messag
         user_name=question.user_name,
         created=timezone.now(),
     )
+
+
+def answer_started(
+    room_name: str, *, answer_id: str, question_id: str, create: bool, question_seq: int | None
+) -> None:
+    """What an answer's start writes, in one trip to the database thread: its row (`create`:
+    a first version, whose row does not exist yet) and its question's seq (`question_posted`),
+    when the question was just posted."""
+    if question_seq is not None:
+        question_posted(question_id, room_name, question_seq)
+    if create:
+        create_answer(room_name, answer_id=answer_id, question_id=question_id)
 
 
 def checkpoint_answers(texts: dict[str, str]) -> None:

@@ -44,13 +44,17 @@ def simulator() -> Iterator[Any]:
 
 
 @pytest.fixture
-def llm(settings: Any, simulator: Any) -> Any:
-    """Point the chat at the simulator through the real OpenAI provider."""
+async def llm(settings: Any, simulator: Any) -> AsyncIterator[Any]:
+    """Point the chat at the simulator through the real OpenAI provider. Answers still running
+    when the test ends are stopped before the simulator is: one whose request is on its way
+    would otherwise meet a simulator shutting down, and leave it a half-open connection."""
     settings.OPENAI_BASE_URL = simulator.base_url
     settings.OPENAI_API_KEY = "sim-key"
     settings.CHAT_LLM_READ_TIMEOUT = 5.0
     reset_provider()
-    return simulator
+    yield simulator
+    await reset_runtime()
+    await aclose_provider()
 
 
 class Client:

@@ -31,6 +31,7 @@ from chat import protocol, storage, versions
 from chat.answers.assistants import assistant_for
 from chat.answers.direct import DirectAnswer, answer_events
 from chat.answers.runner import AnswerRunner, QuestionToAnswer, new_id
+from chat.batching import MicroBatcher
 from chat.identity import Identity
 from chat.observability import metrics
 from chat.protocol import ProtocolError
@@ -77,6 +78,8 @@ class _Reserved:
     started: bool = False
 
 
+# The most asks' writes one trip to the database thread takes.
+WRITE_BATCH = 32
 # How long an ask or a say waits for the room log through a blip before it is refused.
 POST_PATIENCE_SECONDS = 5.0
 UNAVAILABLE = (
@@ -106,6 +109,11 @@ class Admission:
         self._runner = runner
         self._coordinator = coordinator
         self._log = log
+        # Asks' question writes: those arriving while one trip to the database thread is under
+        # way go together in the next (a burst of questions queued one by one on that thread).
+        self._writes: MicroBatcher[storage.QuestionToStore, storage.AskWritten] = MicroBatcher(
+            db(storage.create_questions_in_context), max_batch=WRITE_BATCH
+        )
 
     async def _take_ask_tokens(self, identity: Identity, address: str | None) -> None:
         """The ask rate limits: per person, and per address for guests."""
@@ -249,14 +257,22 @@ class Admission:
     ) -> Admitted:
         asked_at = time.monotonic()
         async with self._answer_slot(room, identity, address) as reserved:
-            stored = await db(storage.create_question)(
-                room,
-                message_id=new_id("q"),
-                identity=identity,
-                text=ask.text,
-                client_id=ask.client_id,
-                edits=edits,
+            # The conversation before it comes back with the question's write: the answer
+            # needs it before it can search. Asks arriving together share the trip.
+            written = await self._writes.submit(
+                storage.QuestionToStore(
+                    room_name=room,
+                    message_id=new_id("q"),
+                    identity=identity,
+                    text=ask.text,
+                    client_id=ask.client_id,
+                    edits=edits,
+                    context_limit=settings.CHAT_CONTEXT_MESSAGES,
+                )
             )
+            if isinstance(written, Exception):
+                raise written
+            stored, context = written
             if not stored.created:
                 return Admitted(question_id=stored.id, answer_id=None, duplicate=True)
             seq = await self._post(
@@ -271,8 +287,8 @@ class Admission:
                     edits=edits,
                 ),
             )
-            if seq is not None:
-                await db(storage.question_posted)(stored.id, room, seq)
+            # The question's seq is stored by the answer's start, in the same trip as the
+            # answer's row, while the answer searches.
             self._start(
                 reserved,
                 QuestionToAnswer(
@@ -282,6 +298,8 @@ class Admission:
                     asker=identity.name,
                     answer_settings=stored.answer_settings,
                     asked_at=asked_at,
+                    question_seq=seq,
+                    context=context,
                 ),
             )
             return Admitted(question_id=stored.id, answer_id=reserved.slot.answer_id)

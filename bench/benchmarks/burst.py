@@ -1,0 +1,220 @@
+"""First delta under a burst: N distinct questions asked at once on one worker with real
+retrieval over the sample knowledge base, against the direct `openai` client asking the same
+simulator N questions at once, and against the floor the embedding model sets.
+
+Per level N (1, 10, 50; `--quick`: 1 and 4), each repeat runs `burst_rounds` bursts per
+variant: N members, each in a room of its own, ask at the same instant; the next burst starts
+`burst_spacing + N * 0.05` s later. Every question is new: its text comes from the bilingual
+evaluation set (bench/retrieval_set.json) and it carries a tag of its own, so no question is
+asked twice in a run and no cache could serve one.
+
+- first delta = the first `answer.delta` (or the direct client's first chunk) received - ask
+  sent; p50 and p90 over every member of the level's bursts in that repeat;
+- the floor = the N questions embedded in one batch by the project's embedding function
+  (bench.burst_probe: same settings, process of its own, median of `burst_floor_repeat`),
+  measured again before each repeat's bursts (other work on the machine moves it);
+- the verdict (bench.report): server p50 - direct p50 <= 1.2 x the floor, per repeat against
+  that repeat's floor, the median of the ratios;
+- at N = 1, the server's own share = first delta - retrieval (the chat's retriever timed by
+  the probe, median per question) - the LLM's first token (the simulator's tap).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.analysis import DELTA_TYPES, MemberCheck, Sent, check_member, summary_ms
+from bench.harness import Context, question, rotated, run_members
+from bench.procs import PYTHON, ROOT, Proc
+from bench.servers import single_worker, single_worker_env
+from bench.wire import Member, MemberTrace, Variant
+
+VARIANTS: tuple[Variant, ...] = ("server", "direct")
+TOKENS = 3
+NAME = "burst-daphne"
+SET = Path(__file__).resolve().parents[1] / "retrieval_set.json"
+# Probed questions carry a tag as long as the bursts' (the embedding's cost grows with it).
+_PROBE_TAG = "burst-000000-000"
+
+
+def texts() -> list[str]:
+    """The evaluation set's questions, Korean and English, in its order."""
+    cases = json.loads(SET.read_text(encoding="utf-8"))["cases"]
+    return [case["question"] for case in cases]
+
+
+def steps(ctx: Context) -> int:
+    return ctx.repeat * len(ctx.sizes.burst_levels) * len(VARIANTS)
+
+
+def spacing(ctx: Context, level: int) -> float:
+    """Seconds between a level's bursts: the previous one's answers have ended by then."""
+    return ctx.sizes.burst_spacing + level * 0.05
+
+
+@dataclass
+class _Questions:
+    """Hands out the evaluation set's texts in turn; each question also gets a new tag."""
+
+    pool: list[str]
+    taken: int = 0
+
+    def next(self) -> str:
+        text = self.pool[self.taken % len(self.pool)]
+        self.taken += 1
+        return text
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    levels = ctx.sizes.burst_levels
+    pool = _Questions(texts())
+    runs: list[dict[str, Any]] = []
+    with ExitStack() as stack:
+        ctx.progress.set_description("burst: starting (ingests the sample knowledge once)")
+        server = single_worker(ctx, stack, NAME, knowledge=True)
+        for variant in VARIANTS:  # warm-up: pools, the model, Chroma, the lexical index
+            burst_run(ctx, variant, server, [[pool.next(), pool.next()]], level=2)
+        # Every burst's questions, planned now so that the probe can time the one-at-a-time
+        # ones before any burst runs.
+        plans = {
+            (repeat, level, variant): [
+                [pool.next() for _ in range(level)] for _ in range(ctx.sizes.burst_rounds)
+            ]
+            for repeat in range(ctx.repeat)
+            for level in levels
+            for variant in VARIANTS
+        }
+        singles = sorted(
+            {text for key, bursts in plans.items() if key[1] == 1 for b in bursts for text in b}
+        )
+        ctx.progress.set_description("burst: timing retrieval")
+        _, retrieval = probe(ctx, (), singles, pool.pool)
+        measured: dict[int, list[float]] = {level: [] for level in levels}
+        for repeat in range(ctx.repeat):
+            ctx.progress.set_description("burst: timing the floor")
+            floors, _ = probe(ctx, levels, [], pool.pool)
+            for level in levels:
+                measured[level].append(statistics.median(floors[level]) * 1000)
+                for variant in rotated(VARIANTS, repeat + level):
+                    ctx.progress.set_description(f"burst {level} {variant}")
+                    outcome = burst_run(
+                        ctx, variant, server, plans[(repeat, level, variant)], level=level
+                    )
+                    runs.append(
+                        {
+                            "bench": "burst",
+                            "repeat": repeat,
+                            "variant": variant,
+                            "n": level,
+                            "floor_ms": statistics.median(floors[level]) * 1000,
+                            **burst_metrics(outcome, variant, retrieval if level == 1 else None),
+                        }
+                    )
+                    ctx.progress.update()
+    return {
+        "runs": runs,
+        "floor_ms": measured,
+        "retrieval_ms": {
+            text: statistics.median(times) * 1000 for text, times in retrieval.items()
+        },
+    }
+
+
+def probe(
+    ctx: Context, levels: tuple[int, ...], singles: list[str], pool: list[str]
+) -> tuple[dict[int, list[float]], dict[str, list[float]]]:
+    """The floor of each level and the retrieval time of each one-at-a-time question."""
+    env = single_worker_env(ctx, NAME, knowledge=True)
+    asked = {question(_PROBE_TAG, TOKENS, text): text for text in singles}
+    batch = [
+        question(_PROBE_TAG, TOKENS, pool[i % len(pool)]) for i in range(max(levels, default=0))
+    ]
+    argv = [PYTHON, "-m", "bench.burst_probe", "--repeat", str(ctx.sizes.burst_floor_repeat)]
+    for level in levels:
+        argv += ["--batch", str(level)]
+    for probed in asked:
+        argv += ["--retrieve", probed]
+    completed = subprocess.run(
+        [*argv, "--", *batch], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    )
+    found = json.loads(completed.stdout.strip().splitlines()[-1])
+    floors = {int(n): times for n, times in found["floor"].items()}
+    return floors, {asked[probed]: times for probed, times in found["retrieval"].items()}
+
+
+Outcome = tuple[list[MemberTrace], dict[str, Sent], dict[str, str]]
+
+
+def burst_run(
+    ctx: Context,
+    variant: Variant,
+    server: Proc,
+    plan: list[list[str]],
+    *,
+    level: int,
+) -> Outcome:
+    """The planned bursts (each a list of question texts): `level` members asking at once,
+    each in a room of its own, one burst every `spacing` seconds."""
+    members, asked = [], {}
+    for index, burst in enumerate(plan):
+        offset = 0.2 + index * spacing(ctx, level)
+        for text in burst:
+            tag = ctx.new_id("burst")
+            asked[tag] = text
+            url = f"{server.ws_url}/ws/rooms/{tag}/" if variant == "server" else ctx.llm_base_url
+            members.append(Member(url=url, ask=question(tag, TOKENS, text), ask_offset=offset))
+    timeout = len(plan) * spacing(ctx, level) + 60
+    outcome = run_members(ctx, variant, members, watch={}, timeout=timeout)
+    return outcome.traces, outcome.sends, asked
+
+
+def burst_metrics(
+    outcome: Outcome, variant: str, retrieval: dict[str, list[float]] | None
+) -> dict[str, Any]:
+    """First delta per member (p50/p90), and where `retrieval` is given (N = 1) the server's
+    own share of it."""
+    traces, sends, asked = outcome
+    columns: dict[str, list[float]] = {
+        "first_delta": [],
+        "llm": [],
+        "start": [],
+        "retrieval": [],
+        "share": [],
+    }
+    checks: list[MemberCheck] = []
+    for trace in traces:
+        sent = sends.get(trace.tag or "")
+        checks.append(check_member(trace, sent, variant))
+        first = _first(trace, DELTA_TYPES)
+        if sent is None or not sent.times or first is None or trace.ask_at is None:
+            continue
+        waited = first - trace.ask_at
+        llm = sent.times[0] - sent.received
+        columns["first_delta"].append(waited)
+        columns["llm"].append(llm)
+        start = _first(trace, {"answer.start"})
+        if start is not None:
+            columns["start"].append(start - trace.ask_at)
+        if retrieval is not None and variant == "server":
+            spent = statistics.median(retrieval[asked[trace.tag or ""]])
+            columns["retrieval"].append(spent)
+            columns["share"].append(waited - spent - llm)
+    problems = [problem for check in checks for problem in check.problems]
+    metrics: dict[str, Any] = {
+        "samples": len(columns["first_delta"]),
+        "lost": sum(1 for check in checks if check.problems),
+        "problems": problems[:5],
+    }
+    for name, values in columns.items():
+        metrics.update(summary_ms(values, name))
+    return metrics
+
+
+def _first(trace: MemberTrace, kinds: set[str]) -> float | None:
+    return next((t for t, _, kind, _ in trace.frames if kind in kinds), None)
