@@ -19,6 +19,8 @@ import json
 import os
 import time
 
+from bench.retrieval_probe import probe as retrieval
+
 
 def floor(questions: list[str], sizes: list[int], repeat: int) -> dict[str, list[float]]:
     from chat.retrieval import get_embedding_function
@@ -32,23 +34,6 @@ def floor(questions: list[str], sizes: list[int], repeat: int) -> dict[str, list
             started = time.perf_counter()
             ef.embed_query(batch)
             timings[str(n)].append(time.perf_counter() - started)
-    return timings
-
-
-async def retrieval(questions: list[str], repeat: int) -> dict[str, list[float]]:
-    from django.conf import settings
-
-    from chat.retrieval import get_retriever
-
-    retriever = get_retriever()
-    collection, k = settings.CHAT_COLLECTION, settings.CHAT_RETRIEVAL_K
-    await retriever.retrieve(questions[0], collection=collection, k=k)
-    timings: dict[str, list[float]] = {question: [] for question in questions}
-    for _ in range(repeat):
-        for question in questions:
-            started = time.perf_counter()
-            await retriever.retrieve(question, collection=collection, k=k)
-            timings[question].append(time.perf_counter() - started)
     return timings
 
 
