@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.analysis import DELTA_TYPES, MemberCheck, Sent, check_member, summary_ms
+from bench.analysis import DELTA_TYPES, MemberCheck, Sent, check_member
+from bench.benchmarks.ttfd import first_frame_at, timing_metrics
 from bench.harness import Context, question, rotated, run_members
 from bench.procs import PYTHON, ROOT, Proc
 from bench.servers import single_worker, single_worker_env
@@ -191,30 +192,18 @@ def burst_metrics(
     for trace in traces:
         sent = sends.get(trace.tag or "")
         checks.append(check_member(trace, sent, variant))
-        first = _first(trace, DELTA_TYPES)
+        first = first_frame_at(trace, DELTA_TYPES)
         if sent is None or not sent.times or first is None or trace.ask_at is None:
             continue
         waited = first - trace.ask_at
         llm = sent.times[0] - sent.received
         columns["first_delta"].append(waited)
         columns["llm"].append(llm)
-        start = _first(trace, {"answer.start"})
+        start = first_frame_at(trace, {"answer.start"})
         if start is not None:
             columns["start"].append(start - trace.ask_at)
         if retrieval is not None and variant == "server":
             spent = statistics.median(retrieval[asked[trace.tag or ""]])
             columns["retrieval"].append(spent)
             columns["share"].append(waited - spent - llm)
-    problems = [problem for check in checks for problem in check.problems]
-    metrics: dict[str, Any] = {
-        "samples": len(columns["first_delta"]),
-        "lost": sum(1 for check in checks if check.problems),
-        "problems": problems[:5],
-    }
-    for name, values in columns.items():
-        metrics.update(summary_ms(values, name))
-    return metrics
-
-
-def _first(trace: MemberTrace, kinds: set[str]) -> float | None:
-    return next((t for t, _, kind, _ in trace.frames if kind in kinds), None)
+    return timing_metrics(columns, checks, samples=len(columns["first_delta"]))

@@ -134,7 +134,7 @@ def ttfd_metrics(
     for trace in traces:
         sent = sends.get(trace.tag or "")
         checks.append(check_member(trace, sent, variant))
-        first = _first(trace, DELTA_TYPES)
+        first = first_frame_at(trace, DELTA_TYPES)
         if sent is None or not sent.times or first is None or trace.ask_at is None:
             continue
         ttfd = first - trace.ask_at
@@ -144,14 +144,25 @@ def ttfd_metrics(
         columns["llm"].append(llm)
         columns["retrieval"].append(spent)
         columns["share"].append(ttfd - spent - llm)
-        start, sources = _first(trace, {"answer.start"}), _first(trace, {"answer.sources"})
+        start, sources = (
+            first_frame_at(trace, {"answer.start"}),
+            first_frame_at(trace, {"answer.sources"}),
+        )
         if start is not None:
             columns["start"].append(start - trace.ask_at)
             if sources is not None:
                 columns["sources_gap"].append(sources - start)
+    return timing_metrics(columns, checks, samples=len(columns["ttfd"]))
+
+
+def timing_metrics(
+    columns: dict[str, list[float]], checks: list[MemberCheck], *, samples: int
+) -> dict[str, Any]:
+    """The samples, the members with a problem (and the first five problems), and each
+    column's summary in ms: the metrics of a benchmark that times members' frames."""
     problems = [problem for check in checks for problem in check.problems]
     metrics: dict[str, Any] = {
-        "samples": len(columns["ttfd"]),
+        "samples": samples,
         "lost": sum(1 for check in checks if check.problems),
         "problems": problems[:5],
     }
@@ -160,5 +171,6 @@ def ttfd_metrics(
     return metrics
 
 
-def _first(trace: MemberTrace, kinds: set[str]) -> float | None:
+def first_frame_at(trace: MemberTrace, kinds: set[str]) -> float | None:
+    """When the member received its first frame of one of `kinds`, or None."""
     return next((t for t, _, kind, _ in trace.frames if kind in kinds), None)
