@@ -20,9 +20,17 @@ from django.core.exceptions import RequestAborted
 
 logger = logging.getLogger(__name__)
 
+# The loop the filter was last installed on: called for every request (config.asgi), this is
+# the one check made each time.
+_installed_on: asyncio.AbstractEventLoop | None = None
+
 
 def quiet_abandoned_disconnects(loop: asyncio.AbstractEventLoop) -> None:
     """Install the filter on `loop` (once; calling again does nothing)."""
+    global _installed_on
+    if loop is _installed_on:
+        return
+    _installed_on = loop
     previous = loop.get_exception_handler()
     if getattr(previous, "_chat_quiet_disconnects", False):
         return
