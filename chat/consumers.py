@@ -115,7 +115,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
             label=f"{self.room}/{self.identity.name}",
             user_id=self.identity.id,
         )
-        self.conn.start()
         try:
             await self.runtime.membership.join(
                 self.room,

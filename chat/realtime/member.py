@@ -93,7 +93,6 @@ class RoomMember:
 
     async def _join(self) -> None:
         """The consumer's `connect`, after its checks."""
-        self.conn.start()
         await self._membership.join(
             self.room,
             self.identity,

@@ -83,9 +83,6 @@ class Outbox:
         """The bound of this connection's send buffer (CHAT_SEND_BUFFER_BYTES)."""
         return self._max_bytes
 
-    def start(self) -> None:
-        """Kept for the callers' sake: the writer starts when a frame has to wait."""
-
     def push(self, frame: str) -> bool:
         """Queue a frame; False (and the connection closes with 4008) when over the bound."""
         if self.closing:

@@ -63,7 +63,6 @@ async def test_a_reader_too_slow_for_its_outbox_is_counted_as_a_4008() -> None:
         codes.append(code)
 
     outbox = Outbox(send=send, close=close, max_bytes=100, label="slow")
-    outbox.start()
     frame = "x" * 60
     assert outbox.push(frame)  # a lone frame is always taken
     assert not outbox.push(frame)  # the client has not read it: over the bound

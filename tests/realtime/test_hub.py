@@ -151,7 +151,6 @@ class Member:
         self.frames: list[dict[str, Any]] = []
         self.closed: list[int] = []
         self.outbox = Outbox(send=self._send, close=self._close, max_bytes=max_bytes)
-        self.outbox.start()
 
     async def _send(self, frame: str) -> None:
         self.frames.append(json.loads(frame))

@@ -23,7 +23,6 @@ async def test_a_connection_over_its_bound_closes_with_4008_and_queues_nothing_m
     conn = Outbox(
         send=send, close=close, max_bytes=100, transport_pending=lambda: transport_pending
     )
-    conn.start()
     assert conn.push("w" * 150)  # a lone frame over the bound is still sent
     await asyncio.sleep(0)
     blocked.set()
@@ -63,7 +62,6 @@ async def test_frames_go_out_at_once_when_the_server_takes_them_and_stay_in_orde
         pass
 
     conn = Outbox(send=send, close=close, max_bytes=1000, send_now=send_now)
-    conn.start()
     assert conn.push("welcome")  # not open yet: queued for the writer
     await asyncio.sleep(0)  # the writer took it and is sending it
     open_now = True
@@ -89,7 +87,6 @@ async def test_a_failed_send_at_once_stops_writing() -> None:
         pass
 
     conn = Outbox(send=send, close=close, max_bytes=1000, send_now=send_now)
-    conn.start()
     assert not conn.push("a")
     assert conn.closing
     assert not conn.push("b")

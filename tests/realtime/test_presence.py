@@ -142,7 +142,6 @@ async def test_a_room_busy_with_changes_gets_one_frame_a_second_with_the_latest_
         return None
 
     outbox = Outbox(send=send, close=close, max_bytes=1_000_000)
-    outbox.start()
     welcome = lambda seq, resumed, history: "{}"  # noqa: E731
     await hub.join("lobby", outbox, after=None, history_limit=10, welcome=welcome)
     began = time.monotonic()
@@ -183,7 +182,6 @@ async def test_a_burst_of_changes_is_pushed_once_when_it_ends(
         return None
 
     outbox = Outbox(send=send, close=close, max_bytes=1_000_000)
-    outbox.start()
     welcome = lambda seq, resumed, history: "{}"  # noqa: E731
     await hub.join("lobby", outbox, after=None, history_limit=10, welcome=welcome)
     for n in range(16):  # 0.05 s apart, well inside the quiet time, for twice as long
