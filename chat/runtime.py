@@ -85,7 +85,12 @@ class Runtime:
             assistant_for=assistant_for,
             channel_layer=self.layer,
         )
-        self.admission = Admission(runner=self.runner, coordinator=self.coordinator, log=self.log)
+        self.admission = Admission(
+            runner=self.runner,
+            coordinator=self.coordinator,
+            log=self.log,
+            room_is_empty=self.hub.is_empty,
+        )
         self.moderation = Moderation(log=self.log, runner=self.runner, layer=self.layer)
         self.feedback = AnswerFeedback(log=self.log)
         # Connects' identity and access checks, batched (one database trip per burst).

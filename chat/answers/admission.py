@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from chat import protocol, storage, versions
+from chat import protocol, retrieval, storage, versions
 from chat.answers.assistants import assistant_for
 from chat.answers.direct import DirectAnswer, answer_events
 from chat.answers.runner import AnswerRunner, QuestionToAnswer, new_id
@@ -105,10 +105,20 @@ async def _refusing_outages() -> AsyncIterator[None]:
 class Admission:
     """Admits questions to rooms (and to no room), and people's messages, for this worker."""
 
-    def __init__(self, *, runner: AnswerRunner, coordinator: Coordinator, log: RoomLog) -> None:
+    def __init__(
+        self,
+        *,
+        runner: AnswerRunner,
+        coordinator: Coordinator,
+        log: RoomLog,
+        room_is_empty: Callable[[str], bool] = lambda room: False,
+    ) -> None:
         self._runner = runner
         self._coordinator = coordinator
         self._log = log
+        # Whether a room has no conversation yet (`RoomHub.is_empty`): its question is then
+        # searched as asked, never rewritten, so its embedding can start before its write.
+        self._room_is_empty = room_is_empty
         # Asks' question writes: those arriving while one trip to the database thread is under
         # way go together in the next (a burst of questions queued one by one on that thread).
         self._writes: MicroBatcher[storage.QuestionToStore, storage.AskWritten] = MicroBatcher(
@@ -257,6 +267,9 @@ class Admission:
     ) -> Admitted:
         asked_at = time.monotonic()
         async with self._answer_slot(room, identity, address) as reserved:
+            if not settings.CHAT_REWRITE or self._room_is_empty(room):
+                # Searched as asked: its embedding runs while the question is stored.
+                retrieval.prefetch(ask.text)
             # The conversation before it comes back with the question's write: the answer
             # needs it before it can search. Asks arriving together share the trip.
             written = await self._writes.submit(

@@ -171,6 +171,12 @@ class RoomHub:
         if room not in self._rooms:
             await self._log.unsubscribe(room)
 
+    def is_empty(self, room: str) -> bool:
+        """Whether `room`, followed here, has no event in its log yet: a new room, with no
+        conversation (False for a room nobody here is in: not known)."""
+        state = self._rooms.get(room)
+        return state is not None and state.ready.is_set() and state.cursor == 0
+
     def rooms(self) -> list[str]:
         return list(self._rooms)
 

@@ -22,6 +22,7 @@ __all__ = [
     "Source",
     "get_embedding_function",
     "get_retriever",
+    "prefetch",
     "reset_retriever",
 ]
 
@@ -38,3 +39,11 @@ def reset_retriever() -> None:
     get_retriever.cache_clear()
     reset_embedding_functions()
     reset_clients()
+
+
+def prefetch(query: str) -> None:
+    """Start embedding `query` for a search that will come soon, if the retriever can
+    (`chat.retrieval.ahead`); otherwise nothing."""
+    start = getattr(get_retriever(), "prefetch", None)
+    if start is not None:
+        start(query)

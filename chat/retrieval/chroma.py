@@ -28,6 +28,7 @@ from django.conf import settings
 
 from chat.batching import MicroBatcher
 from chat.errors import RetrievalError
+from chat.retrieval.ahead import QueriesAhead, Vector
 from chat.retrieval.base import Source
 from chat.retrieval.embeddings import get_embedding_function
 from chat.retrieval.lexical import LexicalIndexes, reciprocal_rank_fusion
@@ -179,6 +180,8 @@ class _Search:
     query: str
     collection: str
     k: int
+    # Its query's embedding, when it was made ahead (`prefetch`): not made again.
+    vector: Vector | None = None
 
 
 # A search's passages, or the error that stopped it (its batch's other searches go on).
@@ -212,6 +215,7 @@ class ChromaRetriever:
         self._batcher: MicroBatcher[_Search, _Found] = MicroBatcher(
             self._in_thread, max_batch=MAX_BATCH
         )
+        self._ahead = QueriesAhead(self._embed_in_thread, max_batch=MAX_BATCH)
 
     @property
     def hybrid(self) -> bool:
@@ -221,13 +225,23 @@ class ChromaRetriever:
         """The `k` passages that best match `query`; [] for a missing or empty collection."""
         if not query.strip() or k <= 0:
             return []
-        found = await self._batcher.submit(_Search(query, collection, k))
+        vector = await self._ahead.vector(query)
+        found = await self._batcher.submit(_Search(query, collection, k, vector))
         if isinstance(found, RetrievalError):
             raise found
         return found
 
+    def prefetch(self, query: str) -> None:
+        """Start embedding `query` now, for its `retrieve` soon after (`chat.retrieval.ahead`):
+        an ask's question while the question is being stored."""
+        self._ahead.prefetch(query)
+
     async def _in_thread(self, searches: list[_Search]) -> list[_Found]:
         return await asyncio.to_thread(self._search_many, searches)
+
+    async def _embed_in_thread(self, texts: list[str]) -> list[Vector]:
+        ef = self._embedding_function or get_embedding_function()
+        return await asyncio.to_thread(lambda: list(ef.embed_query(texts)))
 
     def _search_many(self, searches: list[_Search]) -> list[_Found]:
         """Every search of a batch: each collection opened once, the queries of the non-empty
@@ -238,11 +252,11 @@ class ChromaRetriever:
         for name in dict.fromkeys(search.collection for search in searches):
             opened[name] = self._open(name, ef)
         ready = [s for s in searches if isinstance(opened[s.collection], tuple)]
-        vectors: dict[str, Any] = {}
-        texts = list(dict.fromkeys(search.query for search in ready))
+        vectors: dict[str, Any] = {s.query: s.vector for s in ready if s.vector is not None}
+        texts = list(dict.fromkeys(s.query for s in ready if s.query not in vectors))
         if texts:
             try:
-                vectors = dict(zip(texts, ef.embed_query(texts), strict=True))
+                vectors.update(zip(texts, ef.embed_query(texts), strict=True))
             except Exception as err:
                 for name in {s.collection for s in ready}:
                     opened[name] = _failed(name, err)

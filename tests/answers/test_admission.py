@@ -129,3 +129,38 @@ async def test_asks_written_together_fail_alone() -> None:
         return sorted(Message.objects.values_list("text", flat=True))
 
     assert await database_sync_to_async(texts)() == ["one", "three"]
+
+
+async def test_a_question_searched_as_asked_is_embedded_while_it_is_stored(
+    settings: Any, llm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first question of a new room is searched as asked (no conversation to rewrite it
+    with): its embedding starts before its database write. A follow-up may be rewritten, so
+    it is not, unless rewriting is off."""
+    from chat import retrieval
+
+    settings.CHAT_REWRITE = True
+    settings.CHAT_ADDRESS_ASK_BURST = settings.CHAT_ASK_BURST = 100
+    prefetched: list[str] = []
+    real = retrieval.prefetch
+
+    def recorded(query: str) -> None:
+        prefetched.append(query)
+        real(query)
+
+    monkeypatch.setattr(retrieval, "prefetch", recorded)
+    client = await guest_from("192.0.2.60", "ahead-room")
+    first = "How much is a latte? [[sim tokens=2 tps=0]]"
+    assert (await outcome(client, first))["type"] == "answer.start"
+    await client.recv_until(lambda f: f["type"] == "answer.end")
+    assert prefetched == [first]
+    follow_up = "And with oat milk? [[sim tokens=2 tps=0]]"
+    assert (await outcome(client, follow_up))["type"] == "answer.start"
+    await client.recv_until(lambda f: f["type"] == "answer.end")
+    assert prefetched == [first]
+    settings.CHAT_REWRITE = False
+    again = "And an americano? [[sim tokens=2 tps=0]]"
+    assert (await outcome(client, again))["type"] == "answer.start"
+    await client.recv_until(lambda f: f["type"] == "answer.end")
+    assert prefetched == [first, again]
+    await client.close()

