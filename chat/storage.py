@@ -285,6 +285,40 @@ def answer_started(
         create_answer(room_name, answer_id=answer_id, question_id=question_id)
 
 
+@dataclass(frozen=True, slots=True)
+class AnswerStart:
+    """One answer's start, as `answer_started` takes it."""
+
+    room_name: str
+    answer_id: str
+    question_id: str
+    create: bool
+    question_seq: int | None
+
+
+def answers_started(starts: list[AnswerStart]) -> list[Exception | None]:
+    """`answer_started` for each of many answers, in one trip to the database thread and one
+    transaction: a burst of answers pays one hop and one commit, not one (and up to three
+    commits) each. Each start has its own savepoint, so one that fails is rolled back alone;
+    its error is returned in its place (None: stored)."""
+    done: list[Exception | None] = []
+    with transaction.atomic():
+        for start in starts:
+            try:
+                with transaction.atomic():
+                    answer_started(
+                        start.room_name,
+                        answer_id=start.answer_id,
+                        question_id=start.question_id,
+                        create=start.create,
+                        question_seq=start.question_seq,
+                    )
+                done.append(None)
+            except Exception as err:
+                done.append(err)
+    return done
+
+
 def checkpoint_answers(texts: dict[str, str]) -> None:
     """Save the text so far of answers still streaming (survives a crash of this process), by
     answer id, in one transaction."""

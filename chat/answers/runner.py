@@ -29,6 +29,7 @@ from chat.answers.events import (
 from chat.answers.prompt import Said, conversation
 from chat.answers.publisher import DeltaPublisher
 from chat.background import start_detached
+from chat.batching import MicroBatcher
 from chat.identity import Identity
 from chat.llm.base import ChatMessage
 from chat.models import Message
@@ -48,6 +49,9 @@ CHECKPOINT_SECONDS = 2.0
 # lease, and every 0.1 s after a failed refresh): a live owner coming back from an outage
 # re-takes its lease in between.
 OWNERLESS_CONFIRM_SECONDS = 0.4
+
+# The most answer starts one database trip stores (`storage.answers_started`).
+START_BATCH = 32
 
 db = database_sync_to_async
 
@@ -160,6 +164,11 @@ class AnswerRunner:
         # runtime when it starts, before any answer can be asked.
         self.control_channel = ""
         self._running: dict[str, RunningAnswer] = {}
+        # Answers' starts: those arriving while one trip to the database thread is under way
+        # go together in the next (a burst of answers queued one by one on that thread).
+        self._starts: MicroBatcher[storage.AnswerStart, Exception | None] = MicroBatcher(
+            db(storage.answers_started), max_batch=START_BATCH
+        )
         # The reaper's view of Redis: whether its last look failed, and when it last came back.
         self._reaper_failing = False
         self._reaper_back_at = float("-inf")
@@ -272,13 +281,17 @@ class AnswerRunner:
         `answer.start`."""
         asked = running.asked
         if not asked.stored or asked.question_seq is not None:
-            await db(storage.answer_started)(
-                asked.room,
-                answer_id=asked.answer_id,
-                question_id=asked.question_id,
-                create=not asked.stored,
-                question_seq=asked.question_seq,
+            failed = await self._starts.submit(
+                storage.AnswerStart(
+                    room_name=asked.room,
+                    answer_id=asked.answer_id,
+                    question_id=asked.question_id,
+                    create=not asked.stored,
+                    question_seq=asked.question_seq,
+                )
             )
+            if failed is not None:
+                raise failed
         await self._coordinator.claim(
             asked.answer_id,
             control_channel=self.control_channel,

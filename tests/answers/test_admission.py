@@ -164,3 +164,78 @@ async def test_a_question_searched_as_asked_is_embedded_while_it_is_stored(
     await client.recv_until(lambda f: f["type"] == "answer.end")
     assert prefetched == [first, again]
     await client.close()
+
+
+async def test_answers_started_together_are_stored_together_and_fail_alone() -> None:
+    """Answer starts arriving together are stored in one trip and one transaction: one whose
+    question is gone fails alone; the others get their row and their question's seq."""
+    guest = Identity(id="g:starts", name="Sol", is_guest=True)
+
+    def ask(room: str, text: str) -> storage.QuestionToStore:
+        return storage.QuestionToStore(
+            room_name=room,
+            message_id=f"q_{room}",
+            identity=guest,
+            text=text,
+            client_id=None,
+            edits=None,
+            context_limit=10,
+        )
+
+    await database_sync_to_async(storage.create_questions_in_context)(
+        [ask("start-a", "one"), ask("start-b", "two")]
+    )
+
+    def start(room: str, question_id: str, seq: int) -> storage.AnswerStart:
+        return storage.AnswerStart(
+            room_name=room,
+            answer_id=f"a_{room}",
+            question_id=question_id,
+            create=True,
+            question_seq=seq,
+        )
+
+    done = await database_sync_to_async(storage.answers_started)(
+        [
+            start("start-a", "q_start-a", 1),
+            start("start-b", "q_gone", 1),
+            start("start-b", "q_start-b", 2),
+        ]
+    )
+    assert done[0] is None and done[2] is None
+    assert isinstance(done[1], Message.DoesNotExist)
+
+    def rows() -> list[tuple[str, str | None, int | None]]:
+        return sorted(Message.objects.values_list("id", "question_id", "seq").order_by("id"))
+
+    assert await database_sync_to_async(rows)() == [
+        ("a_start-a", "q_start-a", None),
+        ("a_start-b", "q_start-b", None),
+        ("q_start-a", None, 1),
+        ("q_start-b", None, 2),
+    ]
+
+
+async def test_a_burst_of_asks_starts_its_answers_in_few_database_trips(
+    settings: Any, llm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ten questions at once: their answers' starts share database trips (a trip per start
+    queued them one by one on the worker's database thread)."""
+    batches: list[int] = []
+    real = storage.answers_started
+
+    def counted(starts: list[storage.AnswerStart]) -> list[Exception | None]:
+        batches.append(len(starts))
+        return real(starts)
+
+    monkeypatch.setattr(storage, "answers_started", counted)
+    settings.CHAT_ADDRESS_ASK_BURST = settings.CHAT_ASK_BURST = 100
+    settings.CHAT_MAX_ANSWERS_PER_ADDRESS = 100
+    guests = [await guest_from(f"192.0.2.{70 + i}", f"burst{i}") for i in range(10)]
+    for guest in guests:
+        await guest.send({"type": "ask", "text": "Hi [[sim tokens=2 tps=0]]"})
+    for guest in guests:
+        await guest.recv_until(lambda f: f["type"] == "answer.end")
+        await guest.close()
+    assert sum(batches) == 10
+    assert len(batches) < 10

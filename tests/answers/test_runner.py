@@ -292,7 +292,10 @@ async def test_answers_being_written_are_checkpointed_together_while_they_stream
     first, second = await worker.ask(), await worker.ask("And to drink?", who=OTHER)
 
     async def checkpointed(answer_id: str) -> bool:
-        stored = await row(answer_id)
+        try:
+            stored = await row(answer_id)
+        except Message.DoesNotExist:
+            return False  # its start is stored while it searches: not yet
         return stored["status"] == "streaming" and len(stored["text"]) > 0
 
     await wait_for(lambda: checkpointed(first))
