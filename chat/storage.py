@@ -8,9 +8,10 @@ migrations aside).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import Error, IntegrityError, connection, transaction
 from django.db.models import Case, F, Q, Value, When
@@ -22,6 +23,8 @@ from chat.identity import Identity
 from chat.models import ApiToken, FeedbackCount, Message, Room
 from chat.protocol import ProtocolError
 from chat.rooms.configuration import AnswerSettings
+
+R = TypeVar("R")
 
 
 def iso(moment: datetime) -> str:
@@ -108,6 +111,21 @@ def create_question_in_context(
     return stored, context_messages(room_name, before_id=stored.id, limit=context_limit)
 
 
+def _each_in_a_savepoint(items: list[Any], write: Callable[[Any], R]) -> list[R | Exception]:
+    """`write(item)` for each item in one transaction, each in a savepoint of its own: one
+    that fails is rolled back alone and its error returned in its place. A failure of the
+    transaction itself (the database away) is raised, for every item."""
+    done: list[R | Exception] = []
+    with transaction.atomic():
+        for item in items:
+            try:
+                with transaction.atomic():
+                    done.append(write(item))
+            except Exception as err:
+                done.append(err)
+    return done
+
+
 @dataclass(frozen=True, slots=True)
 class QuestionToStore:
     """One ask's write, as `create_question_in_context` takes it."""
@@ -129,25 +147,18 @@ def create_questions_in_context(asks: list[QuestionToStore]) -> list[AskWritten]
     and one transaction: a burst of questions pays one hop and one commit. Each ask has its own
     savepoint, so one that fails (refused, a conflict) is rolled back alone; its error is
     returned in its place, for its asker."""
-    written: list[AskWritten] = []
-    with transaction.atomic():
-        for ask in asks:
-            try:
-                with transaction.atomic():
-                    written.append(
-                        create_question_in_context(
-                            ask.room_name,
-                            context_limit=ask.context_limit,
-                            message_id=ask.message_id,
-                            identity=ask.identity,
-                            text=ask.text,
-                            client_id=ask.client_id,
-                            edits=ask.edits,
-                        )
-                    )
-            except Exception as err:
-                written.append(err)
-    return written
+    return _each_in_a_savepoint(
+        asks,
+        lambda ask: create_question_in_context(
+            ask.room_name,
+            context_limit=ask.context_limit,
+            message_id=ask.message_id,
+            identity=ask.identity,
+            text=ask.text,
+            client_id=ask.client_id,
+            edits=ask.edits,
+        ),
+    )
 
 
 def create_message(
@@ -301,22 +312,16 @@ def answers_started(starts: list[AnswerStart]) -> list[Exception | None]:
     transaction: a burst of answers pays one hop and one commit, not one (and up to three
     commits) each. Each start has its own savepoint, so one that fails is rolled back alone;
     its error is returned in its place (None: stored)."""
-    done: list[Exception | None] = []
-    with transaction.atomic():
-        for start in starts:
-            try:
-                with transaction.atomic():
-                    answer_started(
-                        start.room_name,
-                        answer_id=start.answer_id,
-                        question_id=start.question_id,
-                        create=start.create,
-                        question_seq=start.question_seq,
-                    )
-                done.append(None)
-            except Exception as err:
-                done.append(err)
-    return done
+    return _each_in_a_savepoint(
+        starts,
+        lambda start: answer_started(
+            start.room_name,
+            answer_id=start.answer_id,
+            question_id=start.question_id,
+            create=start.create,
+            question_seq=start.question_seq,
+        ),
+    )
 
 
 def checkpoint_answers(texts: dict[str, str]) -> None:
@@ -364,6 +369,18 @@ def finish_answer(answer_id: str, end: EndRow) -> bool:
 def set_end_seq(answer_id: str, seq: int, room_name: str) -> None:
     Message.objects.filter(id=answer_id).update(end_seq=seq)
     touch_room(room_name, seq)
+
+
+def finish_answers(ends: list[tuple[str, EndRow]]) -> list[bool | Exception]:
+    """`finish_answer` for each of many (answer id, end), in one trip to the database thread
+    and one transaction (a burst of answers ending together)."""
+    return _each_in_a_savepoint(ends, lambda end: finish_answer(*end))
+
+
+def set_end_seqs(ends: list[tuple[str, int, str]]) -> list[Exception | None]:
+    """`set_end_seq` for each of many (answer id, seq, room), in one trip and one
+    transaction."""
+    return _each_in_a_savepoint(ends, lambda end: set_end_seq(*end))
 
 
 def store_logged_end(answer_id: str, end: EndRow, *, room_name: str, end_seq: int) -> bool:

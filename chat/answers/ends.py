@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from chat import protocol, storage
 from chat.background import start_detached
+from chat.batching import MicroBatcher
 from chat.dbretry import retry_write
 from chat.observability import metrics
 from chat.protocol import AnswerStatus
@@ -42,6 +43,8 @@ WHOLE_VIEW = 10_000
 REPAIR_LOOKBACK = timedelta(days=1)
 # Rooms per database query of the repair.
 REPAIR_BATCH = 500
+# The most ends one database trip stores.
+END_BATCH = 32
 
 db = database_sync_to_async
 
@@ -84,12 +87,33 @@ class AnswerEnds:
         self._log = log
         # Ends the room log holds that the database has not stored yet, being retried.
         self.storing: dict[str, asyncio.Task[None]] = {}
+        # Ends arriving while a trip to the database thread is under way go together in the
+        # next: a burst of answers ending at once pays a trip per batch, not two per answer.
+        self._finishes: MicroBatcher[tuple[str, storage.EndRow], bool | Exception] = MicroBatcher(
+            db(storage.finish_answers), max_batch=END_BATCH
+        )
+        self._end_seqs: MicroBatcher[tuple[str, int, str], Exception | None] = MicroBatcher(
+            db(storage.set_end_seqs), max_batch=END_BATCH
+        )
+
+    async def _finish(self, answer_id: str, row: storage.EndRow) -> bool:
+        """`storage.finish_answer`, batched with the ends arriving meanwhile."""
+        stored = await self._finishes.submit((answer_id, row))
+        if isinstance(stored, Exception):
+            raise stored
+        return stored
+
+    async def _set_end_seq(self, answer_id: str, seq: int, room: str) -> None:
+        """`storage.set_end_seq`, batched likewise."""
+        failed = await self._end_seqs.submit((answer_id, seq, room))
+        if failed is not None:
+            raise failed
 
     async def end(self, room: str, answer_id: str, end: FinalEnd) -> tuple[bool | None, int | None]:
         """Store `end`, then append it. Returns `(stored, seq)`: `stored` is False when the
         answer had already ended (someone else stored theirs first; nothing is appended) and
         None when the database could not say; `seq` is the appended end's, or None."""
-        store = asyncio.ensure_future(db(storage.finish_answer)(answer_id, end.row()))
+        store = asyncio.ensure_future(self._finish(answer_id, end.row()))
         stored: bool | None
         try:
             # Shielded: on a timeout the store goes on, and its outcome is awaited later.
@@ -118,7 +142,7 @@ class AnswerEnds:
         metrics.answer_ended(end.status, end.error["code"] if end.error else None)
         if stored:
             try:
-                await db(storage.set_end_seq)(answer_id, seq, room)
+                await self._set_end_seq(answer_id, seq, room)
                 return True, seq
             except DatabaseError as err:
                 logger.warning(

@@ -216,19 +216,21 @@ async def test_answers_started_together_are_stored_together_and_fail_alone() -> 
     ]
 
 
-async def test_a_burst_of_asks_starts_its_answers_in_few_database_trips(
+async def test_a_burst_of_asks_starts_and_ends_its_answers_in_few_database_trips(
     settings: Any, llm: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Ten questions at once: their answers' starts share database trips (a trip per start
-    queued them one by one on the worker's database thread)."""
-    batches: list[int] = []
-    real = storage.answers_started
+    """Ten questions at once: their answers' starts, and their ends (the row, then the end's
+    seq), share database trips (a trip each queued them one by one on the worker's database
+    thread)."""
+    trips: dict[str, list[int]] = {"answers_started": [], "finish_answers": [], "set_end_seqs": []}
+    for name, sizes in trips.items():
+        real = getattr(storage, name)
 
-    def counted(starts: list[storage.AnswerStart]) -> list[Exception | None]:
-        batches.append(len(starts))
-        return real(starts)
+        def counted(items: list[Any], real: Any = real, sizes: list[int] = sizes) -> Any:
+            sizes.append(len(items))
+            return real(items)
 
-    monkeypatch.setattr(storage, "answers_started", counted)
+        monkeypatch.setattr(storage, name, counted)
     settings.CHAT_ADDRESS_ASK_BURST = settings.CHAT_ASK_BURST = 100
     settings.CHAT_MAX_ANSWERS_PER_ADDRESS = 100
     guests = [await guest_from(f"192.0.2.{70 + i}", f"burst{i}") for i in range(10)]
@@ -237,5 +239,43 @@ async def test_a_burst_of_asks_starts_its_answers_in_few_database_trips(
     for guest in guests:
         await guest.recv_until(lambda f: f["type"] == "answer.end")
         await guest.close()
-    assert sum(batches) == 10
-    assert len(batches) < 10
+    # The end's seq is stored after the room got the end.
+    await wait_for(lambda: sum(trips["set_end_seqs"]) == 10)
+    for name, sizes in trips.items():
+        assert sum(sizes) == 10, name
+        assert len(sizes) < 10, name
+
+
+async def test_ends_stored_together_fail_alone() -> None:
+    """Ends stored in one trip: one that fails is rolled back alone; one already ended says
+    so (False); the others are stored."""
+    guest = Identity(id="g:ends", name="Eun", is_guest=True)
+    await database_sync_to_async(storage.create_questions_in_context)(
+        [
+            storage.QuestionToStore(
+                room_name="ends-room",
+                message_id=f"q_{n}",
+                identity=guest,
+                text=n,
+                client_id=None,
+                edits=None,
+                context_limit=10,
+            )
+            for n in ("one", "two")
+        ]
+    )
+    for n in ("one", "two"):
+        await database_sync_to_async(storage.answer_started)(
+            "ends-room", answer_id=f"a_{n}", question_id=f"q_{n}", create=True, question_seq=None
+        )
+    done = storage.EndRow(status="complete", text="done")
+    stored = await database_sync_to_async(storage.finish_answers)(
+        [("a_one", done), ("a_two", storage.EndRow(status="complete", text=None)), ("a_one", done)]  # type: ignore[arg-type]
+    )
+    assert stored[0] is True and stored[2] is False
+    assert isinstance(stored[1], Exception)
+
+    def statuses() -> dict[str, str]:
+        return dict(Message.objects.filter(role="assistant").values_list("id", "status"))
+
+    assert await database_sync_to_async(statuses)() == {"a_one": "complete", "a_two": "streaming"}
