@@ -4,6 +4,7 @@ Long work (answers) runs in its own tasks, so `cancel` and `disconnect` are hand
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -28,6 +29,9 @@ from chat.runtime import Runtime, get_runtime
 
 logger = logging.getLogger(__name__)
 
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
 
 class ChatConsumer(AsyncWebsocketConsumer):
     """One member's socket in one room (`/ws/rooms/<room>/`)."""
@@ -36,12 +40,63 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # through the runtime's own channel. (An unknown alias makes Channels skip new_channel.)
     channel_layer_alias = "__no_layer__"
 
-    room = ""
-    conn: Outbox | None = None
-    identity: identities.Identity | None = None
-    runtime: Runtime | None = None
-    counted_address: str | None = None
-    counted_open = False
+    # Channels' __init__ gives each consumer a list of groups to join; this one joins none.
+    groups: list[str] = []  # never mutated: shared by every instance
+
+    # One per open socket: its fields in slots, so no instance dictionary is made for them
+    # (Channels' base classes set nothing else on it here: see `__init__` and `__call__`).
+    __slots__ = (
+        "_frames",
+        "_typing",
+        "address",
+        "base_send",
+        "channel_layer",
+        "conn",
+        "conn_id",
+        "counted_address",
+        "counted_open",
+        "flood_strikes",
+        "identity",
+        "room",
+        "runtime",
+        "scope",
+    )
+
+    def __init__(self) -> None:
+        # Not Channels' __init__: it only gives the consumer a list of groups (see `groups`).
+        self.room = ""
+        self.conn: Outbox | None = None
+        self.identity: identities.Identity | None = None
+        self.runtime: Runtime | None = None
+        self.conn_id = ""
+        self.address: str | None = None
+        self.counted_address: str | None = None
+        self.counted_open = False
+        self.flood_strikes = 0
+        # Made at the first frame that needs it, not per idle socket. A bucket made later is
+        # the same bucket: one made at connect would have refilled to its burst by then.
+        self._frames: TokenBucket | None = None
+        self._typing: TokenBucket | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        """Channels' `AsyncConsumer.__call__` (with no channel layer) without its
+        `await_many_dispatch`: that keeps a task for the next `receive()` and `asyncio.wait`'s
+        waiter, set and callbacks for every open socket, about 3 KiB each while it idles
+        (docs/benchmarks.md, "Memory per idle connection"). The same order: each message is
+        dispatched to its end before the next is received; `StopConsumer` ends it cleanly."""
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+                # As Channels' loop, let the event loop run between two messages even when
+                # the next one already waits (a queue's get() does not yield then): the frames
+                # this one queued go out first (an error before the close a flood earns), and
+                # a client sending fast does not hold the loop from the other sockets.
+                await asyncio.sleep(0)
+        except StopConsumer:
+            pass
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels' dispatch without its `aclose_old_connections()` before every message: that
@@ -89,7 +144,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         context.bind(room=self.room, user_id=self.identity.id, request_id=f"ws_{self.conn_id}")
         # The client's address (the proxy's X-Forwarded-For under `daphne --proxy-headers`).
         client = self.scope.get("client")
-        self.address: str | None = str(client[0]) if client else None
+        self.address = str(client[0]) if client else None
         # A guest is a new identity at will: their connections are counted by address.
         self.counted_address = self.address if self.identity.is_guest else None
         if self.counted_address is not None and not self.runtime.guest_connections.acquire(
@@ -99,13 +154,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
             metrics.socket_closed(protocol.CLOSE_TOO_MANY)
             await self.close(code=protocol.CLOSE_TOO_MANY)
             return
-        self.flood_strikes = 0
-        self.frames = TokenBucket(
-            settings.CHAT_FRAME_RATE_PER_SECOND, settings.CHAT_FRAME_RATE_PER_SECOND * 2
-        )
-        # One `typing` notice passed on per interval; the others are dropped without a word
-        # (a flood of them meets the frame rate above).
-        self.typing = TokenBucket(1.0 / max(settings.CHAT_TYPING_INTERVAL_SECONDS, 0.001), 1)
         self.conn = Outbox(
             send=self._send_text,
             close=self._close_with,
@@ -159,7 +207,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.conn.close_soon(protocol.CLOSE_TOO_BIG)
             return
         try:
-            wait = self.frames.take()
+            if self._frames is None:
+                rate = settings.CHAT_FRAME_RATE_PER_SECOND
+                self._frames = TokenBucket(rate, rate * 2)
+            wait = self._frames.take()
             if wait:
                 raise ProtocolError("rate_limited", "Too many frames; slow down.", retry_after=wait)
             if text_data is None:
@@ -219,7 +270,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def on_typing(self, command: protocol.Typing) -> None:
         runtime, identity = self._member()
-        if self.conn is None or self.typing.take():
+        if self.conn is None:
+            return
+        if self._typing is None:
+            # One `typing` notice passed on per interval; the others are dropped without a
+            # word (a flood of them meets the frame rate).
+            interval = max(settings.CHAT_TYPING_INTERVAL_SECONDS, 0.001)
+            self._typing = TokenBucket(1.0 / interval, 1)
+        if self._typing.take():
             return
         await runtime.typing.notify(self.room, identity.to_wire(), sender=self.conn)
 

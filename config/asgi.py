@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 from django.core.asgi import get_asgi_application
@@ -13,7 +13,6 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (needs Django set up)
 from django.conf import settings  # noqa: E402
 
 from chat.realtime.entry import auth_stack  # noqa: E402
@@ -22,7 +21,9 @@ from chat.web.operations import with_operations  # noqa: E402
 from config.abandoned import quiet_abandoned_disconnects  # noqa: E402
 from config.handshake_log import skip_unlogged_config_dump  # noqa: E402
 from config.idle import limit_idle_connections  # noqa: E402
+from config.inbox import trim_input_queue  # noqa: E402
 from config.origin import OriginCheck  # noqa: E402
+from config.routing import ProtocolRouter, SocketRouter  # noqa: E402
 
 limit_idle_connections(settings.CHAT_IDLE_CONNECTION_SECONDS)
 skip_unlogged_config_dump()
@@ -42,6 +43,8 @@ def transport_probe(app: Any) -> Any:
       is not open), what daphne does for a `websocket.send` without the five coroutine hops of
       the ASGI `send` through Channels and daphne, and without waking a writer task per frame
       (chat.realtime.outbox): at 100 answers a measurable share of a worker's CPU.
+
+    And a socket's input queue loses what daphne never uses of it (config.inbox).
     """
 
     def wrapper(scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[Any]:
@@ -49,20 +52,11 @@ def transport_probe(app: Any) -> Any:
         # socket's chain of awaits. Called where daphne starts the application, in its loop.
         quiet_abandoned_disconnects(asyncio.get_running_loop())
         if scope["type"] in ("websocket", "http"):
-            protocol = _daphne_protocol(send)
-            extra: dict[str, Any] = {}
-            pending = _pending_bytes(protocol)
-            if pending is not None:
-                extra["chat.transport_pending"] = pending
-            if hasattr(protocol, "sendCloseFrame"):
-                extra["chat.close_frame"] = lambda code: protocol.sendCloseFrame(
-                    code=code, isReply=False
-                )
-                sender = _text_sender(send, protocol)
-                if sender is not None:
-                    extra["chat.send_text_now"] = sender
-            if extra:
-                scope = {**scope, **extra}
+            socket = _DaphneSocket.of(send)
+            if socket is not None:
+                scope = {**scope, **socket.scope_items()}
+            if scope["type"] == "websocket":
+                trim_input_queue(receive)
         return app(scope, receive, send)
 
     # A plain function returning a coroutine: tell Channels' router it is an ASGI 3 application.
@@ -70,9 +64,63 @@ def transport_probe(app: Any) -> Any:
     return wrapper
 
 
-def _daphne_protocol(send: Any) -> Any:
-    args = getattr(send, "args", None)
-    return args[0] if args else None
+class _DaphneSocket:
+    """Daphne's protocol and transport of one socket or request, and what `transport_probe`
+    gives the application from them, as bound methods of this one small object rather than
+    closures (three functions and their cells for every open socket)."""
+
+    __slots__ = ("connections", "protocol", "transport")
+
+    def __init__(self, protocol: Any, transport: Any, connections: Any) -> None:
+        self.protocol = protocol
+        self.transport = transport
+        self.connections = connections
+
+    @classmethod
+    def of(cls, send: Any) -> _DaphneSocket | None:
+        """From daphne's `send` (partial(Server.handle_reply, protocol)); None elsewhere."""
+        args = getattr(send, "args", None)
+        protocol = args[0] if args else None
+        transport = getattr(protocol, "transport", None)
+        if transport is not None and not hasattr(transport, "dataBuffer"):
+            transport = None
+        server = getattr(getattr(send, "func", None), "__self__", None)
+        connections = getattr(server, "connections", None)
+        if transport is None and not hasattr(protocol, "sendCloseFrame"):
+            return None
+        return cls(protocol, transport, connections)
+
+    def scope_items(self) -> dict[str, Any]:
+        items: dict[str, Any] = {}
+        if self.transport is not None:
+            items["chat.transport_pending"] = self.pending
+        if hasattr(self.protocol, "sendCloseFrame"):
+            items["chat.close_frame"] = self.close_frame
+            if self.connections is not None and hasattr(self.protocol, "sendMessage"):
+                items["chat.send_text_now"] = self.send_text
+        return items
+
+    def pending(self) -> int:
+        # Twisted's FileDescriptor keeps unsent bytes in dataBuffer (from offset) and a list.
+        transport = self.transport
+        return (
+            len(transport.dataBuffer)
+            - getattr(transport, "offset", 0)
+            + getattr(transport, "_tempDataLen", 0)
+        )
+
+    def close_frame(self, code: int) -> None:
+        self.protocol.sendCloseFrame(code=code, isReply=False)
+
+    def send_text(self, text: str) -> bool:
+        # Daphne's Server.handle_reply drops what comes after the connection went away, and
+        # autobahn raises for a socket not open (yet, or any more): that one goes the ASGI way.
+        protocol = self.protocol
+        state = self.connections.get(protocol)
+        if state is None or state.get("disconnected") or protocol.state != protocol.STATE_OPEN:
+            return False
+        protocol.sendMessage(_last_encoded.encode(text), False)
+        return True
 
 
 class _LastEncoded:
@@ -94,47 +142,12 @@ class _LastEncoded:
 _last_encoded = _LastEncoded()
 
 
-def _text_sender(send: Any, protocol: Any) -> Callable[[str], bool] | None:
-    server = getattr(getattr(send, "func", None), "__self__", None)
-    connections = getattr(server, "connections", None)
-    if connections is None or not hasattr(protocol, "sendMessage"):
-        return None
-    open_state = protocol.STATE_OPEN
-
-    def send_text(text: str) -> bool:
-        # Daphne's Server.handle_reply drops what comes after the connection went away, and
-        # autobahn raises for a socket not open (yet, or any more): that one goes the ASGI way.
-        state = connections.get(protocol)
-        if state is None or state.get("disconnected") or protocol.state != open_state:
-            return False
-        protocol.sendMessage(_last_encoded.encode(text), False)
-        return True
-
-    return send_text
-
-
-def _pending_bytes(protocol: Any) -> Callable[[], int] | None:
-    transport = getattr(protocol, "transport", None)
-    if transport is None or not hasattr(transport, "dataBuffer"):
-        return None
-
-    def pending() -> int:
-        # Twisted's FileDescriptor keeps unsent bytes in dataBuffer (from offset) and a list.
-        return (
-            len(transport.dataBuffer)
-            - getattr(transport, "offset", 0)
-            + getattr(transport, "_tempDataLen", 0)
-        )
-
-    return pending
-
-
-application = ProtocolTypeRouter(
+application = ProtocolRouter(
     {
         # /healthz, /readyz and /metrics are answered before Django (chat.web.operations).
         "http": transport_probe(with_operations(django_asgi_app)),
         # The user is resolved with the access check, in one batched trip (chat.realtime.entry).
-        "websocket": transport_probe(OriginCheck(auth_stack(URLRouter(websocket_urlpatterns)))),
+        "websocket": transport_probe(OriginCheck(auth_stack(SocketRouter(websocket_urlpatterns)))),
     }
 )
 
