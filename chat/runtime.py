@@ -31,7 +31,7 @@ from chat.answers.feedback import AnswerFeedback
 from chat.answers.moderation import EXPEL, RECHECK, Moderation
 from chat.answers.runner import AnswerRunner
 from chat.background import keep_until_done, start_detached
-from chat.llm import aclose_provider
+from chat.llm import aclose_provider, warm_up_provider
 from chat.observability import context
 from chat.ratelimit import OpenPerKey
 from chat.realtime.backends import build_backends
@@ -152,12 +152,16 @@ class Runtime:
         return seq
 
     async def _warm_up(self) -> None:
-        """Open Chroma and load the embedding model now, in the background, so the first
-        question does not pay for it."""
+        """Open Chroma, load the embedding model and make the LLM client now, in the
+        background, so the first question does not pay for them; then freeze what is loaded."""
         try:
             await get_retriever().retrieve("warm up", collection=settings.CHAT_COLLECTION, k=1)
         except Exception as err:
             logger.warning("Knowledge base warm-up failed (answers will retry): %s", err)
+        try:
+            warm_up_provider()
+        except Exception as err:
+            logger.warning("LLM client warm-up failed (answers will retry): %s", err)
         freeze_loaded_objects()
 
     async def _control_loop(self) -> None:

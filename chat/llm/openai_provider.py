@@ -118,6 +118,10 @@ class OpenAIProvider:
             self._client_loop = loop
         return self._client
 
+    def warm_up(self) -> None:
+        """Make the client now (`chat.llm.warm_up_provider`); in the event loop it serves."""
+        self._get_client()
+
     async def aclose(self) -> None:
         """Close pooled connections (tests, shutdown). The provider remains usable."""
         client, self._client = self._client, None
