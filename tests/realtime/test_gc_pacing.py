@@ -22,21 +22,32 @@ from chat.runtime import get_runtime
 
 def test_the_first_check_only_takes_its_reading() -> None:
     pacer = FullCollectionPacer(quiet_young=2, due_after=10)
-    assert not pacer.due(young_collections=500, middle_since_full=50)
+    assert not pacer.due(young_collections=500, middle_since_full=50, now=100.0)
 
 
 def test_a_full_collection_is_due_when_quiet_after_enough_middle_collections() -> None:
     pacer = FullCollectionPacer(quiet_young=2, due_after=10)
-    pacer.due(young_collections=100, middle_since_full=0)
+    pacer.due(young_collections=100, middle_since_full=0, now=100.0)
     # Busy: 300 young collections since the last check, however much is pending.
-    assert not pacer.due(young_collections=400, middle_since_full=40)
+    assert not pacer.due(young_collections=400, middle_since_full=40, now=100.5)
     # Quiet (2 young collections since the last check), but too little happened since the
     # last full collection.
-    assert not pacer.due(young_collections=402, middle_since_full=9)
+    assert not pacer.due(young_collections=402, middle_since_full=9, now=101.0)
     # Quiet, and as much happened as CPython waits for.
-    assert pacer.due(young_collections=404, middle_since_full=10)
+    assert pacer.due(young_collections=404, middle_since_full=10, now=101.5)
     # Busy again.
-    assert not pacer.due(young_collections=420, middle_since_full=12)
+    assert not pacer.due(young_collections=420, middle_since_full=12, now=102.0)
+
+
+def test_the_next_paced_collection_waits_spacing_times_the_pause_of_the_previous() -> None:
+    pacer = FullCollectionPacer(quiet_young=2, due_after=10, spacing=50)
+    pacer.due(young_collections=0, middle_since_full=0, now=100.0)
+    assert pacer.due(young_collections=0, middle_since_full=10, now=100.5)
+    # It took 0.2 s (a big live set): nothing paced for the next 10 s, however quiet.
+    pacer.collected(pause=0.2, now=100.7, young_collections=0)
+    assert not pacer.due(young_collections=0, middle_since_full=10, now=101.2)
+    assert not pacer.due(young_collections=0, middle_since_full=30, now=110.6)
+    assert pacer.due(young_collections=0, middle_since_full=30, now=110.8)
 
 
 @pytest.fixture
