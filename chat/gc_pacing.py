@@ -12,10 +12,12 @@ last one and the objects promoted since are a quarter of those that survived it.
 10 makes full collections rarer, not shorter; so the worker takes them itself when it is
 quiet, and CPython's own trigger (`AUTOMATIC_AFTER` middle collections) is left as the bound:
 
-- Every `CHECK_SECONDS` the pacer looks at two counters the collector keeps anyway. The worker
-  is quiet when its youngest generation was collected at most `QUIET_YOUNG` times since the
-  last check: it made few objects, so it sends few frames and runs little (measured: 9 to 32
-  young collections a second while 100 answers streamed, none for seconds on an idle worker).
+- Every `CHECK_SECONDS` the pacer looks at two counters the collector keeps anyway and at the
+  room events the worker delivered. The worker is quiet when it delivered none since the last
+  check (no delta in flight here: a fan-out's 200 members make few objects, 1 or 2 young
+  collections a second) and its youngest generation was collected at most `QUIET_YOUNG` times
+  (it made few objects: joins, for one, deliver no room event; measured: 9 to 32 young
+  collections a second while 100 answers streamed, none for seconds on an idle worker).
 - A full collection is due once the middle generation was collected `DUE_AFTER` times since
   the last full one (CPython's own default: as often as CPython would consider one).
 - CPython also waits for what was promoted since the last full collection to be a quarter of
@@ -68,19 +70,26 @@ class FullCollectionPacer:
         self._due_after = due_after
         self._spacing = spacing
         self._young_at_check: int | None = None
+        self._events_at_check = 0
         # When the previous paced collection ended, and when the next may start.
         self._not_before = 0.0
 
-    def due(self, young_collections: int, middle_since_full: int, now: float) -> bool:
+    def due(
+        self, young_collections: int, middle_since_full: int, now: float, events_delivered: int
+    ) -> bool:
         """Asked once per check: True when the middle generation was collected `due_after`
-        times since the last full collection, the young one at most `quiet_young` times since
-        the previous check (the first check only takes its reading), and the previous paced
-        collection is `spacing` times its pause ago."""
-        previous, self._young_at_check = self._young_at_check, young_collections
-        if previous is None or now < self._not_before:
+        times since the last full collection, since the previous check no room event was
+        delivered and the young generation was collected at most `quiet_young` times (the
+        first check only takes its readings), and the previous paced collection is `spacing`
+        times its pause ago."""
+        young_before, events_before = self._young_at_check, self._events_at_check
+        self._young_at_check, self._events_at_check = young_collections, events_delivered
+        if young_before is None or now < self._not_before:
             return False
-        return middle_since_full >= self._due_after and (
-            young_collections - previous <= self._quiet_young
+        return (
+            middle_since_full >= self._due_after
+            and young_collections - young_before <= self._quiet_young
+            and events_delivered == events_before
         )
 
     def collected(self, pause: float, now: float, young_collections: int) -> None:
@@ -89,10 +98,12 @@ class FullCollectionPacer:
         self._not_before = now + self._spacing * pause
         self._young_at_check = young_collections
 
-    def step(self) -> FullCollection | None:
-        """One check: a full collection now if one is due (the event loop stops for it)."""
+    def step(self, events_delivered: int) -> FullCollection | None:
+        """One check, given the room events delivered here ever: a full collection now if one
+        is due (the event loop stops for it)."""
         started = time.monotonic()
-        if not self.due(gc.get_stats()[0]["collections"], gc.get_count()[2], started):
+        young = gc.get_stats()[0]["collections"]
+        if not self.due(young, gc.get_count()[2], started, events_delivered):
             return None
         collected = gc.collect()
         ended = time.monotonic()

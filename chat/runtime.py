@@ -251,7 +251,7 @@ class Runtime:
 
     async def _collect_when_quiet(self) -> None:
         """The collector's full collection, at a quiet moment (chat.gc_pacing)."""
-        self.pacer.step()
+        self.pacer.step(self.hub.events_delivered)
 
     async def _repair(self) -> None:
         rooms = self.hub.rooms()
