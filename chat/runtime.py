@@ -31,7 +31,8 @@ from chat.answers.feedback import AnswerFeedback
 from chat.answers.moderation import EXPEL, RECHECK, Moderation
 from chat.answers.runner import AnswerRunner
 from chat.background import keep_until_done, start_detached
-from chat.llm import aclose_provider
+from chat.gc_pacing import CHECK_SECONDS, FullCollectionPacer, make_automatic_full_collections_rare
+from chat.llm import aclose_provider, warm_up_provider
 from chat.observability import context
 from chat.ratelimit import OpenPerKey
 from chat.realtime.backends import build_backends
@@ -104,6 +105,7 @@ class Runtime:
             # Members who left while Redis was away are gone from the list only now.
             self.coordinator.on_presence_healed = self._presence_healed
         self.reclaimer = Reclaimer(settings.CHAT_MEMORY_RECLAIM_AFTER_CLOSES)
+        self.pacer = FullCollectionPacer()
         self._tasks: list[asyncio.Task[None]] = []
         self._rechecks: set[asyncio.Task[Any]] = set()
 
@@ -125,6 +127,7 @@ class Runtime:
             ("repair of stored ends", self._every(REPAIR_SECONDS, self._repair)),
             ("room groups", self.presence.run_group_refresh),
             ("idle rooms", self._every(IDLE_SWEEP_SECONDS, self._forget_idle_rooms)),
+            ("full collections", self._every(CHECK_SECONDS, self._collect_when_quiet)),
             ("warm-up", self._warm_up),
         ]
         for name, loop in loops:
@@ -157,12 +160,16 @@ class Runtime:
         return seq
 
     async def _warm_up(self) -> None:
-        """Open Chroma and load the embedding model now, in the background, so the first
-        question does not pay for it."""
+        """Open Chroma, load the embedding model and make the LLM client now, in the
+        background, so the first question does not pay for them; then freeze what is loaded."""
         try:
             await get_retriever().retrieve("warm up", collection=settings.CHAT_COLLECTION, k=1)
         except Exception as err:
             logger.warning("Knowledge base warm-up failed (answers will retry): %s", err)
+        try:
+            warm_up_provider()
+        except Exception as err:
+            logger.warning("LLM client warm-up failed (answers will retry): %s", err)
         freeze_loaded_objects()
 
     async def _control_loop(self) -> None:
@@ -247,6 +254,10 @@ class Runtime:
             # A pause of the event loop (tens of ms once the crowd's objects are garbage).
             self.reclaimer.reclaim(self.hub.left_total)
 
+    async def _collect_when_quiet(self) -> None:
+        """The collector's full collection, at a quiet moment (chat.gc_pacing)."""
+        self.pacer.step(self.hub.events_delivered)
+
     async def _repair(self) -> None:
         rooms = self.hub.rooms()
         if rooms:
@@ -282,12 +293,15 @@ def freeze_loaded_objects() -> None:
     (`gc.freeze`). A full collection, which a burst of joins or answers triggers, then scans
     only what was made since instead of pausing the event loop over everything: measured
     here, 97 to 116 ms over Django and its libraries alone, under 1 ms after the freeze
-    (docs/architecture.md). Collected first, so no garbage is kept for good."""
+    (docs/architecture.md). Collected first, so no garbage is kept for good. From then on the
+    worker takes full collections at quiet moments, CPython's own ones made rare
+    (chat.gc_pacing)."""
     global _frozen
     if not _frozen:
         _frozen = True
         gc.collect()
         gc.freeze()
+        make_automatic_full_collections_rare()
 
 
 async def get_runtime() -> Runtime:

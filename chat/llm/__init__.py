@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     _PROVIDERS: tuple[type[LLMProvider], ...] = (OpenAIProvider, OfflineAnswerer, FakeLLM)
 
-__all__ = ["aclose_provider", "get_provider", "reset_provider"]
+__all__ = ["aclose_provider", "get_provider", "reset_provider", "warm_up_provider"]
 
 _SETTINGS = frozenset(
     {
@@ -79,6 +79,17 @@ async def aclose_provider() -> None:
         aclose = getattr(provider, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+def warm_up_provider() -> None:
+    """Build the process's provider and its HTTP client now, in the worker's warm-up (inside the
+    running event loop the client's pool belongs to). What that loads (the OpenAI SDK and its
+    HTTP stack, about 60,000 objects the collector tracks) is then loaded before the warm-up
+    freezes the worker's long-lived objects (`chat.runtime.freeze_loaded_objects`), instead of
+    at the first question, where every full collection afterwards would scan it again."""
+    warm_up = getattr(get_provider(), "warm_up", None)
+    if warm_up is not None:
+        warm_up()
 
 
 def _build_provider() -> LLMProvider:

@@ -118,6 +118,11 @@ class OpenAIProvider:
             self._client_loop = loop
         return self._client
 
+    def warm_up(self) -> None:
+        """Make the client now (`chat.llm.warm_up_provider`); in the event loop it serves. Its
+        `chat.completions` resource too: the SDK imports that on first use."""
+        _ = self._get_client().chat.completions
+
     async def aclose(self) -> None:
         """Close pooled connections (tests, shutdown). The provider remains usable."""
         client, self._client = self._client, None

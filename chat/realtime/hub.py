@@ -53,6 +53,8 @@ class RoomHub:
         # Members here now, and members who ever left (chat.reclaim reads both).
         self.connected = 0
         self.left_total = 0
+        # Room events delivered here, ever: whether the worker is quiet (chat.gc_pacing).
+        self.events_delivered = 0
 
     async def _shared(self, key: tuple[str, str, int], read: Callable[[], Awaitable[T]]) -> T:
         """One read of the log for every join that asks for the same one while it is in flight:
@@ -219,6 +221,7 @@ class RoomHub:
                     conn.close_soon(CLOSE_RESTART)
                 state.members.clear()
             state.cursor = seq
+            self.events_delivered += 1
             redacted = redaction_of(frame)
             if redacted is not None and redacted not in state.redacted:
                 # A joiner catching up from the ring must not read what was just redacted.

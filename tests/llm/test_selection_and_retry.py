@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -10,7 +11,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from pytest_django.fixtures import Settings
 
-from chat.llm import get_provider, reset_provider
+from chat.llm import get_provider, reset_provider, warm_up_provider
 from chat.llm.fake import FakeLLM
 from chat.llm.offline import OfflineAnswerer
 from chat.llm.openai_provider import OpenAIProvider
@@ -113,3 +114,21 @@ def test_only_429_and_5xx_are_retryable() -> None:
     assert not is_retryable_status(400)
     assert not is_retryable_status(401)
     assert not is_retryable_status(404)
+
+
+async def test_the_warm_up_makes_the_openai_client_in_the_running_loop(
+    settings: Settings,
+) -> None:
+    """So its imports are loaded before the worker's warm-up freezes what is loaded."""
+    settings.OPENAI_BASE_URL = "http://127.0.0.1:11434/v1"
+    warm_up_provider()
+    provider = get_provider()
+    assert isinstance(provider, OpenAIProvider)
+    assert provider._client is not None
+    assert provider._client_loop is asyncio.get_running_loop()
+    await provider.aclose()
+
+
+def test_the_warm_up_of_a_provider_without_a_client_does_nothing() -> None:
+    warm_up_provider()
+    assert isinstance(get_provider(), OfflineAnswerer)

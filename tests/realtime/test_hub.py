@@ -252,6 +252,20 @@ async def test_a_joining_member_gets_a_welcome_then_every_later_event_in_order(
     assert member.outbox.cursor == 7
 
 
+async def test_the_hub_counts_the_room_events_it_delivered(
+    new_member: Callable[..., Member],
+) -> None:
+    """Whether the worker is quiet enough for a full collection (chat.gc_pacing)."""
+    log = SteppedLog()
+    hub = RoomHub(log)
+    member = new_member()
+    await join(hub, member)
+    assert hub.events_delivered == 0
+    last = await post(log, 4)
+    await member.received_up_to(last)
+    assert hub.events_delivered == 4
+
+
 async def test_events_appended_between_a_joins_snapshot_and_going_live_are_delivered_once(
     new_member: Callable[..., Member],
 ) -> None:
