@@ -41,4 +41,4 @@ COPY frontend/static frontend/static
 RUN DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --no-input -v 0
 USER chat
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "config.asgi:application"]
+CMD ["daphne", "--websocket_connect_timeout", "30", "-b", "0.0.0.0", "-p", "8000", "config.asgi:application"]

@@ -237,7 +237,8 @@ def start_daphne(
         listen = ["-b", "127.0.0.1", "-p", str(port)]
     else:
         listen = ["-e", f"tcp:port={port}:interface=127.0.0.1:backlog={backlog}"]
-    argv = [str(BIN / "daphne"), *listen, app]
+    # The handshake timeout the project's own launches give (scripts/serve, the Dockerfile).
+    argv = [str(BIN / "daphne"), "--websocket_connect_timeout", "30", *listen, app]
     return start(name, argv, workdir=workdir, port=port, env=env)
 
 
