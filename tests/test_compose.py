@@ -139,5 +139,9 @@ def test_nginx_accepts_the_configuration(tmp_path: Path) -> None:
 
 def test_the_image_serves_the_asgi_application_with_daphne() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert 'CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "config.asgi:application"]' in dockerfile
+    command = (
+        'CMD ["daphne", "--websocket_connect_timeout", "30", '
+        '"-b", "0.0.0.0", "-p", "8000", "config.asgi:application"]'
+    )
+    assert command in dockerfile
     assert "collectstatic" in dockerfile and "EXPOSE 8000" in dockerfile
