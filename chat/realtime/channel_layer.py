@@ -10,10 +10,14 @@ layer builds a `BlockingConnectionPool` instead: at its cap, a command waits (up
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from channels_redis.core import RedisChannelLayer as _CoreLayer
 from redis.asyncio import BlockingConnectionPool
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
 
 
 class RedisChannelLayer(_CoreLayer):
@@ -26,3 +30,19 @@ class RedisChannelLayer(_CoreLayer):
         address = host.pop("address")
         timeout = host.pop("pool_timeout", 10)
         return BlockingConnectionPool.from_url(address, timeout=timeout, **host)
+
+    async def _clean_receive_backup(self, index: int, channel: str) -> None:
+        """channels_redis' cleaner of a received message's backup copy, which it fires as a
+        task nobody awaits: Redis going away at that moment left "Task exception was never
+        retrieved" in the log. The copy stays, and channels_redis delivers the message again
+        after its next receive (at least once, as it says): the chat's control messages
+        (cancel, presence, typing, moderation) are safe to get twice."""
+        try:
+            await super()._clean_receive_backup(index, channel)
+        except RedisError as err:
+            logger.warning(
+                "Could not clear the backup of a message received on %s (Redis away: %s); "
+                "it may come again",
+                channel,
+                err,
+            )
