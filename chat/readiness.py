@@ -134,8 +134,13 @@ async def _redis(within: float) -> None:
     # and a probe must see Redis as a new client would.
     from redis.asyncio import Redis
 
+    from chat.realtime.redis_client import plain_handshake
+
     client = Redis.from_url(
-        settings.REDIS_URL, socket_connect_timeout=within, socket_timeout=within
+        settings.REDIS_URL,
+        socket_connect_timeout=within,
+        socket_timeout=within,
+        **plain_handshake(),
     )
     try:
         await client.ping()

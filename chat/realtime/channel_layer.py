@@ -17,6 +17,8 @@ from channels_redis.core import RedisChannelLayer as _CoreLayer
 from redis.asyncio import BlockingConnectionPool
 from redis.exceptions import RedisError
 
+from chat.realtime.redis_client import plain_handshake
+
 logger = logging.getLogger(__name__)
 
 
@@ -29,7 +31,9 @@ class RedisChannelLayer(_CoreLayer):
             return super().create_pool(index)  # Sentinel hosts: channels_redis' own pool.
         address = host.pop("address")
         timeout = host.pop("pool_timeout", 10)
-        return BlockingConnectionPool.from_url(address, timeout=timeout, **host)
+        return BlockingConnectionPool.from_url(
+            address, timeout=timeout, **{**plain_handshake(), **host}
+        )
 
     async def _clean_receive_backup(self, index: int, channel: str) -> None:
         """channels_redis' cleaner of a received message's backup copy, which it fires as a

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -10,6 +12,26 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from chat.observability import metrics
+
+
+@functools.cache
+def plain_handshake() -> dict[str, Any]:
+    """Connection options for a connect that Redis 7.0 (Debian 12's) answers without errors:
+    redis-py 8 sends `CLIENT SETINFO` twice and `CLIENT MAINT_NOTIFICATIONS ON` (Redis
+    Enterprise's) on every new connection; older Redis refuses all three. That is three
+    wasted replies per connection, counted as failed calls in the operator's `INFO`, and once
+    read by the wrong command after a slow connect. Only the options this redis-py knows."""
+    known = inspect.signature(AbstractConnection.__init__).parameters
+    options: dict[str, Any] = {}
+    if "driver_info" in known:
+        options["driver_info"] = None
+    elif "lib_name" in known:
+        options.update(lib_name=None, lib_version=None)
+    if "maint_notifications_config" in known:
+        from redis.maint_notifications import MaintNotificationsConfig
+
+        options["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
+    return options
 
 
 class _CountingPool(BlockingConnectionPool):
@@ -47,5 +69,6 @@ def command_client(url: str, *, max_connections: int) -> Redis:
         socket_keepalive=True,
         health_check_interval=30,
         retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 4),
+        **plain_handshake(),
     )
     return Redis(connection_pool=pool)

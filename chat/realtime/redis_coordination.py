@@ -25,11 +25,13 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from chat.batching import MicroBatcher
 from chat.realtime.coordination import AnswerSlot, Reservation, SlotLimits, unique_members
 from chat.realtime.redis_client import command_client
 
@@ -107,6 +109,15 @@ OWNER_POLL_SECONDS = 0.2
 BEAT_CACHE_SECONDS = 0.5
 # Member entries kept decoded (an entry is ~100 bytes of JSON; cleared whole when full).
 DECODED_MEMBERS = 10_000
+# Joins sent to Redis in one pipelined round trip, at most.
+JOIN_BATCH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class _Join:
+    room: str
+    conn_id: str
+    entry: str  # the member's JSON, tagged with this worker
 
 
 class RedisCoordinator:
@@ -149,6 +160,12 @@ class RedisCoordinator:
         # this is called with their rooms, whose member lists changed.
         self._stale_presence: set[tuple[str, str]] = set()
         self.on_presence_healed: Callable[[set[str]], Awaitable[None]] | None = None
+        # Joins arriving together share one round trip (see `presence_join`).
+        self._joins: MicroBatcher[_Join, list[dict[str, str]]] = MicroBatcher(
+            self._presence_joins, max_batch=JOIN_BATCH
+        )
+        # (room, conn id) -> done once the round trip carrying its join is over.
+        self._joining: dict[tuple[str, str], asyncio.Future[None]] = {}
 
     # --- keys ---------------------------------------------------------------------------
 
@@ -173,6 +190,11 @@ class RedisCoordinator:
         """Never raises for Redis being away: an entry that could not be removed now is
         removed by the next refresh that reaches Redis (`on_presence_healed` then tells its
         rooms), instead of staying in the member list for good."""
+        landed = self._joining.get((room, conn_id))
+        if landed is not None:
+            # Its join is on its way to Redis (a join given up half way leaves at once):
+            # removing it first would let the join land after, a ghost in the member list.
+            await asyncio.shield(landed)
         self._presence.pop((room, conn_id), None)
         try:
             await self._presence_remove(keys=[self._k("presence", room)], args=[conn_id])
@@ -183,17 +205,41 @@ class RedisCoordinator:
     async def presence_join(
         self, room: str, conn_id: str, member: dict[str, str]
     ) -> list[dict[str, str]]:
-        """`presence_add` and `members` in one round trip (a join needs both)."""
+        """`presence_add` and `members` in one round trip, shared by the joins that arrive
+        together: in a reconnect storm thousands join at once, and one round trip each held
+        every pooled connection until joins timed out waiting for one (docs/benchmarks.md,
+        "Reconnect storm")."""
         entry = json.dumps({**member, "w": self.worker_id})
         self._presence[(room, conn_id)] = entry
-        key = self._k("presence", room)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            await self._presence_add(
-                keys=[key, self._heartbeat], args=[conn_id, entry, self._heartbeat_ms], client=pipe
-            )
-            pipe.hgetall(key)
-            _, stored = await pipe.execute()
-        return await self._live_members(key, stored)
+        return await self._joins.submit(_Join(room, conn_id, entry))
+
+    async def _presence_joins(self, joins: list[_Join]) -> list[list[dict[str, str]]]:
+        """Every join's entry, then each of their rooms' members (which include them), in one
+        pipelined round trip; each join gets its room's list."""
+        landed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for join in joins:
+            self._joining[(join.room, join.conn_id)] = landed
+        rooms = list(dict.fromkeys(join.room for join in joins))
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for join in joins:
+                    await self._presence_add(
+                        keys=[self._k("presence", join.room), self._heartbeat],
+                        args=[join.conn_id, join.entry, self._heartbeat_ms],
+                        client=pipe,
+                    )
+                for room in rooms:
+                    pipe.hgetall(self._k("presence", room))
+                replies = await pipe.execute()
+        finally:
+            landed.set_result(None)
+            for join in joins:
+                if self._joining.get((join.room, join.conn_id)) is landed:
+                    del self._joining[(join.room, join.conn_id)]
+        members: dict[str, list[dict[str, str]]] = {}
+        for room, stored in zip(rooms, replies[len(joins) :], strict=True):
+            members[room] = await self._live_members(self._k("presence", room), stored)
+        return [members[join.room] for join in joins]
 
     async def members(self, room: str) -> list[dict[str, str]]:
         key = self._k("presence", room)

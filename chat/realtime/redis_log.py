@@ -39,7 +39,7 @@ from chat.realtime.log import (
     Snapshot,
 )
 from chat.realtime.redaction import REDACTED_PATCH, REDACTED_TYPE, redacted_form, scrub
-from chat.realtime.redis_client import command_client
+from chat.realtime.redis_client import command_client, plain_handshake
 from chat.realtime.view import apply_to_view, feedback_counts, render_history
 
 logger = logging.getLogger(__name__)
@@ -314,6 +314,7 @@ class RedisRoomLog:
             socket_keepalive=True,
             single_connection_client=True,
             retry=Retry(NoBackoff(), 0),  # we retry ourselves, with backoff and a log line
+            **plain_handshake(),
         )
         wake_last = "0-0"
         failing_since: float | None = None

@@ -5,16 +5,20 @@ backlogs), trimming, seeding after data loss, and a reader that survives a Redis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from chat import protocol
+from chat.realtime.channel_layer import RedisChannelLayer
 from chat.realtime.coordination import AnswerSlot, SlotLimits
 from chat.realtime.log import SEQ_RESTART_GAP, RoomSeed
 from chat.realtime.memory import MemoryRoomLog
+from chat.realtime.redis_client import plain_handshake
 from chat.realtime.redis_coordination import RedisCoordinator
 from chat.realtime.redis_log import RedisRoomLog
 from tests.cluster.harness import RedisServer, redis_server
@@ -487,6 +491,80 @@ async def test_coordinator_presence_slots_and_leases(own_redis: RedisServer) -> 
     assert await a.owner_channel("x1") is None  # a did not refresh either
     await a.disown("x1")
     await a.close()
+
+
+async def connected_clients(url: str) -> int:
+    client = Redis.from_url(url)
+    try:
+        return int((await client.info("clients"))["connected_clients"]) - 1  # not this one
+    finally:
+        await client.aclose()
+
+
+async def test_joins_arriving_together_share_one_round_trip_and_each_sees_its_room(
+    own_redis: RedisServer,
+) -> None:
+    """A reconnect storm is thousands of joins at once: one round trip each took every pooled
+    connection, and joins were refused after waiting 10 s for one (docs/benchmarks.md)."""
+    a = RedisCoordinator(own_redis.url, worker_id="wa", lease_seconds=2)
+    await a.presence_add("warm", "c", {"id": "u0", "name": "Warm"})  # its one connection
+    people = [(f"r{i % 4}", f"c{i}", {"id": f"u{i}", "name": f"P{i}"}) for i in range(40)]
+    lists = await asyncio.gather(*(a.presence_join(*person) for person in people))
+    assert await connected_clients(own_redis.url) == 1
+    for (room, _, member), members in zip(people, lists, strict=True):
+        # Everyone of the burst in that room, itself included, in order of arrival.
+        assert members == [m for r, _, m in people if r == room]
+        assert member in members
+    await a.close()
+
+
+async def test_a_join_given_up_on_its_way_leaves_no_ghost(own_redis: RedisServer) -> None:
+    """Leaving while the join's round trip is in flight: the removal waits for it, else the
+    join could land after the removal and stay in the member list for good."""
+    a = RedisCoordinator(own_redis.url, worker_id="wa", lease_seconds=2)
+    for attempt in range(20):
+        room = f"g{attempt}"
+        join = asyncio.create_task(a.presence_join(room, "c1", {"id": "u1", "name": "Ann"}))
+        await wait_for(lambda key=(room, "c1"): key in a._joining, interval=0)  # on its way
+        join.cancel()
+        await a.presence_remove(room, "c1")
+        with contextlib.suppress(asyncio.CancelledError):
+            await join
+        assert await a.members(room) == []
+    await a.close()
+
+
+async def test_our_clients_connect_without_commands_redis_7_0_refuses(
+    own_redis: RedisServer,
+) -> None:
+    """redis-py 8 sends CLIENT SETINFO (twice) and CLIENT MAINT_NOTIFICATIONS on every new
+    connection; Redis before 7.2 (Debian 12's 7.0) answers each with an error: wasted replies
+    per connection, failed calls in the operator's `INFO`, and once read by the wrong command
+    after a slow connect. The coordinator's, the room log's and the channel layer's clients."""
+    probe = Redis.from_url(own_redis.url, **plain_handshake())
+    await probe.config_resetstat()
+    coordinator = RedisCoordinator(own_redis.url, worker_id="wa", lease_seconds=2)
+    log = RedisRoomLog(
+        own_redis.url, seeder=Seeder(), retention_events=10, retention_seconds=60, view_size=4
+    )
+    layer = RedisChannelLayer(hosts=[{"address": own_redis.url}])
+    try:
+        await coordinator.presence_add("p", "c1", {"id": "u1", "name": "Ann"})
+        await log.subscribe("p", lambda seq, frame: None)  # and its reader connects
+        await layer.group_add("room", "specific.one!x")
+
+        async def reader_connected() -> bool:
+            return "cmdstat_xread" in await probe.info("commandstats")
+
+        await wait_for(reader_connected)
+        errors = await probe.info("errorstats")
+        # NOSCRIPT is expected: a script's first run loads it.
+        assert set(errors) <= {"errorstat_NOSCRIPT"}, errors
+    finally:
+        await probe.aclose()
+        await coordinator.close()
+        await log.close()
+        await layer.flush()
 
 
 ONE_PER_USER = SlotLimits(per_user=1, per_room=5, per_address=5, total=100)
