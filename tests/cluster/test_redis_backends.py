@@ -567,6 +567,34 @@ async def test_our_clients_connect_without_commands_redis_7_0_refuses(
         await layer.flush()
 
 
+async def test_group_send_many_delivers_what_group_send_would(own_redis: RedisServer) -> None:
+    """Presence notices of many rooms go out in one batch: every worker in a group gets its
+    group's message once, as from channels_redis' `group_send`, and a channel at its capacity
+    skips what does not fit, as there."""
+    a = RedisChannelLayer(hosts=[{"address": own_redis.url}], capacity=2)
+    b = RedisChannelLayer(hosts=[{"address": own_redis.url}])  # another worker
+    channel_a, channel_b = await a.new_channel(), await b.new_channel()
+    await a.group_add("room.one", channel_a)
+    await b.group_add("room.one", channel_b)
+    await b.group_add("room.two", channel_b)
+    sends = [
+        (f"room.{room}", {"type": "presence.changed", "room": room})
+        for room in ("one", "two", "nobody")
+    ]
+    await a.group_send_many(sends)
+    assert await a.receive(channel_a) == {"type": "presence.changed", "room": "one"}
+    got = [await b.receive(channel_b) for _ in range(2)]
+    assert sorted(message["room"] for message in got) == ["one", "two"]
+    # The sender's capacity (2 a channel), as with group_send: the third is dropped.
+    await a.group_send_many([("room.one", {"type": "n", "n": n}) for n in range(3)])
+    for layer, channel in ((a, channel_a), (b, channel_b)):
+        assert [(await layer.receive(channel))["n"] for _ in range(2)] == [0, 1]
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(layer.receive(channel), 0.5)
+    await a.flush()
+    await b.flush()
+
+
 ONE_PER_USER = SlotLimits(per_user=1, per_room=5, per_address=5, total=100)
 
 

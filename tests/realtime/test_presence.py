@@ -113,6 +113,30 @@ async def test_a_burst_of_changes_is_told_once_after_the_last_and_later_ones_aga
     await presence.stop()
 
 
+class BatchingLayer(RecordingLayer):
+    """A layer that sends many groups' messages at once, as the Redis layer does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+
+    async def group_send_many(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
+        self.batches.append([group for group, _ in sends])
+        for group, message in sends:
+            await self.group_send(group, message)
+
+
+async def test_the_rooms_changed_together_are_told_in_one_batch() -> None:
+    """A reconnect storm changes every room at once: one batch for them, not a send each."""
+    layer = BatchingLayer()
+    presence = _presence(layer)
+    for room in ("lobby", "other", "third", "lobby"):
+        await presence.changed(room)
+    await wait_for(lambda: layer.batches)
+    assert layer.batches == [[room_group("lobby"), room_group("other"), room_group("third")]]
+    await presence.stop()
+
+
 async def test_a_notice_that_fails_is_sent_again() -> None:
     layer = RecordingLayer()
     presence = _presence(layer)
