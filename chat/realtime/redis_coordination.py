@@ -166,6 +166,10 @@ class RedisCoordinator:
         )
         # (room, conn id) -> done once the round trip carrying its join is over.
         self._joining: dict[tuple[str, str], asyncio.Future[None]] = {}
+        # Removals arriving together share one round trip too (a crowd leaving at once).
+        self._removals: MicroBatcher[tuple[str, str], None] = MicroBatcher(
+            self._presence_removals, max_batch=JOIN_BATCH
+        )
 
     # --- keys ---------------------------------------------------------------------------
 
@@ -197,10 +201,24 @@ class RedisCoordinator:
             await asyncio.shield(landed)
         self._presence.pop((room, conn_id), None)
         try:
-            await self._presence_remove(keys=[self._k("presence", room)], args=[conn_id])
+            # Shielded: a leave cancelled half way still removes the entry.
+            await asyncio.shield(self._removals.submit((room, conn_id)))
         except (RedisError, OSError) as err:
             self._stale_presence.add((room, conn_id))
             logger.info("Presence of %s in %s left for later (%s)", conn_id, room, err)
+
+    async def _presence_removals(self, removals: list[tuple[str, str]]) -> list[None]:
+        """The entries of every room in one pipelined round trip (one script call a room)."""
+        by_room: dict[str, list[str]] = {}
+        for room, conn_id in removals:
+            by_room.setdefault(room, []).append(conn_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for room, conn_ids in by_room.items():
+                await self._presence_remove(
+                    keys=[self._k("presence", room)], args=conn_ids, client=pipe
+                )
+            await pipe.execute()
+        return [None] * len(removals)
 
     async def presence_join(
         self, room: str, conn_id: str, member: dict[str, str]

@@ -501,7 +501,7 @@ async def connected_clients(url: str) -> int:
         await client.aclose()
 
 
-async def test_joins_arriving_together_share_one_round_trip_and_each_sees_its_room(
+async def test_joins_and_leaves_arriving_together_share_one_round_trip(
     own_redis: RedisServer,
 ) -> None:
     """A reconnect storm is thousands of joins at once: one round trip each took every pooled
@@ -515,6 +515,10 @@ async def test_joins_arriving_together_share_one_round_trip_and_each_sees_its_ro
         # Everyone of the burst in that room, itself included, in order of arrival.
         assert members == [m for r, _, m in people if r == room]
         assert member in members
+    # And a crowd leaving at once (the same one round trip).
+    await asyncio.gather(*(a.presence_remove(room, conn_id) for room, conn_id, _ in people))
+    assert await connected_clients(own_redis.url) == 1
+    assert [await a.members(f"r{i}") for i in range(4)] == [[], [], [], []]
     await a.close()
 
 
