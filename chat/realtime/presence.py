@@ -70,6 +70,7 @@ class Presence:
         self._pushed: dict[str, float] = {}  # room -> when its last frame was pushed here
         self._due: set[str] = set()  # rooms changed since the last notice went out
         self._notifier: asyncio.Task[None] | None = None
+        self._stopped = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def watch_room(self, room: str) -> None:
@@ -99,7 +100,10 @@ class Presence:
 
     async def changed(self, room: str) -> None:
         """Tell every worker serving `room` that its member list changed: once for all the
-        changes of the next NOTIFY_DELAY (see there), after them."""
+        changes of the next NOTIFY_DELAY (see there), after them. Nothing once stopped: the
+        worker is going away (its members' leaves come after)."""
+        if self._stopped:
+            return
         self._due.add(room)
         if self._notifier is None:
             self._notifier = start_detached(self._notify_later(), name="presence notices")
@@ -228,6 +232,7 @@ class Presence:
         await self.notify(*self._groups)
 
     async def stop(self) -> None:
+        self._stopped = True
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -217,3 +217,14 @@ async def test_a_burst_of_changes_is_pushed_once_when_it_ends(
     assert [len(f["members"]) for f in pushed] == [16]
     await outbox.stop()
     await presence.stop()
+
+
+async def test_a_change_after_the_worker_stopped_starts_nothing() -> None:
+    """Members leave after the worker's presence stopped (shutting down): no notice task is
+    left pending in a loop that is going away."""
+    layer = RecordingLayer()
+    presence = _presence(layer)
+    await presence.stop()
+    await presence.changed("lobby")
+    await asyncio.sleep(presence_module.NOTIFY_DELAY * 2)
+    assert layer.sent == [] and presence._notifier is None
