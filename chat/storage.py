@@ -31,13 +31,6 @@ def iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def get_room(name: str) -> Room:
-    """The room's row, made now if this is the first thing written in it: a room nobody wrote
-    anything in has no row (joining, reading, a resume leave nothing in the database)."""
-    room, _ = Room.objects.get_or_create(name=name)
-    return room
-
-
 def touch_room(name: str, seq: int | None = None) -> None:
     """Mark activity, and remember the highest seq the log has reached."""
     updates: dict[str, Any] = {"last_activity": timezone.now()}
@@ -57,6 +50,9 @@ class StoredQuestion:
     created_at: datetime
     created: bool
     answer_settings: AnswerSettings
+    room_id: int = 0
+    # The first thing said in the room (its row was made for it): nothing came before it.
+    first_in_room: bool = False
 
 
 def create_question(
@@ -106,9 +102,12 @@ def create_question_in_context(
         client_id=client_id,
         edits=edits,
     )
-    if not stored.created:
+    if not stored.created or stored.first_in_room:
         return stored, []
-    return stored, context_messages(room_name, before_id=stored.id, limit=context_limit)
+    conversation = _conversation_before(
+        stored.room_id, before=stored.created_at, limit=context_limit
+    )
+    return stored, conversation
 
 
 def _each_in_a_savepoint(items: list[Any], write: Callable[[Any], R]) -> list[R | Exception]:
@@ -186,7 +185,9 @@ def _create_said(
     client_id: str | None,
     edits: str | None = None,
 ) -> StoredQuestion:
-    room = get_room(room_name)
+    # The room's row, made now if this is the first thing said in it: a room nobody wrote
+    # anything in has no row (joining, reading, a resume leave nothing in the database).
+    room, room_is_new = Room.objects.get_or_create(name=room_name)
     rooms.access_to(room, room_name, identity).check_enter()
 
     def stored(message: Message, created: bool) -> StoredQuestion:
@@ -196,6 +197,8 @@ def _create_said(
             created_at=message.created,
             created=created,
             answer_settings=AnswerSettings.of(room),
+            room_id=room.pk,
+            first_in_room=room_is_new and created,
         )
 
     # A client_id is the person's own in the room, whether it went with an ask or a say.
@@ -269,17 +272,19 @@ def question_posted(message_id: str, room_name: str, seq: int) -> None:
     touch_room(room_name, seq)
 
 
-def create_answer(room_name: str, *, answer_id: str, question_id: str) -> Message:
-    room = get_room(room_name)
-    question = Message.objects.get(id=question_id)
+def create_answer(*, answer_id: str, question_id: str) -> Message:
+    """The answer's row, in its question's room (which the question's row made)."""
+    room_id, user_id, user_name = Message.objects.values_list(
+        "room_id", "user_id", "user_name"
+    ).get(id=question_id)
     return Message.objects.create(
         id=answer_id,
-        room=room,
+        room_id=room_id,
         role=Message.Role.ASSISTANT,
         status=Message.Status.STREAMING,
-        question=question,
-        user_id=question.user_id,
-        user_name=question.user_name,
+        question_id=question_id,
+        user_id=user_id,
+        user_name=user_name,
         created=timezone.now(),
     )
 
@@ -293,7 +298,7 @@ def answer_started(
     if question_seq is not None:
         question_posted(question_id, room_name, question_seq)
     if create:
-        create_answer(room_name, answer_id=answer_id, question_id=question_id)
+        create_answer(answer_id=answer_id, question_id=question_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -553,9 +558,14 @@ def context_messages(room_name: str, *, before_id: str, limit: int) -> list[Mess
     messages and questions, and the answers that completed; never what a moderator removed.
     Of a question answered several times, only its latest complete version; a question its
     asker edited and sent again is left out, with its answers (the edited one stands)."""
-    question = Message.objects.get(id=before_id)
+    question = Message.objects.only("room_id", "created").get(id=before_id, room__name=room_name)
+    return _conversation_before(question.room_id, before=question.created, limit=limit)
+
+
+def _conversation_before(room_id: int, *, before: datetime, limit: int) -> list[Message]:
+    """`context_messages` of the question made at `before` in the room `room_id`."""
     recent = (
-        Message.objects.filter(room__name=room_name, created__lt=question.created)
+        Message.objects.filter(room_id=room_id, created__lt=before)
         .filter(
             Q(role__in=(Message.Role.USER, Message.Role.MESSAGE))
             | Q(status=Message.Status.COMPLETE)

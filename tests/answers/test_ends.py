@@ -195,7 +195,7 @@ async def post(log: MemoryRoomLog, room: str, answer_id: str, *, text: str | Non
         room, message_id=question_id, identity=ASKER, text="?", client_id=None
     )
     await database_sync_to_async(storage.create_answer)(
-        room, answer_id=answer_id, question_id=question_id
+        answer_id=answer_id, question_id=question_id
     )
     user = ASKER.to_wire()
     await log.append(

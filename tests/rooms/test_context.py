@@ -9,9 +9,13 @@ from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from chat import storage
 from chat.answers.prompt import CONVERSATION_RULE
-from chat.models import Message
+from chat.identity import Identity
+from chat.models import Message, Room
 from tests.conftest import Client, connect
 from tests.rooms.people import person
 
@@ -131,3 +135,39 @@ async def test_of_several_versions_only_the_latest_complete_one_goes_in(llm: Any
     answers = [m for m in prompt(llm) if m["role"] == "assistant"]
     assert [m["content"] for m in answers] == [second[-1]["text"]]
     await alice.close()
+
+
+def _ask_stored(room: str, message_id: str, text: str) -> tuple[bool, list[str]]:
+    """Store a question as an ask does: whether it read the room's conversation (a query of
+    the messages made before it), and the conversation it got."""
+    asker = Identity(id="g:ann", name="Ann", is_guest=True)
+    with CaptureQueriesContext(connection) as queries:
+        [written] = storage.create_questions_in_context(
+            [
+                storage.QuestionToStore(
+                    room_name=room,
+                    message_id=message_id,
+                    identity=asker,
+                    text=text,
+                    client_id=None,
+                    edits=None,
+                    context_limit=10,
+                )
+            ]
+        )
+    assert not isinstance(written, Exception)
+    stored, before = written
+    assert stored.created
+    read = any('"chat_message"."created" <' in query["sql"] for query in queries)
+    return read, [message.text for message in before]
+
+
+def test_the_first_question_of_a_room_reads_no_conversation() -> None:
+    """A room's row is made with the first thing said in it: nothing came before that, so
+    its conversation is not read (half of a question's database time in a burst of questions
+    to new rooms, docs/benchmarks.md). The second question reads it as before, and so does
+    the first of a room whose row was made without anything said in it (an owner's)."""
+    assert _ask_stored("fresh", "q1", "Is the café open?") == (False, [])
+    assert _ask_stored("fresh", "q2", "And on Sunday?") == (True, ["Is the café open?"])
+    Room.objects.create(name="owned")
+    assert _ask_stored("owned", "q3", "Hello?") == (True, [])
