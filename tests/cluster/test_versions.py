@@ -140,13 +140,20 @@ async def test_one_version_is_written_at_a_time_whichever_worker_is_asked(
 
 
 def _continuation_request(sim: Any, partial: str) -> list[dict[str, Any]]:
+    """The request that continued the answer: it carries the partial text as the assistant's.
+    One of them went out whole; an attempt before it that failed on its way and was retried
+    (CHAT_LLM_MAX_RETRIES) carries the same messages: a full run on a loaded machine once saw
+    two such requests here, and kept no log of why."""
     found = [
-        r.messages
+        r
         for r in sim.stats()
         if len(r.messages) >= 2 and r.messages[-2] == {"role": "assistant", "content": partial}
     ]
-    assert len(found) == 1, "the simulator got one request carrying the partial answer"
-    return found[0]
+    finished = [r for r in found if r.finished]
+    assert len(finished) == 1, "the simulator answered one request carrying the partial answer"
+    assert all(r.messages == finished[0].messages for r in found), "only retries of it"
+    messages: list[dict[str, Any]] = finished[0].messages
+    return messages
 
 
 async def test_a_failed_answer_is_continued_and_grows_into_one_whole_answer(
