@@ -50,9 +50,9 @@ class StoredQuestion:
     created_at: datetime
     created: bool
     answer_settings: AnswerSettings
-    room_id: int = 0
+    room_id: int
     # The first thing said in the room (its row was made for it): nothing came before it.
-    first_in_room: bool = False
+    first_in_room: bool
 
 
 def create_question(

@@ -18,6 +18,8 @@ import httpx
 import pytest
 from channels.testing import WebsocketCommunicator
 
+from chat import storage
+from chat.identity import Identity
 from chat.llm import aclose_provider, reset_provider
 from chat.runtime import reset_runtime
 from tests.servers import BIN, ROOT, daphne, migrate, server_env
@@ -137,6 +139,19 @@ async def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02
             if value:
                 return value
             await asyncio.sleep(interval)
+
+
+def ask_to_store(room: str, message_id: str, who: Identity, text: str) -> storage.QuestionToStore:
+    """An ask's write as admission makes it: no client id, not an edit, ten messages of context."""
+    return storage.QuestionToStore(
+        room_name=room,
+        message_id=message_id,
+        identity=who,
+        text=text,
+        client_id=None,
+        edits=None,
+        context_limit=10,
+    )
 
 
 # --- a real server: the HTTP API and the management commands -------------------------------

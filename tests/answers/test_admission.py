@@ -17,25 +17,12 @@ from chat.models import Message, Room
 from chat.protocol import ProtocolError
 from chat.runtime import get_runtime
 from config.asgi import application
-from tests.conftest import Client, wait_for
+from tests.conftest import Client, ask_to_store, wait_for
 from tests.rooms.people import person as make_person
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 LONG = "Talk a while [[sim tokens=400 tps=20]]"
-
-
-def question(room: str, message_id: str, who: Identity, text: str) -> storage.QuestionToStore:
-    """An ask's write as admission makes it: no client id, not an edit, ten messages of context."""
-    return storage.QuestionToStore(
-        room_name=room,
-        message_id=message_id,
-        identity=who,
-        text=text,
-        client_id=None,
-        edits=None,
-        context_limit=10,
-    )
 
 
 async def guest_from(address: str, room: str) -> Client:
@@ -119,7 +106,7 @@ async def test_asks_written_together_fail_alone() -> None:
     guest = Identity(id="g:batch", name="Gil", is_guest=True)
 
     def ask(room: str, text: str) -> storage.QuestionToStore:
-        return question(room, f"q_{room}_{text}", guest, text)
+        return ask_to_store(room, f"q_{room}_{text}", guest, text)
 
     written = await database_sync_to_async(storage.create_questions_in_context)(
         [ask("open-a", "one"), ask("team", "two"), ask("open-b", "three")]
@@ -177,7 +164,7 @@ async def test_answers_started_together_are_stored_together_and_fail_alone() -> 
     guest = Identity(id="g:starts", name="Sol", is_guest=True)
 
     def ask(room: str, text: str) -> storage.QuestionToStore:
-        return question(room, f"q_{room}", guest, text)
+        return ask_to_store(room, f"q_{room}", guest, text)
 
     await database_sync_to_async(storage.create_questions_in_context)(
         [ask("start-a", "one"), ask("start-b", "two")]
@@ -248,7 +235,7 @@ async def test_ends_stored_together_fail_alone() -> None:
     so (False); the others are stored."""
     guest = Identity(id="g:ends", name="Eun", is_guest=True)
     await database_sync_to_async(storage.create_questions_in_context)(
-        [question("ends-room", f"q_{n}", guest, n) for n in ("one", "two")]
+        [ask_to_store("ends-room", f"q_{n}", guest, n) for n in ("one", "two")]
     )
     for n in ("one", "two"):
         await database_sync_to_async(storage.answer_started)(

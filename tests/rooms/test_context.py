@@ -16,7 +16,7 @@ from chat import storage
 from chat.answers.prompt import CONVERSATION_RULE
 from chat.identity import Identity
 from chat.models import Message, Room
-from tests.conftest import Client, connect
+from tests.conftest import Client, ask_to_store, connect
 from tests.rooms.people import person
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("knowledge_base")]
@@ -143,17 +143,7 @@ def _ask_stored(room: str, message_id: str, text: str) -> tuple[bool, list[str]]
     asker = Identity(id="g:ann", name="Ann", is_guest=True)
     with CaptureQueriesContext(connection) as queries:
         [written] = storage.create_questions_in_context(
-            [
-                storage.QuestionToStore(
-                    room_name=room,
-                    message_id=message_id,
-                    identity=asker,
-                    text=text,
-                    client_id=None,
-                    edits=None,
-                    context_limit=10,
-                )
-            ]
+            [ask_to_store(room, message_id, asker, text)]
         )
     assert not isinstance(written, Exception)
     stored, before = written
