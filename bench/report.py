@@ -312,6 +312,8 @@ def _stream_tables(runs: list[Run], summary: dict[str, Any]) -> list[str]:
             variant,
             _spread(group, "first_delta_p50_ms"),
             _spread(group, "first_delta_p99_ms"),
+            _spread(group, "ask_to_start_p50_ms"),
+            _spread(group, "ask_to_request_p50_ms"),
             _spread(group, "tokens_per_s"),
             _fmt(group[0].get("offered_tokens_per_s")),
         ]
@@ -320,7 +322,16 @@ def _stream_tables(runs: list[Run], summary: dict[str, Any]) -> list[str]:
         )
     ]
     out += _table(
-        ["answers/worker", "variant", "first delta p50", "first delta p99", "tokens/s", "offered"],
+        [
+            "answers/worker",
+            "variant",
+            "first delta p50",
+            "first delta p99",
+            "ask → answer.start p50",
+            "ask → LLM request p50",
+            "tokens/s",
+            "offered",
+        ],
         rows,
     )
     out += ["**CPU time per 1,000 delivered deltas** (tokens), process under test", ""]

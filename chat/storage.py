@@ -90,10 +90,12 @@ def create_question_in_context(
     text: str,
     client_id: str | None,
     edits: str | None = None,
+    answer_id: str | None = None,
 ) -> tuple[StoredQuestion, list[Message]]:
     """`create_question`, and for a new question the conversation before it
     (`context_messages`), in the same trip to the database thread: the answer needs both
-    before it can search (a follow-up is rewritten from the conversation)."""
+    before it can search (a follow-up is rewritten from the conversation). `answer_id`: its
+    answer's row is made too (`_answer_row`), for a new question."""
     stored = create_question(
         room_name,
         message_id=message_id,
@@ -102,6 +104,8 @@ def create_question_in_context(
         client_id=client_id,
         edits=edits,
     )
+    if stored.created and answer_id is not None:
+        _answer_row(answer_id, stored, identity).save(force_insert=True)
     if not stored.created or stored.first_in_room:
         return stored, []
     conversation = _conversation_before(
@@ -136,6 +140,8 @@ class QuestionToStore:
     client_id: str | None
     edits: str | None
     context_limit: int
+    # Its answer's id: the answer's row is made with the question's (None: no row).
+    answer_id: str | None = None
 
 
 AskWritten = tuple[StoredQuestion, list[Message]] | Exception
@@ -143,9 +149,21 @@ AskWritten = tuple[StoredQuestion, list[Message]] | Exception
 
 def create_questions_in_context(asks: list[QuestionToStore]) -> list[AskWritten]:
     """`create_question_in_context` for each of many asks, in one trip to the database thread
-    and one transaction: a burst of questions pays one hop and one commit. Each ask has its own
-    savepoint, so one that fails (refused, a conflict) is rolled back alone; its error is
-    returned in its place, for its asker."""
+    and one transaction: a burst of questions pays one hop and one commit. One that is refused
+    is refused alone; its error is returned in its place, for its asker.
+
+    Written together (`_write_asks_together`): the rooms, the askers' access, the repeated
+    `client_id`s and the new rows each take one statement for the whole batch (one per ask,
+    in eleven statements each, was most of a worker's database thread under a crowd). Where
+    that cannot be (an edit among them, whose checks are its own; a room or a `client_id`
+    made by another connection meanwhile), each ask is written alone, in a savepoint of its
+    own, as `create_question_in_context` writes one."""
+    if all(ask.edits is None for ask in asks):
+        try:
+            with transaction.atomic():
+                return _write_asks_together(asks)
+        except (IntegrityError, _OneByOne):
+            pass
     return _each_in_a_savepoint(
         asks,
         lambda ask: create_question_in_context(
@@ -156,8 +174,107 @@ def create_questions_in_context(asks: list[QuestionToStore]) -> list[AskWritten]
             text=ask.text,
             client_id=ask.client_id,
             edits=ask.edits,
+            answer_id=ask.answer_id,
         ),
     )
+
+
+class _OneByOne(Exception):
+    """The batch must be written ask by ask (`create_questions_in_context`)."""
+
+
+def _write_asks_together(asks: list[QuestionToStore]) -> list[AskWritten]:
+    """Every ask's row in a few statements; see `create_questions_in_context`."""
+    names = list(dict.fromkeys(ask.room_name for ask in asks))
+    by_name = {room.name: room for room in Room.objects.filter(name__in=names)}
+    # Rooms nothing was said in yet get their row now (public, no owner, no members).
+    new = Room.objects.bulk_create([Room(name=name) for name in names if name not in by_name])
+    if any(room.pk is None for room in new):  # a database that returns no ids from a bulk insert
+        raise _OneByOne
+    by_name.update((room.name, room) for room in new)
+    fresh = frozenset(room.pk for room in new)
+    accesses = rooms.accesses_to(
+        [(by_name[ask.room_name], ask.identity) for ask in asks], without_members=fresh
+    )
+    # Repeats of a client_id asked before (a new room has none): one query for them all.
+    repeat_of: dict[tuple[int, str, str], Message] = {}
+    earlier = Q(pk__in=[])
+    for ask in asks:
+        room = by_name[ask.room_name]
+        if ask.client_id and room.pk not in fresh:
+            earlier |= Q(room_id=room.pk, user_id=ask.identity.id, client_id=ask.client_id)
+    if any(ask.client_id and by_name[ask.room_name].pk not in fresh for ask in asks):
+        for message in Message.objects.filter(earlier):
+            repeat_of[(message.room_id, message.user_id, message.client_id)] = message
+    written: list[tuple[Message, bool] | Exception] = []
+    rows: list[Message] = []
+    for ask, access in zip(asks, accesses, strict=True):
+        room = by_name[ask.room_name]
+        try:
+            access.check_enter()
+        except ProtocolError as err:
+            if room.pk in fresh:  # a room made for a refused ask: write them one by one
+                raise _OneByOne from err
+            written.append(err)
+            continue
+        key = (room.pk, ask.identity.id, ask.client_id or "")
+        if ask.client_id and key in repeat_of:
+            # Asked before, or earlier in this batch (a second connection, a double send).
+            written.append((repeat_of[key], False))
+            continue
+        message = Message(
+            id=ask.message_id,
+            room=room,
+            role=Message.Role.USER,
+            text=ask.text,
+            status=Message.Status.COMPLETE,
+            user_id=ask.identity.id,
+            user_name=ask.identity.name,
+            client_id=ask.client_id or "",
+            created=timezone.now(),
+        )
+        rows.append(message)
+        if ask.client_id:
+            repeat_of[key] = message
+        written.append((message, True))
+    stored_of: list[StoredQuestion | Exception] = []
+    first_said: set[int] = set()
+    for ask, done in zip(asks, written, strict=True):
+        if isinstance(done, Exception):
+            stored_of.append(done)
+            continue
+        message, created = done
+        room = by_name[ask.room_name]
+        first = room.pk in fresh and created and room.pk not in first_said
+        if first:
+            first_said.add(room.pk)
+        question = StoredQuestion(
+            id=message.id,
+            text=message.text,
+            created_at=message.created,
+            created=created,
+            answer_settings=AnswerSettings.of(room),
+            room_id=room.pk,
+            first_in_room=first,
+        )
+        stored_of.append(question)
+        if created and ask.answer_id is not None:
+            rows.append(_answer_row(ask.answer_id, question, ask.identity))
+    # The questions first, then their answers, in one statement.
+    Message.objects.bulk_create(rows)
+    results: list[AskWritten] = []
+    for ask, stored in zip(asks, stored_of, strict=True):
+        if isinstance(stored, Exception):
+            results.append(stored)
+        elif not stored.created or stored.first_in_room:
+            results.append((stored, []))
+        else:
+            # After the batch's rows: an earlier ask of this batch in the room is before it.
+            conversation = _conversation_before(
+                stored.room_id, before=stored.created_at, limit=ask.context_limit
+            )
+            results.append((stored, conversation))
+    return results
 
 
 def create_message(
@@ -257,75 +374,70 @@ def redact_message(
 
 def forget_unposted(message_id: str) -> None:
     """Delete a question or message that was stored but never reached the room log (it was
-    refused as `unavailable`): nobody saw it, and its `client_id` is free again."""
-    Message.objects.filter(id=message_id, seq__isnull=True).delete()
+    refused as `unavailable`): nobody saw it, and its `client_id` is free again. The answer
+    row made with a question goes with it."""
+    Message.objects.filter(
+        Q(id=message_id, seq__isnull=True)
+        | Q(question_id=message_id, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING)
+    ).delete()
 
 
 def set_seq(message_id: str, seq: int) -> None:
     Message.objects.filter(id=message_id).update(seq=seq)
 
 
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """A question (or a person's message) that reached its room's log, at `seq`."""
+
+    message_id: str
+    room_name: str
+    seq: int
+
+
 def question_posted(message_id: str, room_name: str, seq: int) -> None:
     """Record a question's (or a person's message's) seq and the room's progress, in one trip
     to the database thread."""
-    set_seq(message_id, seq)
-    touch_room(room_name, seq)
+    questions_posted([Posted(message_id=message_id, room_name=room_name, seq=seq)])
 
 
-def create_answer(*, answer_id: str, question_id: str) -> Message:
-    """The answer's row, in its question's room (which the question's row made)."""
-    room_id, user_id, user_name = Message.objects.values_list(
-        "room_id", "user_id", "user_name"
-    ).get(id=question_id)
-    return Message.objects.create(
+def questions_posted(posts: list[Posted]) -> list[None]:
+    """`question_posted` for many, in one transaction and two statements, each run for all
+    the rows (`executemany`): each message's seq, then each room's activity and the highest
+    seq it reached. The ORM's update of many rows with a value each (a CASE of one WHEN per
+    row) cost more CPU to build than the update itself, and this runs for every answer."""
+    quote = connection.ops.quote_name
+    messages, rooms_table = quote(Message._meta.db_table), quote(Room._meta.db_table)
+    reached: dict[str, int] = {}
+    for post in posts:
+        reached[post.room_name] = max(post.seq, reached.get(post.room_name, post.seq))
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {messages} SET seq = %s WHERE id = %s",
+            [(post.seq, post.message_id) for post in posts],
+        )
+        cursor.executemany(
+            f"UPDATE {rooms_table} SET last_activity = %s, "
+            "last_seq = CASE WHEN last_seq < %s THEN %s ELSE last_seq END WHERE name = %s",
+            [(now, seq, seq, name) for name, seq in reached.items()],
+        )
+    return [None] * len(posts)
+
+
+def _answer_row(answer_id: str, question: StoredQuestion, asker: Identity) -> Message:
+    """A first answer's row (unsaved), streaming, made in its question's write: it exists
+    before anything of the answer reaches the room (a cancel, a redaction find it), and the
+    answer's start has no row to wait for."""
+    return Message(
         id=answer_id,
-        room_id=room_id,
+        room_id=question.room_id,
         role=Message.Role.ASSISTANT,
         status=Message.Status.STREAMING,
-        question_id=question_id,
-        user_id=user_id,
-        user_name=user_name,
+        question_id=question.id,
+        user_id=asker.id,
+        user_name=asker.name,
         created=timezone.now(),
-    )
-
-
-def answer_started(
-    room_name: str, *, answer_id: str, question_id: str, create: bool, question_seq: int | None
-) -> None:
-    """What an answer's start writes, in one trip to the database thread: its row (`create`:
-    a first version, whose row does not exist yet) and its question's seq (`question_posted`),
-    when the question was just posted."""
-    if question_seq is not None:
-        question_posted(question_id, room_name, question_seq)
-    if create:
-        create_answer(answer_id=answer_id, question_id=question_id)
-
-
-@dataclass(frozen=True, slots=True)
-class AnswerStart:
-    """One answer's start, as `answer_started` takes it."""
-
-    room_name: str
-    answer_id: str
-    question_id: str
-    create: bool
-    question_seq: int | None
-
-
-def answers_started(starts: list[AnswerStart]) -> list[Exception | None]:
-    """`answer_started` for each of many answers, in one trip to the database thread and one
-    transaction: a burst of answers pays one hop and one commit, not one (and up to three
-    commits) each. Each start has its own savepoint, so one that fails is rolled back alone;
-    its error is returned in its place (None: stored)."""
-    return _each_in_a_savepoint(
-        starts,
-        lambda start: answer_started(
-            start.room_name,
-            answer_id=start.answer_id,
-            question_id=start.question_id,
-            create=start.create,
-            question_seq=start.question_seq,
-        ),
     )
 
 

@@ -141,8 +141,11 @@ async def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02
             await asyncio.sleep(interval)
 
 
-def ask_to_store(room: str, message_id: str, who: Identity, text: str) -> storage.QuestionToStore:
-    """An ask's write as admission makes it: no client id, not an edit, ten messages of context."""
+def ask_to_store(
+    room: str, message_id: str, who: Identity, text: str, *, answer_id: str | None = None
+) -> storage.QuestionToStore:
+    """An ask's write as admission makes it: no client id, not an edit, ten messages of
+    context; with `answer_id`, its answer's row too."""
     return storage.QuestionToStore(
         room_name=room,
         message_id=message_id,
@@ -151,6 +154,7 @@ def ask_to_store(room: str, message_id: str, who: Identity, text: str) -> storag
         client_id=None,
         edits=None,
         context_limit=10,
+        answer_id=answer_id,
     )
 
 

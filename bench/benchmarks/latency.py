@@ -129,6 +129,20 @@ def stream_metrics(
         and (first := next((t for t, _, k, _ in trace.frames if k in DELTA_TYPES), None))
         is not None
     ]
+    # Where a late start goes: ask sent -> the LLM's request received (the simulator's tap),
+    # and for the server ask sent -> `answer.start` received.
+    to_request = [
+        sent.received - trace.ask_at
+        for trace in outcome.traces
+        if trace.ask_at is not None and (sent := outcome.sends.get(trace.tag or "")) is not None
+    ]
+    to_start = [
+        start - trace.ask_at
+        for trace in outcome.traces
+        if trace.ask_at is not None
+        and (start := next((t for t, _, k, _ in trace.frames if k == "answer.start"), None))
+        is not None
+    ]
     metrics: dict[str, Any] = {
         "tokens_per_answer": size.tokens,
         "tokens": tokens,
@@ -142,6 +156,8 @@ def stream_metrics(
         **summary_ms(windowed, "lat"),
         **summary_ms(everything, "lat_all"),
         **summary_ms(first_deltas, "first_delta"),
+        **summary_ms(to_request, "ask_to_request"),
+        **summary_ms(to_start, "ask_to_start"),
         "offered_tokens_per_s": size.answers * tps,
         "duration_s": outcome.duration,
         "tokens_per_s": tokens / outcome.duration if outcome.duration else 0.0,

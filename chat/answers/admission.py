@@ -249,7 +249,6 @@ class Admission:
                     asker=version.asker,
                     answer_settings=version.answer_settings,
                     version=version.version,
-                    stored=True,
                     continues=version.continues,
                     prefix=version.prefix,
                 ),
@@ -270,8 +269,9 @@ class Admission:
             if not settings.CHAT_REWRITE or self._room_is_empty(room):
                 # Searched as asked: its embedding runs while the question is stored.
                 retrieval.prefetch(ask.text)
-            # The conversation before it comes back with the question's write: the answer
-            # needs it before it can search. Asks arriving together share the trip.
+            # The conversation before it comes back with the question's write (and its
+            # answer's row): the answer needs it before it can search. Asks arriving together
+            # share the trip.
             written = await self._writes.submit(
                 storage.QuestionToStore(
                     room_name=room,
@@ -281,6 +281,7 @@ class Admission:
                     client_id=ask.client_id,
                     edits=edits,
                     context_limit=settings.CHAT_CONTEXT_MESSAGES,
+                    answer_id=reserved.slot.answer_id,
                 )
             )
             if isinstance(written, Exception):
@@ -300,8 +301,8 @@ class Admission:
                     edits=edits,
                 ),
             )
-            # The question's seq is stored by the answer's start, in the same trip as the
-            # answer's row, while the answer searches.
+            # The answer's row was made with the question's; the question's seq is stored
+            # while the answer starts.
             self._start(
                 reserved,
                 QuestionToAnswer(

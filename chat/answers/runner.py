@@ -28,7 +28,7 @@ from chat.answers.events import (
 )
 from chat.answers.prompt import Said, conversation
 from chat.answers.publisher import DeltaPublisher
-from chat.background import start_detached
+from chat.background import keep_until_done, start_detached
 from chat.batching import MicroBatcher
 from chat.identity import Identity
 from chat.llm.base import ChatMessage
@@ -50,8 +50,8 @@ CHECKPOINT_SECONDS = 2.0
 # re-takes its lease in between.
 OWNERLESS_CONFIRM_SECONDS = 0.4
 
-# The most answer starts one database trip stores (`storage.answers_started`).
-START_BATCH = 32
+# The most posted questions' seqs one database trip stores (`storage.questions_posted`).
+POSTED_BATCH = 64
 
 db = database_sync_to_async
 
@@ -65,7 +65,9 @@ def new_id(prefix: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class QuestionToAnswer:
-    """A stored, posted question whose answer admission has reserved a slot for."""
+    """A stored, posted question whose answer admission has reserved a slot for. The answer's
+    row is stored already: made with the question's, or, for a version after the first, by
+    `chat.versions`."""
 
     slot: AnswerSlot  # in a room (never None here), its asker, the answer's id
     question_id: str
@@ -73,15 +75,14 @@ class QuestionToAnswer:
     asker: str = ""  # the asker's name, as the conversation shows it to the LLM
     # The room's collection, model, prompt…, read with the question (blank: the server's).
     answer_settings: AnswerSettings = field(default_factory=AnswerSettings)
-    # A version after the first (`chat.versions`): its row is stored already; a continuation
-    # names the answer it continues, and starts with that answer's text.
+    # A version after the first (`chat.versions`); a continuation names the answer it
+    # continues, and starts with that answer's text.
     version: int = 1
-    stored: bool = False
     continues: str | None = None
     prefix: str = ""
     # When it was asked (monotonic): the first delta's wait is measured from here.
     asked_at: float = field(default_factory=time.monotonic)
-    # The question's seq, when admission just posted it: stored with the answer's row.
+    # The question's seq, when admission just posted it: stored while the answer starts.
     question_seq: int | None = None
     # The conversation before the question, when admission read it with the question's
     # write (None: the answer reads it).
@@ -164,11 +165,13 @@ class AnswerRunner:
         # runtime when it starts, before any answer can be asked.
         self.control_channel = ""
         self._running: dict[str, RunningAnswer] = {}
-        # Answers' starts: those arriving while one trip to the database thread is under way
-        # go together in the next (a burst of answers queued one by one on that thread).
-        self._starts: MicroBatcher[storage.AnswerStart, Exception | None] = MicroBatcher(
-            db(storage.answers_started), max_batch=START_BATCH
+        # Posted questions' seqs: those arriving while one trip to the database thread is
+        # under way go together in the next (a burst of answers queued one by one on that
+        # thread).
+        self._posted: MicroBatcher[storage.Posted, None] = MicroBatcher(
+            db(storage.questions_posted), max_batch=POSTED_BATCH
         )
+        self._posting: set[asyncio.Task[None]] = set()
         # The reaper's view of Redis: whether its last look failed, and when it last came back.
         self._reaper_failing = False
         self._reaper_back_at = float("-inf")
@@ -277,21 +280,17 @@ class AnswerRunner:
         await self._finish(running)
 
     async def _begin(self, running: RunningAnswer) -> None:
-        """Store its row (and its question's seq), own the answer (a lease), append its
-        `answer.start`."""
+        """Own the answer (a lease), append its `answer.start`; its question's seq is stored
+        meanwhile. Its row exists already, so nothing here waits for the database."""
         asked = running.asked
-        if not asked.stored or asked.question_seq is not None:
-            failed = await self._starts.submit(
-                storage.AnswerStart(
-                    room_name=asked.room,
-                    answer_id=asked.answer_id,
-                    question_id=asked.question_id,
-                    create=not asked.stored,
-                    question_seq=asked.question_seq,
-                )
+        if asked.question_seq is not None:
+            posted = storage.Posted(
+                message_id=asked.question_id, room_name=asked.room, seq=asked.question_seq
             )
-            if failed is not None:
-                raise failed
+            task = start_detached(self._posted.submit(posted), name=f"posted {posted.message_id}")
+            # Its failure (the database away) costs the row its seq, which only redacting by
+            # seq and the history's seqs read: the answer goes on, and the failure is logged.
+            keep_until_done(self._posting, task, what=f"storing the seq of {posted.message_id}")
         await self._coordinator.claim(
             asked.answer_id,
             control_channel=self.control_channel,

@@ -115,6 +115,44 @@ def access_to(room: Room | None, name: str, identity: Identity) -> Access:
     return _access(room, name, identity, row)
 
 
+def accesses_to(
+    entries: list[tuple[Room, Identity]], *, without_members: frozenset[int] = frozenset()
+) -> list[Access]:
+    """`access_to` for each (room row, person), with every membership row they need read in
+    one query (a burst of asks checks its askers together). `without_members`: rooms known
+    to have no membership rows (made in this transaction), not looked up."""
+    wanted = Q(pk__in=[])  # matches nothing: the rooms' conditions are OR-ed onto it
+    looked_up = False
+    for room, identity in entries:
+        if room.pk in without_members:
+            continue
+        user_pk = identity.user_pk
+        if user_pk is None and identity.is_guest:
+            wanted |= Q(room_id=room.pk, guest_id=identity.id)
+            looked_up = True
+        elif user_pk is not None and room.owner_id != user_pk:
+            wanted |= Q(room_id=room.pk, user_id=user_pk)
+            looked_up = True
+    rows: dict[tuple[int, str], str] = {}
+    if looked_up:
+        for room_id, user_id, guest_id, role in RoomMembership.objects.filter(wanted).values_list(
+            "room_id", "user_id", "guest_id", "role"
+        ):
+            rows[(room_id, f"u:{user_id}" if user_id is not None else guest_id)] = role
+    found = []
+    for room, identity in entries:
+        user_pk = identity.user_pk
+        row: str | None
+        if user_pk is not None and room.owner_id == user_pk:
+            row = "owner"
+        elif user_pk is not None:
+            row = rows.get((room.pk, f"u:{user_pk}"))
+        else:
+            row = rows.get((room.pk, identity.id)) if identity.is_guest else None
+        found.append(_access(room, room.name, identity, row))
+    return found
+
+
 def _access(room: Room | None, name: str, identity: Identity, row: str | None) -> Access:
     """The rule itself, given the room's row and the person's membership row in it (`owner`,
     a `RoomMembership.Role`, or None): see the module docstring."""

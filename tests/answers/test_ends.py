@@ -30,7 +30,7 @@ from chat.realtime.coordination import MemoryCoordinator
 from chat.realtime.log import RoomSeed
 from chat.realtime.memory import MemoryRoomLog
 from chat.retrieval.base import Source
-from tests.conftest import wait_for
+from tests.conftest import ask_to_store, wait_for
 
 # Every test here runs database work in Django's threads (close_old_connections at least).
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -191,11 +191,8 @@ async def post(log: MemoryRoomLog, room: str, answer_id: str, *, text: str | Non
     """A question and its answer as the room saw them: stored when asked and started (the
     row stays `streaming`), and in the log, ended with `text` unless None (still live)."""
     question_id = f"q-{answer_id}"
-    await database_sync_to_async(storage.create_question)(
-        room, message_id=question_id, identity=ASKER, text="?", client_id=None
-    )
-    await database_sync_to_async(storage.create_answer)(
-        answer_id=answer_id, question_id=question_id
+    await database_sync_to_async(storage.create_questions_in_context)(
+        [ask_to_store(room, question_id, ASKER, "?", answer_id=answer_id)]
     )
     user = ASKER.to_wire()
     await log.append(
