@@ -256,3 +256,31 @@ def test_an_unposted_question_goes_with_its_answer_row() -> None:
     )
     storage.forget_unposted("q_lost")
     assert list(Message.objects.values_list("id", flat=True)) == ["q_seen"]
+
+
+def test_checkpoints_and_end_seqs_of_many_answers_are_one_and_two_statements() -> None:
+    """The text so far of ten answers in one statement; one ended or redacted meanwhile keeps
+    what it has. Ten ends' seqs, and their rooms' progress, in two."""
+    asks = [
+        dataclasses.replace(to_store(f"k{i % 2}", f"q_k{i}", GUEST, f"Q{i}"), answer_id=f"a_k{i}")
+        for i in range(10)
+    ]
+    storage.create_questions_in_context(asks)
+    Message.objects.filter(id="a_k0").update(status="complete", text="Whole")
+    Message.objects.filter(id="a_k1").update(redacted=True)
+    with CaptureQueriesContext(connection) as queries:
+        storage.checkpoint_answers({f"a_k{i}": f"So far {i}" for i in range(10)})
+    assert len(statements(queries)) == 1, statements(queries)
+    texts = dict(Message.objects.filter(role="assistant").values_list("id", "text"))
+    assert texts == {
+        "a_k0": "Whole",
+        "a_k1": "",
+        **{f"a_k{i}": f"So far {i}" for i in range(2, 10)},
+    }
+    with CaptureQueriesContext(connection) as queries:
+        done = storage.set_end_seqs([(f"a_k{i}", 20 + i, f"k{i % 2}") for i in range(10)])
+    assert done == [None] * 10
+    assert len(statements(queries)) == 2, statements(queries)
+    end_seqs = dict(Message.objects.filter(role="assistant").values_list("id", "end_seq"))
+    assert end_seqs == {f"a_k{i}": 20 + i for i in range(10)}
+    assert dict(Room.objects.values_list("name", "last_seq")) == {"k0": 28, "k1": 29}
