@@ -25,6 +25,8 @@ FIGURES: dict[str, dict[str, Direction]] = {
         "lat_max_ms": "lower",
         "first_delta_p50_ms": "lower",
         "first_delta_p99_ms": "lower",
+        "ask_to_start_p50_ms": "lower",
+        "ask_to_request_p50_ms": "lower",
         "tokens_per_s": "higher",
         "cpu_ms_per_1k_tokens": "lower",
         "lost": "lower",
