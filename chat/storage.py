@@ -8,10 +8,12 @@ migrations aside).
 from __future__ import annotations
 
 import contextlib
+import functools
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from django.db import Error, IntegrityError, connection, transaction
 from django.db.models import Case, F, Q, Value, When
@@ -53,6 +55,18 @@ class StoredQuestion:
     room_id: int
     # The first thing said in the room (its row was made for it): nothing came before it.
     first_in_room: bool
+
+    @classmethod
+    def of(cls, message: Message, room: Room, *, created: bool, first_in_room: bool) -> Self:
+        return cls(
+            id=message.id,
+            text=message.text,
+            created_at=message.created,
+            created=created,
+            answer_settings=AnswerSettings.of(room),
+            room_id=room.pk,
+            first_in_room=first_in_room,
+        )
 
 
 def create_question(
@@ -164,18 +178,21 @@ def create_questions_in_context(asks: list[QuestionToStore]) -> list[AskWritten]
                 return _write_asks_together(asks)
         except (IntegrityError, _OneByOne):
             pass
-    return _each_in_a_savepoint(
-        asks,
-        lambda ask: create_question_in_context(
-            ask.room_name,
-            context_limit=ask.context_limit,
-            message_id=ask.message_id,
-            identity=ask.identity,
-            text=ask.text,
-            client_id=ask.client_id,
-            edits=ask.edits,
-            answer_id=ask.answer_id,
-        ),
+    return _each_in_a_savepoint(asks, write_ask)
+
+
+def write_ask(ask: QuestionToStore) -> tuple[StoredQuestion, list[Message]]:
+    """One ask written on its own (`create_question_in_context`), as a batch writes it when it
+    cannot write its asks together."""
+    return create_question_in_context(
+        ask.room_name,
+        context_limit=ask.context_limit,
+        message_id=ask.message_id,
+        identity=ask.identity,
+        text=ask.text,
+        client_id=ask.client_id,
+        edits=ask.edits,
+        answer_id=ask.answer_id,
     )
 
 
@@ -198,13 +215,13 @@ def _write_asks_together(asks: list[QuestionToStore]) -> list[AskWritten]:
     )
     # Repeats of a client_id asked before (a new room has none): one query for them all.
     repeat_of: dict[tuple[int, str, str], Message] = {}
-    earlier = Q(pk__in=[])
-    for ask in asks:
-        room = by_name[ask.room_name]
-        if ask.client_id and room.pk not in fresh:
-            earlier |= Q(room_id=room.pk, user_id=ask.identity.id, client_id=ask.client_id)
-    if any(ask.client_id and by_name[ask.room_name].pk not in fresh for ask in asks):
-        for message in Message.objects.filter(earlier):
+    earlier = [
+        Q(room_id=by_name[ask.room_name].pk, user_id=ask.identity.id, client_id=ask.client_id)
+        for ask in asks
+        if ask.client_id and by_name[ask.room_name].pk not in fresh
+    ]
+    if earlier:
+        for message in Message.objects.filter(functools.reduce(operator.or_, earlier)):
             repeat_of[(message.room_id, message.user_id, message.client_id)] = message
     written: list[tuple[Message, bool] | Exception] = []
     rows: list[Message] = []
@@ -248,15 +265,7 @@ def _write_asks_together(asks: list[QuestionToStore]) -> list[AskWritten]:
         first = room.pk in fresh and created and room.pk not in first_said
         if first:
             first_said.add(room.pk)
-        question = StoredQuestion(
-            id=message.id,
-            text=message.text,
-            created_at=message.created,
-            created=created,
-            answer_settings=AnswerSettings.of(room),
-            room_id=room.pk,
-            first_in_room=first,
-        )
+        question = StoredQuestion.of(message, room, created=created, first_in_room=first)
         stored_of.append(question)
         if created and ask.answer_id is not None:
             rows.append(_answer_row(ask.answer_id, question, ask.identity))
@@ -308,14 +317,8 @@ def _create_said(
     rooms.access_to(room, room_name, identity).check_enter()
 
     def stored(message: Message, created: bool) -> StoredQuestion:
-        return StoredQuestion(
-            id=message.id,
-            text=message.text,
-            created_at=message.created,
-            created=created,
-            answer_settings=AnswerSettings.of(room),
-            room_id=room.pk,
-            first_in_room=room_is_new and created,
+        return StoredQuestion.of(
+            message, room, created=created, first_in_room=room_is_new and created
         )
 
     # A client_id is the person's own in the room, whether it went with an ask or a say.

@@ -142,16 +142,22 @@ async def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02
 
 
 def ask_to_store(
-    room: str, message_id: str, who: Identity, text: str, *, answer_id: str | None = None
+    room: str,
+    message_id: str,
+    who: Identity,
+    text: str,
+    *,
+    answer_id: str | None = None,
+    client_id: str | None = None,
 ) -> storage.QuestionToStore:
-    """An ask's write as admission makes it: no client id, not an edit, ten messages of
-    context; with `answer_id`, its answer's row too."""
+    """An ask's write as admission makes it: not an edit, ten messages of context; with
+    `answer_id`, its answer's row too."""
     return storage.QuestionToStore(
         room_name=room,
         message_id=message_id,
         identity=who,
         text=text,
-        client_id=None,
+        client_id=client_id,
         edits=None,
         context_limit=10,
         answer_id=answer_id,

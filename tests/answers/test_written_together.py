@@ -20,25 +20,12 @@ from chat import storage
 from chat.identity import Identity, from_user
 from chat.models import Message, Room, RoomMembership
 from chat.protocol import ProtocolError
+from tests.conftest import ask_to_store
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 GUEST = Identity(id="g:gil", name="Gil", is_guest=True)
 REMOVED_GUEST = Identity(id="g:rex", name="Rex", is_guest=True)
-
-
-def to_store(
-    room: str, message_id: str, who: Identity, text: str, client_id: str | None = None
-) -> storage.QuestionToStore:
-    return storage.QuestionToStore(
-        room_name=room,
-        message_id=message_id,
-        identity=who,
-        text=text,
-        client_id=client_id,
-        edits=None,
-        context_limit=10,
-    )
 
 
 def statements(queries: CaptureQueriesContext) -> list[str]:
@@ -51,7 +38,7 @@ def test_a_batch_of_asks_costs_the_same_few_statements_whatever_its_size() -> No
     """Ten asks to ten new rooms: one read of the rooms, one insert of the rooms, one of the
     questions (each ask alone took eight statements: 80 here)."""
     for size in (1, 10):
-        asks = [to_store(f"new-{size}-{i}", f"q_{size}_{i}", GUEST, "Hi?") for i in range(size)]
+        asks = [ask_to_store(f"new-{size}-{i}", f"q_{size}_{i}", GUEST, "Hi?") for i in range(size)]
         with CaptureQueriesContext(connection) as queries:
             written = storage.create_questions_in_context(asks)
         assert all(not isinstance(w, Exception) and w[0].first_in_room for w in written)
@@ -131,7 +118,11 @@ def _asks(prefix: str, people: dict[str, Identity]) -> tuple[list[Any], dict[str
     for index, (room, who, client_id) in enumerate(ASKS):
         message_id = f"{prefix}-q{index}"
         ids[message_id] = f"*-q{index}"
-        asks.append(to_store(f"{prefix}-{room}", message_id, people[who], f"Q{index}", client_id))
+        asks.append(
+            ask_to_store(
+                f"{prefix}-{room}", message_id, people[who], f"Q{index}", client_id=client_id
+            )
+        )
     return asks, ids
 
 
@@ -146,16 +137,7 @@ def test_a_batch_gives_each_asker_what_asking_alone_gives() -> None:
     for ask in one_by_one:
         try:
             with transaction.atomic():
-                alone.append(
-                    storage.create_question_in_context(
-                        ask.room_name,
-                        context_limit=ask.context_limit,
-                        message_id=ask.message_id,
-                        identity=ask.identity,
-                        text=ask.text,
-                        client_id=ask.client_id,
-                    )
-                )
+                alone.append(storage.write_ask(ask))
         except ProtocolError as err:
             alone.append(err)
     got, expected = _outcomes("w1", batch, ids_a), _outcomes("w2", alone, ids_b)
@@ -174,12 +156,12 @@ def test_a_conflict_writes_the_asks_one_by_one_and_fails_only_its_own() -> None:
     """An ask whose row cannot be inserted (here its id is taken: as when another connection
     wrote the same client_id between the batch's look and its insert) fails alone; the batch
     is written again ask by ask, and the others are stored."""
-    storage.create_questions_in_context([to_store("taken", "q_taken", GUEST, "First")])
+    storage.create_questions_in_context([ask_to_store("taken", "q_taken", GUEST, "First")])
     written = storage.create_questions_in_context(
         [
-            to_store("taken", "q_ok1", GUEST, "One"),
-            to_store("other", "q_taken", GUEST, "Clash"),
-            to_store("other", "q_ok2", GUEST, "Two"),
+            ask_to_store("taken", "q_ok1", GUEST, "One"),
+            ask_to_store("other", "q_taken", GUEST, "Clash"),
+            ask_to_store("other", "q_ok2", GUEST, "Two"),
         ]
     )
     assert isinstance(written[1], Exception)
@@ -193,10 +175,10 @@ def test_answers_rows_are_made_with_their_questions_in_the_same_statement() -> N
     for a refused ask, nor for a repeated client_id (that question has its answer)."""
     Room.objects.create(name="closed", allow_guests=False)
     asks = [
-        to_store("rows", "q1", GUEST, "One", client_id="c1"),
-        to_store("rows", "q2", GUEST, "Again", client_id="c1"),
-        to_store("closed", "q3", GUEST, "Refused"),
-        to_store("rows", "q4", GUEST, "Four"),
+        ask_to_store("rows", "q1", GUEST, "One", client_id="c1"),
+        ask_to_store("rows", "q2", GUEST, "Again", client_id="c1"),
+        ask_to_store("closed", "q3", GUEST, "Refused"),
+        ask_to_store("rows", "q4", GUEST, "Four"),
     ]
     asks = [dataclasses.replace(ask, answer_id=ask.message_id.replace("q", "a")) for ask in asks]
     with CaptureQueriesContext(connection) as queries:
@@ -217,9 +199,9 @@ def test_answers_rows_are_made_with_their_questions_in_the_same_statement() -> N
 def test_an_ask_written_alone_makes_its_answer_row_too() -> None:
     """The one-by-one path (an edit among the asks, or a conflict) makes the answer's row as
     the batch does."""
-    storage.create_questions_in_context([to_store("alone", "q_first", GUEST, "First")])
+    storage.create_questions_in_context([ask_to_store("alone", "q_first", GUEST, "First")])
     edit = dataclasses.replace(
-        to_store("alone", "q_edited", GUEST, "First, edited"), edits="q_first", answer_id="a_ed"
+        ask_to_store("alone", "q_edited", GUEST, "First, edited"), edits="q_first", answer_id="a_ed"
     )
     [written] = storage.create_questions_in_context([edit])
     assert not isinstance(written, Exception) and written[0].created
@@ -231,7 +213,7 @@ def test_questions_posted_together_store_their_seqs_in_two_statements() -> None:
     """Ten posted questions: their seqs, and their rooms' activity and highest seq, in two
     statements run for all the rows. A room keeps the highest seq it reached, never a lower
     one; a question that is gone is no error (nothing to update)."""
-    asks = [to_store(f"p{i % 3}", f"q_p{i}", GUEST, f"Q{i}") for i in range(10)]
+    asks = [ask_to_store(f"p{i % 3}", f"q_p{i}", GUEST, f"Q{i}") for i in range(10)]
     storage.create_questions_in_context(asks)
     Room.objects.filter(name="p0").update(last_seq=99)
     posts = [
@@ -249,10 +231,10 @@ def test_questions_posted_together_store_their_seqs_in_two_statements() -> None:
 def test_an_unposted_question_goes_with_its_answer_row() -> None:
     """A question refused as `unavailable` after its write (the room log away) is forgotten,
     and the answer row made with it too: nobody saw either."""
-    storage.create_questions_in_context([to_store("gone", "q_seen", GUEST, "Seen")])
+    storage.create_questions_in_context([ask_to_store("gone", "q_seen", GUEST, "Seen")])
     storage.questions_posted([storage.Posted(message_id="q_seen", room_name="gone", seq=1)])
     storage.create_questions_in_context(
-        [dataclasses.replace(to_store("gone", "q_lost", GUEST, "Lost"), answer_id="a_lost")]
+        [ask_to_store("gone", "q_lost", GUEST, "Lost", answer_id="a_lost")]
     )
     storage.forget_unposted("q_lost")
     assert list(Message.objects.values_list("id", flat=True)) == ["q_seen"]
@@ -262,8 +244,7 @@ def test_checkpoints_and_end_seqs_of_many_answers_are_one_and_two_statements() -
     """The text so far of ten answers in one statement; one ended or redacted meanwhile keeps
     what it has. Ten ends' seqs, and their rooms' progress, in two."""
     asks = [
-        dataclasses.replace(to_store(f"k{i % 2}", f"q_k{i}", GUEST, f"Q{i}"), answer_id=f"a_k{i}")
-        for i in range(10)
+        ask_to_store(f"k{i % 2}", f"q_k{i}", GUEST, f"Q{i}", answer_id=f"a_k{i}") for i in range(10)
     ]
     storage.create_questions_in_context(asks)
     Message.objects.filter(id="a_k0").update(status="complete", text="Whole")
