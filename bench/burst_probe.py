@@ -1,14 +1,17 @@
-"""The burst benchmark's measurements outside the server, in a process of its own with a
-worker's environment (the same settings, embedding function and Chroma directory):
+"""The burst and TTFD benchmarks' measurements outside the server, in a process of its own with
+a worker's environment (the same settings, embedding function and Chroma directory):
 
 - the floor: the N questions of a burst embedded in one batch by the project's embedding
   function (`embed_query`, as a query is embedded for search), for each N;
 - retrieval: the chat's retriever on each of the one-at-a-time questions.
 
-`python -m bench.burst_probe --repeat R --batch N... --retrieve QUESTION... -- QUESTION...`
-prints `{"floor": {"N": [seconds, ...]}, "retrieval": {"QUESTION": [seconds, ...]}}`; the
-batches take the first N of the questions after `--`. The first call of each kind, which loads
-the model and the indexes, is not counted.
+`python -m bench.burst_probe --repeat R --pause S --batch N... --retrieve QUESTION... --
+QUESTION...` prints `{"floor": {"N": [seconds, ...]}, "retrieval": {"QUESTION": [seconds, ...]},
+"floor_warm": ..., "retrieval_warm": ...}`; the batches take the first N of the questions after
+`--`. `floor` and `retrieval` are timed after `S` seconds idle each, as the server meets a burst
+(the machine has been idle since the previous one's answers ended); the `_warm` ones back to
+back, as the model runs when it never rests. The first call of each kind, which loads the model
+and the indexes, is not counted.
 """
 
 from __future__ import annotations
@@ -17,12 +20,70 @@ import argparse
 import asyncio
 import json
 import os
+import subprocess
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 
+from bench.procs import PYTHON, ROOT
 from bench.retrieval_probe import probe as retrieval
 
 
-def floor(questions: list[str], sizes: list[int], repeat: int) -> dict[str, list[float]]:
+@dataclass(frozen=True, slots=True)
+class Probed:
+    """Seconds per timed call: the floor per level and retrieval per question, each after the
+    pause (as the server meets them) and back to back (`_warm`)."""
+
+    floor: dict[int, list[float]]
+    floor_warm: dict[int, list[float]]
+    retrieval: dict[str, list[float]]
+    retrieval_warm: dict[str, list[float]]
+
+    def renamed(self, names: Mapping[str, str]) -> Probed:
+        """The same, with each probed question under its name in `names`."""
+        return Probed(
+            self.floor,
+            self.floor_warm,
+            {names[q]: times for q, times in self.retrieval.items()},
+            {names[q]: times for q, times in self.retrieval_warm.items()},
+        )
+
+
+def measure(
+    env: Mapping[str, str],
+    *,
+    repeat: int,
+    pause: float,
+    levels: tuple[int, ...] = (),
+    batch: list[str] | None = None,
+    retrieve: list[str] | None = None,
+) -> Probed:
+    """Runs this module in a process of its own with `env` (a worker's) and reads its result."""
+    argv = [PYTHON, "-m", "bench.burst_probe", "--repeat", str(repeat), "--pause", str(pause)]
+    for level in levels:
+        argv += ["--batch", str(level)]
+    for text in retrieve or []:
+        argv += ["--retrieve", text]
+    completed = subprocess.run(
+        [*argv, "--", *(batch or [])],
+        cwd=ROOT,
+        env=dict(env),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    found = json.loads(completed.stdout.strip().splitlines()[-1])
+    return Probed(
+        floor={int(n): times for n, times in found.get("floor", {}).items()},
+        floor_warm={int(n): times for n, times in found.get("floor_warm", {}).items()},
+        retrieval=found.get("retrieval", {}),
+        retrieval_warm=found.get("retrieval_warm", {}),
+    )
+
+
+def floor(
+    questions: list[str], sizes: list[int], repeat: int, pause: float = 0.0
+) -> dict[str, list[float]]:
     from chat.retrieval import get_embedding_function
 
     ef = get_embedding_function()
@@ -31,6 +92,8 @@ def floor(questions: list[str], sizes: list[int], repeat: int) -> dict[str, list
     for _ in range(repeat):
         for n in sizes:
             batch = questions[:n]
+            if pause:
+                time.sleep(pause)
             started = time.perf_counter()
             ef.embed_query(batch)
             timings[str(n)].append(time.perf_counter() - started)
@@ -40,6 +103,7 @@ def floor(questions: list[str], sizes: list[int], repeat: int) -> dict[str, list
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.burst_probe")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--pause", type=float, default=0.0)
     parser.add_argument("--batch", type=int, action="append", default=[])
     parser.add_argument("--retrieve", action="append", default=[])
     parser.add_argument("questions", nargs="*")
@@ -48,10 +112,12 @@ def main(argv: list[str] | None = None) -> None:
     import django
 
     django.setup()
-    result = {
-        "floor": floor(args.questions, args.batch, args.repeat) if args.batch else {},
-        "retrieval": asyncio.run(retrieval(args.retrieve, args.repeat)) if args.retrieve else {},
-    }
+    result: dict[str, dict[str, list[float]]] = {}
+    for suffix, pause in (("_warm", 0.0), ("", args.pause)):
+        if args.batch:
+            result["floor" + suffix] = floor(args.questions, args.batch, args.repeat, pause)
+        if args.retrieve:
+            result["retrieval" + suffix] = asyncio.run(retrieval(args.retrieve, args.repeat, pause))
     print(json.dumps(result))
 
 

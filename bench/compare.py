@@ -37,8 +37,17 @@ FIGURES: dict[str, dict[str, Direction]] = {
         "ttfd_p99_ms": "lower",
         "share_p50_ms": "lower",
         "share_p99_ms": "lower",
+        "share_warm_p50_ms": "lower",
         "start_p50_ms": "lower",
         "sources_gap_p50_ms": "lower",
+        "lost": "lower",
+    },
+    "burst": {
+        "first_delta_p50_ms": "lower",
+        "first_delta_p90_ms": "lower",
+        "start_p50_ms": "lower",
+        "share_p50_ms": "lower",
+        "share_warm_p50_ms": "lower",
         "lost": "lower",
     },
     "fanout": {
@@ -80,8 +89,14 @@ Row = dict[str, Any]
 
 
 def _key(run: dict[str, Any]) -> tuple[str, str, str]:
-    """(benchmark, size, variant): the stream runs differ by answers per worker."""
-    size = f"{run['answers']} answers" if "answers" in run else ""
+    """(benchmark, size, variant): the stream runs differ by answers per worker, the bursts by
+    questions at once."""
+    if "answers" in run:
+        size = f"{run['answers']} answers"
+    elif "n" in run:
+        size = f"N = {run['n']}"
+    else:
+        size = ""
     return run["bench"], size, run["variant"]
 
 
@@ -161,8 +176,13 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> list[Row]:
 def _order(key: tuple[str, str, str, str]) -> tuple[int, int, str, int]:
     bench, size, variant, name = key
     benches = list(FIGURES)
-    answers = int(size.split()[0]) if size else 0
-    return benches.index(bench), answers, variant, list(FIGURES[bench]).index(name)
+    return benches.index(bench), _size_number(size), variant, list(FIGURES[bench]).index(name)
+
+
+def _size_number(size: str) -> int:
+    """The number in a size ("100 answers" and "N = 10" order by it; "" is 0)."""
+    numbers = [int(word) for word in size.split() if word.isdigit()]
+    return numbers[0] if numbers else 0
 
 
 def _fmt(value: Any) -> str:

@@ -48,6 +48,10 @@ class Sizes:
     burst_rounds: int = 5
     burst_spacing: float = 0.5
     burst_floor_repeat: int = 7
+    # Seconds the retrieval and floor probes wait idle before each timed call: about what the
+    # server has between one-at-a-time questions (TTFD and bursts of 1 ask every 0.5 to
+    # 0.55 s, and each answer takes about 0.3 s).
+    probe_pause: float = 0.2
 
 
 FULL = Sizes(

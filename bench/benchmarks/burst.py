@@ -12,18 +12,19 @@ asked twice in a run and no cache could serve one.
   sent; p50 and p90 over every member of the level's bursts in that repeat;
 - the floor = the N questions embedded in one batch by the project's embedding function
   (bench.burst_probe: same settings, process of its own, median of `burst_floor_repeat`),
-  measured again before each repeat's bursts (other work on the machine moves it);
+  measured again before each repeat's bursts (other work on the machine moves it), each batch
+  after `probe_pause` seconds idle as the server meets a burst (`floor_warm_ms`: back to back);
 - the verdict (bench.report): server p50 - direct p50 <= 1.2 x the floor, per repeat against
   that repeat's floor, the median of the ratios;
 - at N = 1, the server's own share = first delta - retrieval (the chat's retriever timed by
-  the probe, median per question) - the LLM's first token (the simulator's tap).
+  the probe after the same pause, median per question) - the LLM's first token (the
+  simulator's tap); `share_warm` against retrieval timed back to back.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
-import subprocess
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +32,9 @@ from typing import Any
 
 from bench.analysis import DELTA_TYPES, MemberCheck, Sent, check_member
 from bench.benchmarks.ttfd import first_frame_at, timing_metrics
+from bench.burst_probe import Probed, measure
 from bench.harness import Context, question, rotated, run_members
-from bench.procs import PYTHON, ROOT, Proc
+from bench.procs import Proc
 from bench.servers import single_worker, single_worker_env
 from bench.wire import Member, MemberTrace, Variant
 
@@ -95,13 +97,15 @@ def run(ctx: Context) -> dict[str, Any]:
             {text for key, bursts in plans.items() if key[1] == 1 for b in bursts for text in b}
         )
         ctx.progress.set_description("burst: timing retrieval")
-        _, retrieval = probe(ctx, (), singles, pool.pool)
+        retrieval = probe(ctx, (), singles, pool.pool)
         measured: dict[int, list[float]] = {level: [] for level in levels}
+        measured_warm: dict[int, list[float]] = {level: [] for level in levels}
         for repeat in range(ctx.repeat):
             ctx.progress.set_description("burst: timing the floor")
-            floors, _ = probe(ctx, levels, [], pool.pool)
+            floors = probe(ctx, levels, [], pool.pool)
             for level in levels:
-                measured[level].append(statistics.median(floors[level]) * 1000)
+                measured[level].append(statistics.median(floors.floor[level]) * 1000)
+                measured_warm[level].append(statistics.median(floors.floor_warm[level]) * 1000)
                 for variant in rotated(VARIANTS, repeat + level):
                     ctx.progress.set_description(f"burst {level} {variant}")
                     outcome = burst_run(
@@ -113,7 +117,8 @@ def run(ctx: Context) -> dict[str, Any]:
                             "repeat": repeat,
                             "variant": variant,
                             "n": level,
-                            "floor_ms": statistics.median(floors[level]) * 1000,
+                            "floor_ms": measured[level][-1],
+                            "floor_warm_ms": measured_warm[level][-1],
                             **burst_metrics(outcome, variant, retrieval if level == 1 else None),
                         }
                     )
@@ -121,32 +126,32 @@ def run(ctx: Context) -> dict[str, Any]:
     return {
         "runs": runs,
         "floor_ms": measured,
+        "floor_warm_ms": measured_warm,
         "retrieval_ms": {
-            text: statistics.median(times) * 1000 for text, times in retrieval.items()
+            text: statistics.median(times) * 1000 for text, times in retrieval.retrieval.items()
+        },
+        "retrieval_warm_ms": {
+            text: statistics.median(times) * 1000
+            for text, times in retrieval.retrieval_warm.items()
         },
     }
 
 
-def probe(
-    ctx: Context, levels: tuple[int, ...], singles: list[str], pool: list[str]
-) -> tuple[dict[int, list[float]], dict[str, list[float]]]:
+def probe(ctx: Context, levels: tuple[int, ...], singles: list[str], pool: list[str]) -> Probed:
     """The floor of each level and the retrieval time of each one-at-a-time question."""
-    env = single_worker_env(ctx, NAME, knowledge=True)
     asked = {question(_PROBE_TAG, TOKENS, text): text for text in singles}
     batch = [
         question(_PROBE_TAG, TOKENS, pool[i % len(pool)]) for i in range(max(levels, default=0))
     ]
-    argv = [PYTHON, "-m", "bench.burst_probe", "--repeat", str(ctx.sizes.burst_floor_repeat)]
-    for level in levels:
-        argv += ["--batch", str(level)]
-    for probed in asked:
-        argv += ["--retrieve", probed]
-    completed = subprocess.run(
-        [*argv, "--", *batch], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    probed = measure(
+        single_worker_env(ctx, NAME, knowledge=True),
+        repeat=ctx.sizes.burst_floor_repeat,
+        pause=ctx.sizes.probe_pause,
+        levels=levels,
+        batch=batch,
+        retrieve=list(asked),
     )
-    found = json.loads(completed.stdout.strip().splitlines()[-1])
-    floors = {int(n): times for n, times in found["floor"].items()}
-    return floors, {asked[probed]: times for probed, times in found["retrieval"].items()}
+    return probed.renamed(asked)
 
 
 Outcome = tuple[list[MemberTrace], dict[str, Sent], dict[str, str]]
@@ -175,9 +180,7 @@ def burst_run(
     return outcome.traces, outcome.sends, asked
 
 
-def burst_metrics(
-    outcome: Outcome, variant: str, retrieval: dict[str, list[float]] | None
-) -> dict[str, Any]:
+def burst_metrics(outcome: Outcome, variant: str, retrieval: Probed | None) -> dict[str, Any]:
     """First delta per member (p50/p90), and where `retrieval` is given (N = 1) the server's
     own share of it."""
     traces, sends, asked = outcome
@@ -187,6 +190,8 @@ def burst_metrics(
         "start": [],
         "retrieval": [],
         "share": [],
+        "retrieval_warm": [],
+        "share_warm": [],
     }
     checks: list[MemberCheck] = []
     for trace in traces:
@@ -203,7 +208,9 @@ def burst_metrics(
         if start is not None:
             columns["start"].append(start - trace.ask_at)
         if retrieval is not None and variant == "server":
-            spent = statistics.median(retrieval[asked[trace.tag or ""]])
-            columns["retrieval"].append(spent)
-            columns["share"].append(waited - spent - llm)
+            text = asked[trace.tag or ""]
+            for suffix, probed in (("", retrieval.retrieval), ("_warm", retrieval.retrieval_warm)):
+                spent = statistics.median(probed[text])
+                columns["retrieval" + suffix].append(spent)
+                columns["share" + suffix].append(waited - spent - llm)
     return timing_metrics(columns, checks, samples=len(columns["first_delta"]))

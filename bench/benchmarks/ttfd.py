@@ -6,25 +6,27 @@ sample, all on the machine's one wall clock:
 
 - time to first delta (TTFD) = first delta received at the client - ask sent;
 - LLM first token = the simulator's first content token sent - the request received by it (tap);
-- retrieval = the chat's retriever timed outside the server (bench.retrieval_probe, same
-  settings and Chroma directory, median of 5 per question), taken before the samples;
+- retrieval = the chat's retriever timed outside the server (bench.burst_probe, same
+  settings and Chroma directory, median of 5 per question), taken before the samples, each
+  call after `probe_pause` seconds idle as the server meets a question (`retrieval_warm`:
+  back to back);
 - the server's share = TTFD - retrieval - LLM first token: receiving and storing the question,
-  the room log, the prompt, the HTTP request to the LLM and delivering the delta.
+  the room log, the prompt, the HTTP request to the LLM and delivering the delta
+  (`share_warm`: against retrieval timed back to back).
 
 The relay and the direct `openai` client get the same split without retrieval.
 """
 
 from __future__ import annotations
 
-import json
 import statistics
-import subprocess
 from contextlib import ExitStack
 from typing import Any
 
 from bench.analysis import DELTA_TYPES, MemberCheck, Sent, check_member, summary_ms
+from bench.burst_probe import Probed, measure
 from bench.harness import Context, question, rotated, run_members
-from bench.procs import PYTHON, ROOT, Proc, start_relay
+from bench.procs import Proc, start_relay
 from bench.servers import single_worker, single_worker_env
 from bench.wire import Member, MemberTrace, Variant
 
@@ -76,23 +78,27 @@ def run(ctx: Context) -> dict[str, Any]:
                     }
                 )
                 ctx.progress.update()
-    medians = {text: statistics.median(times) * 1000 for text, times in retrieval.items()}
-    return {"runs": runs, "retrieval_ms": medians}
+    return {
+        "runs": runs,
+        "retrieval_ms": {
+            text: statistics.median(times) * 1000 for text, times in retrieval.retrieval.items()
+        },
+        "retrieval_warm_ms": {
+            text: statistics.median(times) * 1000
+            for text, times in retrieval.retrieval_warm.items()
+        },
+    }
 
 
-def probe_retrieval(ctx: Context) -> dict[str, list[float]]:
-    env = single_worker_env(ctx, "ttfd-daphne", knowledge=ctx.sizes.ttfd_knowledge)
+def probe_retrieval(ctx: Context) -> Probed:
     asked = {question(_PROBE_TAG, TOKENS, text): text for text in QUESTIONS}
-    completed = subprocess.run(
-        [PYTHON, "-m", "bench.retrieval_probe", "--repeat", "5", *asked],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
+    probed = measure(
+        single_worker_env(ctx, "ttfd-daphne", knowledge=ctx.sizes.ttfd_knowledge),
+        repeat=5,
+        pause=ctx.sizes.probe_pause,
+        retrieve=list(asked),
     )
-    timings: dict[str, list[float]] = json.loads(completed.stdout.strip().splitlines()[-1])
-    return {asked[probed]: times for probed, times in timings.items()}
+    return probed.renamed(asked)
 
 
 def sample_run(
@@ -119,7 +125,7 @@ def sample_run(
 def ttfd_metrics(
     outcome: tuple[list[MemberTrace], dict[str, Sent], dict[str, str]],
     variant: str,
-    retrieval: dict[str, list[float]],
+    retrieval: Probed,
 ) -> dict[str, Any]:
     traces, sends, texts = outcome
     columns: dict[str, list[float]] = {
@@ -127,6 +133,8 @@ def ttfd_metrics(
         "llm": [],
         "retrieval": [],
         "share": [],
+        "retrieval_warm": [],
+        "share_warm": [],
         "start": [],
         "sources_gap": [],
     }
@@ -139,11 +147,13 @@ def ttfd_metrics(
             continue
         ttfd = first - trace.ask_at
         llm = sent.times[0] - sent.received
-        spent = statistics.median(retrieval[texts[trace.tag or ""]]) if variant == "server" else 0.0
         columns["ttfd"].append(ttfd)
         columns["llm"].append(llm)
-        columns["retrieval"].append(spent)
-        columns["share"].append(ttfd - spent - llm)
+        text = texts[trace.tag or ""]
+        for suffix, probed in (("", retrieval.retrieval), ("_warm", retrieval.retrieval_warm)):
+            spent = statistics.median(probed[text]) if variant == "server" else 0.0
+            columns["retrieval" + suffix].append(spent)
+            columns["share" + suffix].append(ttfd - spent - llm)
         start, sources = (
             first_frame_at(trace, {"answer.start"}),
             first_frame_at(trace, {"answer.sources"}),

@@ -95,3 +95,17 @@ def test_report_command_prints_the_comparison() -> None:
     cpu = "| stream | 100 answers | server | cpu_ms_per_1k_tokens | 310 | 250 | -19% | better |"
     assert cpu in out
     assert "| fanout |  | relay | lat_p99_ms | 11 | 11.5 | +5% | **worse** |" in out
+
+
+def test_bursts_compare_per_level(rows: list[dict[str, Any]]) -> None:
+    """A burst's figures are compared level by level (N), never across levels."""
+    one = _row(rows, bench="burst", size="N = 1", variant="server", figure="first_delta_p50_ms")
+    ten = _row(rows, bench="burst", size="N = 10", variant="server", figure="first_delta_p50_ms")
+    assert (one["old"], one["new"], one["verdict"]) == (280.0, 270.0, "better")
+    assert (ten["old"], ten["new"], ten["verdict"]) == (560.0, 600.0, "worse")
+    share = _row(rows, bench="burst", size="N = 1", variant="server", figure="share_p50_ms")
+    assert share["verdict"] == "better"
+    burst = [row for row in rows if row["bench"] == "burst"]
+    assert [row["size"] for row in burst] == sorted(
+        (row["size"] for row in burst), key=lambda size: int(size.split()[-1])
+    )

@@ -64,6 +64,12 @@ def test_benchmark_ran_without_losing_anything(name: str, results: dict[str, Any
         assert all(run["cpu_ms_per_1k_tokens"] is not None for run in measured)
     if name == "ttfd":
         assert all(run["samples"] > 0 for run in runs)
+        # Retrieval is timed after a pause and back to back; the share is split both ways.
+        server = [run for run in runs if run["variant"] == "server"]
+        assert all(
+            run["retrieval_p50_ms"] > 0 and run["retrieval_warm_p50_ms"] > 0 for run in server
+        )
+        assert all(math.isfinite(run["share_warm_p50_ms"]) for run in server)
     if name == "burst":
         # Both variants at every level, each with first deltas and the level's floor.
         assert {(run["variant"], run["n"]) for run in runs} == {
@@ -72,9 +78,10 @@ def test_benchmark_ran_without_losing_anything(name: str, results: dict[str, Any
             for n in results["sizes"]["burst_levels"]
         }
         assert all(run["samples"] == run["n"] * results["sizes"]["burst_rounds"] for run in runs)
-        assert all(run["floor_ms"] > 0 for run in runs)
+        assert all(run["floor_ms"] > 0 and run["floor_warm_ms"] > 0 for run in runs)
         singles = [run for run in runs if run["n"] == 1 and run["variant"] == "server"]
         assert all(math.isfinite(run["share_p50_ms"]) for run in singles)
+        assert all(math.isfinite(run["share_warm_p50_ms"]) for run in singles)
     if name == "fanout":
         assert all(run["deliveries"] == run["members"] * run["tokens_per_answer"] for run in runs)
         ran = {run["variant"] for run in runs}
