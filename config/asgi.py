@@ -19,6 +19,7 @@ from chat.realtime.entry import auth_stack  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from chat.web.operations import with_operations  # noqa: E402
 from config.abandoned import quiet_abandoned_disconnects  # noqa: E402
+from config.frames import sends_plain_frames, text_frame, write_now  # noqa: E402
 from config.handshake_log import skip_unlogged_config_dump  # noqa: E402
 from config.idle import limit_idle_connections  # noqa: E402
 from config.inbox import trim_input_queue  # noqa: E402
@@ -42,7 +43,9 @@ def transport_probe(app: Any) -> Any:
     - `scope["chat.send_text_now"]`: send a text frame before returning (False when the socket
       is not open), what daphne does for a `websocket.send` without the five coroutine hops of
       the ASGI `send` through Channels and daphne, and without waking a writer task per frame
-      (chat.realtime.outbox): at 100 answers a measurable share of a worker's CPU.
+      (chat.realtime.outbox): at 100 answers a measurable share of a worker's CPU. The frame
+      is built once per event and written to the socket at once when it can be
+      (config.frames).
 
     And a socket's input queue loses what daphne never uses of it (config.inbox).
     """
@@ -119,24 +122,35 @@ class _DaphneSocket:
         state = self.connections.get(protocol)
         if state is None or state.get("disconnected") or protocol.state != protocol.STATE_OPEN:
             return False
-        protocol.sendMessage(_last_encoded.encode(text), False)
+        encoded = _last_encoded.encode(text)
+        if self.transport is not None and sends_plain_frames(protocol, len(encoded.data)):
+            write_now(self.transport, encoded.frame())
+        else:
+            protocol.sendMessage(encoded.data, False)
         return True
 
 
 class _LastEncoded:
-    """The last frame encoded to UTF-8, and its bytes: the hub hands one event's frame to every
-    member of the room in turn, so it is encoded once per event, not once per member."""
+    """The last frame encoded to UTF-8, its bytes and its text frame: the hub hands one event's
+    frame to every member of the room in turn, so it is encoded once per event, not once per
+    member (config.frames)."""
 
-    __slots__ = ("data", "text")
+    __slots__ = ("_frame", "data", "text")
 
     def __init__(self) -> None:
         self.text: str | None = None
         self.data = b""
+        self._frame: bytes | None = None
 
-    def encode(self, text: str) -> bytes:
+    def encode(self, text: str) -> _LastEncoded:
         if text is not self.text:
-            self.text, self.data = text, text.encode("utf8")
-        return self.data
+            self.text, self.data, self._frame = text, text.encode("utf8"), None
+        return self
+
+    def frame(self) -> bytes:
+        if self._frame is None:
+            self._frame = text_frame(self.data)
+        return self._frame
 
 
 _last_encoded = _LastEncoded()
