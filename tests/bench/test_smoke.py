@@ -16,6 +16,10 @@ import pytest
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
+# The quick run takes about two and a half minutes on a quiet machine; CI's machine, busy with
+# the rest of the suite, has taken more than five (the old 300 s limit failed a whole CI run).
+# The limit is only there so that a hung benchmark cannot hold CI to its 90 minutes.
+QUICK_RUN_LIMIT = 900
 BENCHES = {
     "latency": "stream",
     "cpu": "stream",
@@ -35,7 +39,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=QUICK_RUN_LIMIT,
     )
     assert out.exists(), completed.stderr[-3000:]
     data: dict[str, Any] = json.loads(out.read_text())
@@ -43,7 +47,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return data
 
 
-@pytest.mark.timeout(310)
+@pytest.mark.timeout(QUICK_RUN_LIMIT + 10)
 @pytest.mark.parametrize("name", sorted(BENCHES))
 def test_benchmark_ran_without_losing_anything(name: str, results: dict[str, Any]) -> None:
     """Each benchmark has runs for every variant, each with results and nothing lost."""
