@@ -77,8 +77,19 @@ async def test_a_killed_workers_answer_counts_once_as_interrupted_on_the_survivo
     end = await watcher.until_end(start["id"], timeout=15)
     assert end["status"] == "interrupted"
 
-    after = scrape(cluster, 1)
     interrupted = {"status": "interrupted", "error": "interrupted"}
+    # The reaper counts the end once its append has returned, and the watcher can have the
+    # end first (the hub's delivery and the append's reply come over different Redis
+    # connections): the count is waited for, then must be exactly one.
+    await wait_for(
+        lambda: (
+            value(scrape(cluster, 1), "chat_answers_total", **interrupted)
+            > value(before, "chat_answers_total", **interrupted)
+        ),
+        timeout=10,
+        interval=0.1,
+    )
+    after = scrape(cluster, 1)
     assert (
         value(after, "chat_answers_total", **interrupted)
         - value(before, "chat_answers_total", **interrupted)
