@@ -8,6 +8,7 @@ is a new question linked to the one it edits."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import psycopg
@@ -139,15 +140,19 @@ async def test_one_version_is_written_at_a_time_whichever_worker_is_asked(
     ]
 
 
-def _continuation_request(sim: Any, partial: str) -> list[dict[str, Any]]:
+def _continuation_request(sim: Any, partial: str, *, since: float) -> list[dict[str, Any]]:
     """The request that continued the answer: it carries the partial text as the assistant's.
     One of them went out whole; an attempt before it that failed on its way and was retried
-    (CHAT_LLM_MAX_RETRIES) carries the same messages: a full run on a loaded machine once saw
-    two such requests here, and kept no log of why."""
+    (CHAT_LLM_MAX_RETRIES) carries the same messages. Only requests made from `since` on
+    count: the simulator is the session's and writes the same text for every answer, so
+    another test's continuation can carry the very same partial (one cut after 10 tokens by
+    a fault, this one by a kill after 10: two full runs on a loaded machine saw both)."""
     found = [
         r
         for r in sim.stats()
-        if len(r.messages) >= 2 and r.messages[-2] == {"role": "assistant", "content": partial}
+        if r.started >= since
+        and len(r.messages) >= 2
+        and r.messages[-2] == {"role": "assistant", "content": partial}
     ]
     finished = [r for r in found if r.finished]
     assert len(finished) == 1, "the simulator answered one request carrying the partial answer"
@@ -172,6 +177,7 @@ async def test_a_failed_answer_is_continued_and_grows_into_one_whole_answer(
 
     await watcher.send({"type": "continue", "answer_id": first["id"]})
     assert (await _error(watcher))["code"] == "forbidden"  # not their question
+    continued_at = time.time()
     await owner.send({"type": "continue", "answer_id": first["id"]})
     second = (await watcher.until(lambda f: f["type"] == "answer.start" and f["version"] == 2))[-1]
     assert second["continues"] == first["id"]
@@ -187,7 +193,7 @@ async def test_a_failed_answer_is_continued_and_grows_into_one_whole_answer(
     assert (stored["status"], stored["text"]) == ("complete", end["text"])
 
     # The simulator got the text already written, as the assistant's, and the instruction.
-    messages = _continuation_request(sim, partial)
+    messages = _continuation_request(sim, partial, since=continued_at)
     assert messages[-1]["role"] == "user" and "Continue" in messages[-1]["content"]
     assert any("Which cakes?" in m["content"] for m in messages[:-2])
 
@@ -213,6 +219,7 @@ async def test_an_answer_whose_worker_died_is_continued_on_the_other(
     assert interrupted["status"] == "interrupted"
     partial = interrupted["text"]
 
+    continued_at = time.time()
     await on_b.send({"type": "continue", "answer_id": first["id"]})
     second = (await on_b.until(lambda f: f["type"] == "answer.start" and f["version"] == 2))[-1]
     assert cluster.owner_of(second["id"]) == 1
@@ -221,7 +228,7 @@ async def test_an_answer_whose_worker_died_is_continued_on_the_other(
     assert end["status"] == "complete"
     assert end["text"].startswith(partial) and len(end["text"]) > len(partial)
     assert deltas(on_b.events, second["id"]) == end["text"]
-    assert _continuation_request(sim, partial)
+    assert _continuation_request(sim, partial, since=continued_at)
     assert versions_of(database_url, first["question_id"]) == [
         (1, "interrupted", None),
         (2, "complete", first["id"]),
