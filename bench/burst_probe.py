@@ -1,17 +1,17 @@
 """The burst and TTFD benchmarks' measurements outside the server, in a process of its own with
 a worker's environment (the same settings, embedding function and Chroma directory):
-
-- the floor: the N questions of a burst embedded in one batch by the project's embedding
-  function (`embed_query`, as a query is embedded for search), for each N;
+- the floor: each burst's own questions embedded in one batch by the project's embedding
+  function (`embed_query`, as a query is embedded for search), per level N;
 - retrieval: the chat's retriever on each of the one-at-a-time questions.
-
-`python -m bench.burst_probe --repeat R --pause S --batch N... --retrieve QUESTION... --
-QUESTION...` prints `{"floor": {"N": [seconds, ...]}, "retrieval": {"QUESTION": [seconds, ...]},
-"floor_warm": ..., "retrieval_warm": ...}`; the batches take the first N of the questions after
-`--`. `floor` and `retrieval` are timed after `S` seconds idle each, as the server meets a burst
-(the machine has been idle since the previous one's answers ended); the `_warm` ones back to
-back, as the model runs when it never rests. The first call of each kind, which loads the model
-and the indexes, is not counted.
+`python -m bench.burst_probe --repeat R --pause S [--batches] [--retrieve QUESTION...]` reads,
+with `--batches`, `{"N": [[question, ...], ...]}` on standard input (each level's bursts, each
+a list of N questions) and prints `{"floor": {"N": [seconds, ...]}, "retrieval": {"QUESTION":
+[seconds, ...]}, "floor_warm": ..., "retrieval_warm": ...}`. Each level's bursts are embedded
+in turn, whole passes over them until at least R batches are timed. `floor` and `retrieval`
+are timed after `S` seconds idle each, as the server meets a burst (the machine has been idle
+since the previous one's answers ended); the `_warm` ones back to back, as the model runs when
+it never rests. The first call of each kind, which loads the model and the indexes, is not
+counted.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -54,23 +56,24 @@ def measure(
     *,
     repeat: int,
     pause: float,
-    levels: tuple[int, ...] = (),
-    batch: list[str] | None = None,
+    batches: Mapping[int, list[list[str]]] | None = None,
     retrieve: list[str] | None = None,
 ) -> Probed:
-    """Runs this module in a process of its own with `env` (a worker's) and reads its result."""
+    """Runs this module in a process of its own with `env` (a worker's) and reads its result.
+    `batches`: per level N, the bursts whose floor is timed (each the N questions it asks)."""
     argv = [PYTHON, "-m", "bench.burst_probe", "--repeat", str(repeat), "--pause", str(pause)]
-    for level in levels:
-        argv += ["--batch", str(level)]
+    if batches:
+        argv.append("--batches")
     for text in retrieve or []:
         argv += ["--retrieve", text]
     completed = subprocess.run(
-        [*argv, "--", *(batch or [])],
+        argv,
         cwd=ROOT,
         env=dict(env),
         check=True,
         capture_output=True,
         text=True,
+        input=json.dumps({str(n): bursts for n, bursts in (batches or {}).items()}),
     )
     found = json.loads(completed.stdout.strip().splitlines()[-1])
     return Probed(
@@ -82,21 +85,29 @@ def measure(
 
 
 def floor(
-    questions: list[str], sizes: list[int], repeat: int, pause: float = 0.0
+    batches: dict[str, list[list[str]]], repeat: int, pause: float = 0.0
 ) -> dict[str, list[float]]:
+    """Seconds to embed each level's bursts, each in one batch: the same texts the bursts ask
+    (the floor of "those N questions"; questions differ in length, and so does the time to
+    embed them). Whole passes over a level's bursts, the levels interleaved."""
     from chat.retrieval import get_embedding_function
 
     ef = get_embedding_function()
-    ef.embed_query(questions[:1])  # warm-up: loads the model
-    timings: dict[str, list[float]] = {str(n): [] for n in sizes}
-    for _ in range(repeat):
-        for n in sizes:
-            batch = questions[:n]
-            if pause:
-                time.sleep(pause)
-            started = time.perf_counter()
-            ef.embed_query(batch)
-            timings[str(n)].append(time.perf_counter() - started)
+    first = next(burst for bursts in batches.values() for burst in bursts)
+    ef.embed_query(first[:1])  # warm-up: loads the model
+    timings: dict[str, list[float]] = {n: [] for n in batches}
+    passes = {n: math.ceil(repeat / len(bursts)) for n, bursts in batches.items() if bursts}
+    longest = max(len(bursts) for bursts in batches.values())
+    for turn in range(max(passes.values())):
+        for index in range(longest):
+            for n, bursts in batches.items():
+                if turn >= passes.get(n, 0) or index >= len(bursts):
+                    continue
+                if pause:
+                    time.sleep(pause)
+                started = time.perf_counter()
+                ef.embed_query(bursts[index])
+                timings[n].append(time.perf_counter() - started)
     return timings
 
 
@@ -104,18 +115,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.burst_probe")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--pause", type=float, default=0.0)
-    parser.add_argument("--batch", type=int, action="append", default=[])
+    parser.add_argument("--batches", action="store_true", help="read the bursts on stdin")
     parser.add_argument("--retrieve", action="append", default=[])
-    parser.add_argument("questions", nargs="*")
     args = parser.parse_args(argv)
+    batches = json.load(sys.stdin) if args.batches else {}
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
     django.setup()
     result: dict[str, dict[str, list[float]]] = {}
     for suffix, pause in (("_warm", 0.0), ("", args.pause)):
-        if args.batch:
-            result["floor" + suffix] = floor(args.questions, args.batch, args.repeat, pause)
+        if batches:
+            result["floor" + suffix] = floor(batches, args.repeat, pause)
         if args.retrieve:
             result["retrieval" + suffix] = asyncio.run(retrieval(args.retrieve, args.repeat, pause))
     print(json.dumps(result))

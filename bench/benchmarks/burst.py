@@ -10,8 +10,9 @@ asked twice in a run and no cache could serve one.
 
 - first delta = the first `answer.delta` (or the direct client's first chunk) received - ask
   sent; p50 and p90 over every member of the level's bursts in that repeat;
-- the floor = the N questions embedded in one batch by the project's embedding function
-  (bench.burst_probe: same settings, process of its own, median of `burst_floor_repeat`),
+- the floor = the N questions of each of the server's bursts embedded in one batch by the
+  project's embedding function (bench.burst_probe: same settings, process of its own, the
+  median over whole passes of the repeat's bursts, at least `burst_floor_repeat` batches),
   measured again before each repeat's bursts (other work on the machine moves it), each batch
   after `probe_pause` seconds idle as the server meets a burst (`floor_warm_ms`: back to back);
 - the verdict (bench.report): server p50 - direct p50 <= 1.2 x the floor, per repeat against
@@ -97,12 +98,13 @@ def run(ctx: Context) -> dict[str, Any]:
             {text for key, bursts in plans.items() if key[1] == 1 for b in bursts for text in b}
         )
         ctx.progress.set_description("burst: timing retrieval")
-        retrieval = probe(ctx, (), singles, pool.pool)
+        retrieval = probe(ctx, {}, singles)
         measured: dict[int, list[float]] = {level: [] for level in levels}
         measured_warm: dict[int, list[float]] = {level: [] for level in levels}
         for repeat in range(ctx.repeat):
             ctx.progress.set_description("burst: timing the floor")
-            floors = probe(ctx, levels, [], pool.pool)
+            # The floor of the very questions the server's bursts of this repeat ask.
+            floors = probe(ctx, {n: plans[(repeat, n, "server")] for n in levels}, [])
             for level in levels:
                 measured[level].append(statistics.median(floors.floor[level]) * 1000)
                 measured_warm[level].append(statistics.median(floors.floor_warm[level]) * 1000)
@@ -137,18 +139,19 @@ def run(ctx: Context) -> dict[str, Any]:
     }
 
 
-def probe(ctx: Context, levels: tuple[int, ...], singles: list[str], pool: list[str]) -> Probed:
-    """The floor of each level and the retrieval time of each one-at-a-time question."""
+def probe(ctx: Context, bursts: dict[int, list[list[str]]], singles: list[str]) -> Probed:
+    """The floor of each level's `bursts` (each a burst's texts) and the retrieval time of each
+    one-at-a-time question; the texts tagged as the bursts tag them."""
     asked = {question(_PROBE_TAG, TOKENS, text): text for text in singles}
-    batch = [
-        question(_PROBE_TAG, TOKENS, pool[i % len(pool)]) for i in range(max(levels, default=0))
-    ]
+    batches = {
+        level: [[question(_PROBE_TAG, TOKENS, text) for text in burst] for burst in plan]
+        for level, plan in bursts.items()
+    }
     probed = measure(
         single_worker_env(ctx, NAME, knowledge=True),
         repeat=ctx.sizes.burst_floor_repeat,
         pause=ctx.sizes.probe_pause,
-        levels=levels,
-        batch=batch,
+        batches=batches,
         retrieve=list(asked),
     )
     return probed.renamed(asked)
