@@ -120,8 +120,15 @@ class OpenAIProvider:
 
     def warm_up(self) -> None:
         """Make the client now (`chat.llm.warm_up_provider`); in the event loop it serves. Its
-        `chat.completions` resource too: the SDK imports that on first use."""
+        `chat.completions` resource too: the SDK imports that on first use. And anyio's
+        backend for this loop, which the HTTP stack's first request imported: a dozen modules,
+        the event loop stopped about 50 ms at each worker's first question (measured with a
+        stall probe in a benchmark worker; docs/benchmarks.md, "Fixes")."""
         _ = self._get_client().chat.completions
+        try:
+            anyio.current_time()  # loads the backend of the running loop
+        except Exception as err:  # outside a running loop (no backend to load): nothing to do
+            logger.debug("anyio's backend not loaded at the warm-up: %r", err)
 
     async def aclose(self) -> None:
         """Close pooled connections (tests, shutdown). The provider remains usable."""

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -132,3 +136,36 @@ async def test_the_warm_up_makes_the_openai_client_in_the_running_loop(
 def test_the_warm_up_of_a_provider_without_a_client_does_nothing() -> None:
     warm_up_provider()
     assert isinstance(get_provider(), OfflineAnswerer)
+
+
+def test_the_warm_up_loads_what_the_first_request_would_import(tmp_path: Path) -> None:
+    """The HTTP stack's first request imported anyio's asyncio backend (a dozen modules): a
+    50 ms stop of the event loop at each worker's first question, measured in a worker, and
+    objects loaded after the warm-up's freeze. In a fresh process (this one has them already),
+    the warm-up loads them."""
+    script = (
+        "import asyncio, os, sys\n"
+        "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings')\n"
+        "import django; django.setup()\n"
+        "from chat.llm import warm_up_provider\n"
+        "async def main():\n"
+        "    warm_up_provider()\n"
+        "asyncio.run(main())\n"
+        "print('anyio._backends._asyncio' in sys.modules)\n"
+    )
+    env = {
+        **os.environ,
+        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+        "CHROMA_PATH": str(tmp_path / "chroma"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.strip().splitlines()[-1] == "True", done.stderr[-2000:]
