@@ -31,7 +31,7 @@ async def _room_with_everything(name: str) -> tuple[Client, dict[str, Any]]:
     answer_id = answered[-1]["answer_id"]
     await alice.send({"type": "feedback", "answer_id": answer_id, "value": "down"})
     await alice.recv_until(lambda f: f["type"] == "answer.feedback")
-    await alice.send({"type": "say", "text": "비밀번호는 4711"})
+    await alice.send({"type": "say", "text": "비밀번호는 swordfish-4711"})
     secret = (await alice.recv_until(lambda f: f["type"] == "message"))[-1]
     await Message.objects.filter(id=secret["id"]).aupdate(text="", redacted=True)
     return alice, {"answer_id": answer_id, "secret": secret["id"], "question": answered[0]["id"]}
@@ -55,7 +55,7 @@ async def test_json_export_holds_every_message_and_reads_back_losslessly(tmp_pat
     assert answer["feedback"] == {"up": 0, "down": 1}
     assert isinstance(answer["sources"], list) and answer["text"]
     assert entries[ids["secret"]]["redacted"] is True and entries[ids["secret"]]["text"] == ""
-    assert "4711" not in response.content.decode()
+    assert "swordfish" not in response.content.decode()
     await alice.close()
 
     # Read back into a database that no longer holds the room: the same export again.
@@ -110,11 +110,11 @@ async def test_markdown_export_reads_as_the_conversation() -> None:
     assert text.startswith("# export-md\n")
     assert "안녕하세요, **everyone**" in text and "라떼 얼마예요?" in text
     assert "(asked the assistant)" in text and "👍 0 · 👎 1" in text
-    assert "*Removed by a moderator.*" in text and "4711" not in text
+    assert "*Removed by a moderator.*" in text and "swordfish" not in text
     korean = await AsyncClient().get("/api/rooms/export-md/export", {"format": "md", "lang": "ko"})
     text = korean.content.decode()
     assert "(비서에게 질문)" in text and "### 어시스턴트 · " in text
-    assert "*운영자가 삭제한 메시지입니다.*" in text and "4711" not in text
+    assert "*운영자가 삭제한 메시지입니다.*" in text and "swordfish" not in text
     await alice.close()
 
 
