@@ -95,18 +95,16 @@ def floor(
     ef = get_embedding_function()
     first = next(burst for bursts in batches.values() for burst in bursts)
     ef.embed_query(first[:1])  # warm-up: loads the model
+    # Whole passes over each level's bursts, at least `repeat` batches.
+    queues = {n: bursts * math.ceil(repeat / len(bursts)) for n, bursts in batches.items()}
     timings: dict[str, list[float]] = {n: [] for n in batches}
-    passes = {n: math.ceil(repeat / len(bursts)) for n, bursts in batches.items() if bursts}
-    longest = max(len(bursts) for bursts in batches.values())
-    for turn in range(max(passes.values())):
-        for index in range(longest):
-            for n, bursts in batches.items():
-                if turn >= passes.get(n, 0) or index >= len(bursts):
-                    continue
+    for index in range(max(len(queue) for queue in queues.values())):
+        for n, queue in queues.items():
+            if index < len(queue):
                 if pause:
                     time.sleep(pause)
                 started = time.perf_counter()
-                ef.embed_query(bursts[index])
+                ef.embed_query(queue[index])
                 timings[n].append(time.perf_counter() - started)
     return timings
 

@@ -127,7 +127,7 @@ class OpenAIProvider:
         _ = self._get_client().chat.completions
         try:
             anyio.current_time()  # loads the backend of the running loop
-        except Exception as err:  # outside a running loop (no backend to load): nothing to do
+        except Exception as err:  # called outside a task: anyio finds no backend to load
             logger.debug("anyio's backend not loaded at the warm-up: %r", err)
 
     async def aclose(self) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from chat.llm.fake import FakeLLM
 from chat.llm.offline import OfflineAnswerer
 from chat.llm.openai_provider import OpenAIProvider
 from chat.llm.retry import backoff_delay, is_retryable_status, parse_retry_after, retry_delay
+from tests.servers import ROOT, server_env
 
 
 @pytest.fixture(autouse=True)
@@ -153,16 +153,10 @@ def test_the_warm_up_loads_what_the_first_request_would_import(tmp_path: Path) -
         "asyncio.run(main())\n"
         "print('anyio._backends._asyncio' in sys.modules)\n"
     )
-    env = {
-        **os.environ,
-        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
-        "CHROMA_PATH": str(tmp_path / "chroma"),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-    }
     done = subprocess.run(
         [sys.executable, "-c", script],
-        cwd=Path(__file__).resolve().parents[2],
-        env=env,
+        cwd=ROOT,
+        env=server_env(tmp_path, {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}),
         capture_output=True,
         text=True,
         timeout=120,
