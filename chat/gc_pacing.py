@@ -29,6 +29,12 @@ quiet, and CPython's own trigger (`AUTOMATIC_AFTER` middle collections) is left 
   `AUTOMATIC_AFTER` middle collections, 10 times rarer than the default: garbage in reference
   cycles waits longer but not without bound (at most that many middle collections, each after
   about 7,000 objects more were made than freed), so memory stays bounded.
+- Except in a join storm (`STORM_JOINS` joins or more since the previous check: a worker taking
+  over another's members): each join keeps its socket's objects, so the storm reaches that
+  bound within seconds, and the automatic collection then scans every member already back,
+  0.45 s with 2,500 of them, in the middle of the storm (docs/benchmarks.md, "Reconnect
+  storm"). During a storm it is held, for `STORM_HOLD_SECONDS` at most (the bound on what
+  waits), and the pacer takes it at the first quiet moment after.
 """
 
 from __future__ import annotations
@@ -45,6 +51,10 @@ QUIET_YOUNG = 2
 DUE_AFTER = 10
 AUTOMATIC_AFTER = 100
 SPACING = 50
+STORM_JOINS = 100
+STORM_HOLD_SECONDS = 30.0
+# CPython's trigger while held: more middle collections than a storm makes.
+HELD_AFTER = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +75,8 @@ class FullCollectionPacer:
         quiet_young: int = QUIET_YOUNG,
         due_after: int = DUE_AFTER,
         spacing: float = SPACING,
+        storm_joins: int = STORM_JOINS,
+        storm_hold: float = STORM_HOLD_SECONDS,
     ) -> None:
         self._quiet_young = quiet_young
         self._due_after = due_after
@@ -73,6 +85,13 @@ class FullCollectionPacer:
         self._events_at_check = 0
         # When the previous paced collection ended, and when the next may start.
         self._not_before = 0.0
+        self._storm_joins = storm_joins
+        self._storm_hold = storm_hold
+        self._joins_at_check: int | None = None
+        # When the current hold of CPython's automatic full collection began (None: not held),
+        # and the threshold it replaced.
+        self._held_since: float | None = None
+        self._held_threshold = AUTOMATIC_AFTER
 
     def due(
         self, young_collections: int, middle_since_full: int, now: float, events_delivered: int
@@ -92,16 +111,34 @@ class FullCollectionPacer:
             and events_delivered == events_before
         )
 
+    def hold(self, joins: int, now: float) -> bool:
+        """Asked once per check, given the joins here ever: whether CPython's automatic full
+        collection is to be held now. From a check that saw `storm_joins` joins or more since
+        the previous one (the first check only takes its reading), until a check that saw
+        fewer, or `storm_hold` seconds after the hold began, whichever is first; the next hold
+        needs a storm that starts after that."""
+        before, self._joins_at_check = self._joins_at_check, joins
+        storm = before is not None and joins - before >= self._storm_joins
+        if not storm:
+            self._held_since = None
+            return False
+        if self._held_since is None:
+            self._held_since = now
+        # A storm that lasts past the bound keeps `_held_since`: no new hold until it ends.
+        return now - self._held_since < self._storm_hold
+
     def collected(self, pause: float, now: float, young_collections: int) -> None:
         """A paced collection of `pause` seconds ended at `now`: the next waits for
         `spacing` times that; the collection itself counts as no young one."""
         self._not_before = now + self._spacing * pause
         self._young_at_check = young_collections
 
-    def step(self, events_delivered: int) -> FullCollection | None:
-        """One check, given the room events delivered here ever: a full collection now if one
-        is due (the event loop stops for it)."""
+    def step(self, events_delivered: int, joins: int = 0) -> FullCollection | None:
+        """One check, given the room events delivered and the joins here ever: CPython's
+        automatic full collection held or let go (`hold`), and a full collection now if one is
+        due (the event loop stops for it)."""
         started = time.monotonic()
+        self._apply_hold(self.hold(joins, started))
         young = gc.get_stats()[0]["collections"]
         if not self.due(young, gc.get_count()[2], started, events_delivered):
             return None
@@ -115,6 +152,16 @@ class FullCollectionPacer:
             result.seconds * 1000,
         )
         return result
+
+    def _apply_hold(self, hold: bool) -> None:
+        young, middle, old = gc.get_threshold()
+        if hold and old != HELD_AFTER:
+            self._held_threshold = old
+            gc.set_threshold(young, middle, HELD_AFTER)
+            logger.debug("Join storm: CPython's automatic full collection held")
+        elif not hold and old == HELD_AFTER:
+            gc.set_threshold(young, middle, self._held_threshold)
+            logger.debug("Join storm over: CPython's automatic full collection let go")
 
 
 def make_automatic_full_collections_rare() -> None:

@@ -14,6 +14,7 @@ import pytest
 from chat import runtime as runtime_module
 from chat.gc_pacing import (
     AUTOMATIC_AFTER,
+    HELD_AFTER,
     FullCollectionPacer,
     make_automatic_full_collections_rare,
 )
@@ -56,6 +57,44 @@ def test_the_next_paced_collection_waits_spacing_times_the_pause_of_the_previous
     assert not pacer.due(young_collections=0, middle_since_full=10, now=101.2, events_delivered=0)
     assert not pacer.due(young_collections=0, middle_since_full=30, now=110.6, events_delivered=0)
     assert pacer.due(young_collections=0, middle_since_full=30, now=110.8, events_delivered=0)
+
+
+def test_a_join_storm_holds_the_automatic_full_collection_until_it_ends() -> None:
+    pacer = FullCollectionPacer(storm_joins=100, storm_hold=30.0)
+    assert not pacer.hold(joins=5000, now=100.0)  # the first reading: 5,000 joins ever
+    assert pacer.hold(joins=5100, now=100.5)  # 100 since the previous check: a storm
+    assert pacer.hold(joins=5900, now=101.0)
+    assert not pacer.hold(joins=5950, now=101.5)  # 50: the storm is over
+    assert not pacer.hold(joins=5960, now=102.0)
+    assert pacer.hold(joins=6060, now=102.5)  # another
+
+
+def test_a_storm_holds_it_for_storm_hold_seconds_at_most() -> None:
+    """What waits for the full collection (garbage in cycles) is bounded in time."""
+    pacer = FullCollectionPacer(storm_joins=100, storm_hold=30.0)
+    pacer.hold(joins=0, now=100.0)
+    joins = 0
+    for tick in range(1, 61):
+        joins += 500
+        assert pacer.hold(joins=joins, now=100.0 + tick * 0.5) == (tick * 0.5 < 30.5)
+    # Still storming past the bound: not held again until a check sees the storm end.
+    assert not pacer.hold(joins=joins + 500, now=131.0)
+    assert not pacer.hold(joins=joins + 510, now=131.5)
+    assert pacer.hold(joins=joins + 610, now=132.0)
+
+
+def test_a_step_in_a_storm_holds_cpythons_trigger_and_the_end_of_it_restores_it() -> None:
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, AUTOMATIC_AFTER)
+        pacer = FullCollectionPacer(storm_joins=100)
+        pacer.step(events_delivered=0, joins=0)
+        pacer.step(events_delivered=0, joins=300)
+        assert gc.get_threshold() == (700, 10, HELD_AFTER)
+        pacer.step(events_delivered=0, joins=301)
+        assert gc.get_threshold() == (700, 10, AUTOMATIC_AFTER)
+    finally:
+        gc.set_threshold(*before)
 
 
 @pytest.fixture
@@ -132,7 +171,7 @@ async def test_the_runtime_checks_for_a_quiet_full_collection_while_it_runs(
     checked = asyncio.Event()
 
     class Counting(FullCollectionPacer):
-        def step(self, events_delivered: int) -> None:
+        def step(self, events_delivered: int, joins: int = 0) -> None:
             checked.set()
 
     monkeypatch.setattr(runtime_module, "FullCollectionPacer", Counting)
