@@ -31,8 +31,8 @@ quiet, and CPython's own trigger (`AUTOMATIC_AFTER` middle collections) is left 
   about 7,000 objects more were made than freed), so memory stays bounded.
 - Except in a join storm (`STORM_JOINS` joins or more since the previous check: a worker taking
   over another's members): each join keeps its socket's objects, so the storm reaches that
-  bound within seconds, and the automatic collection then scans every member already back,
-  0.45 s with 2,500 of them, in the middle of the storm (docs/benchmarks.md, "Reconnect
+  bound within seconds, and the automatic collection then scans every member already back:
+  0.39 to 0.46 s in the middle of the storms measured (docs/benchmarks.md, "Reconnect
   storm"). During a storm it is held, for `STORM_HOLD_SECONDS` at most (the bound on what
   waits), and the pacer takes it at the first quiet moment after.
 """
