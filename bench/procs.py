@@ -3,13 +3,14 @@
 Each runs as its own OS process (so none shares an event loop or a core with the clients), logs
 to a file in the run's work directory, and is stopped when the benchmark's `ExitStack` closes.
 
-`free_port`, `reachable`, `wait_for_port` and `stop_process` are also the tests' (tests/servers.py,
-tests/cluster/harness.py, ...): the tests import them from here, this package never imports the
-tests. They need nothing but the standard library.
+`free_port`, `free_ports`, `reachable`, `wait_for_port` and `stop_process` are also the tests'
+(tests/servers.py, tests/cluster/harness.py, ...): the tests import them from here, this package
+never imports the tests. They need nothing but the standard library.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -56,6 +57,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports of 127.0.0.1 that nothing listens on (as of now), for processes
+    started together. Called `count` times, `free_port` may give one port twice (each socket is
+    closed before the next is bound); two servers started at once on that port race for it, and
+    the loser's clients reach the winner. Here every socket stays bound until all are chosen."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 def reachable(host: str, port: int, timeout: float = 0.5) -> bool:

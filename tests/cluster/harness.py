@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.procs import free_port, reachable, stop_process, wait_for_port
+from bench.procs import free_port, free_ports, reachable, stop_process, wait_for_port
 from bench.redis_server import RedisServer as RedisServer
 from bench.redis_server import redis_server as redis_server
 from tests.servers import BIN, ROOT, migrate, server_env
@@ -321,7 +321,7 @@ def cluster(
     balancer: bool = False,
     env: Mapping[str, str] | None = None,
 ) -> Iterator[Cluster]:
-    """`workers` daphne processes on consecutive free ports sharing `redis` and the database."""
+    """`workers` daphne processes on distinct free ports sharing `redis` and the database."""
     full_env = server_env(
         tmp,
         {
@@ -337,7 +337,8 @@ def cluster(
     )
     group = Cluster(env=full_env, tmp=tmp, redis=redis)
     group.workers = [
-        Worker(index=i, port=free_port(), log=tmp / f"worker{i}.log") for i in range(workers)
+        Worker(index=i, port=port, log=tmp / f"worker{i}.log")
+        for i, port in enumerate(free_ports(workers))
     ]
     try:
         for worker in group.workers:  # all at once: each takes seconds to import Django
