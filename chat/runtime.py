@@ -256,7 +256,7 @@ class Runtime:
 
     async def _collect_when_quiet(self) -> None:
         """The collector's full collection, at a quiet moment (chat.gc_pacing)."""
-        self.pacer.step(self.hub.events_delivered, self.hub.connected + self.hub.left_total)
+        self.pacer.step(self.hub.events_delivered, self.hub.joins_total)
 
     async def _repair(self) -> None:
         rooms = self.hub.rooms()

@@ -465,8 +465,8 @@ class AnswerRunner:
         local = set(self._running)
         orphans: list[tuple[str, str]] = []
         try:
-            for room in rooms:
-                for answer_id in await self._log.live_answers(room):
+            for room, answer_ids in (await self._log.live_answers_in(rooms)).items():
+                for answer_id in answer_ids:
                     if answer_id in local:
                         continue
                     if await self._coordinator.owner_channel(answer_id) is None:

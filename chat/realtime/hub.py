@@ -56,6 +56,11 @@ class RoomHub:
         # Room events delivered here, ever: whether the worker is quiet (chat.gc_pacing).
         self.events_delivered = 0
 
+    @property
+    def joins_total(self) -> int:
+        """Members who ever joined here (a join storm is many of them in little time)."""
+        return self.connected + self.left_total
+
     async def _shared(self, key: tuple[str, str, int], read: Callable[[], Awaitable[T]]) -> T:
         """One read of the log for every join that asks for the same one while it is in flight:
         in a reconnect storm a room's members all resume from the same `after`, and a crowd

@@ -16,7 +16,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -112,6 +112,10 @@ class RoomLog(Protocol):
 
     async def live_answers(self, room: str) -> list[str]:
         """Ids of the room's answers still being written."""
+        ...
+
+    async def live_answers_in(self, rooms: Sequence[str]) -> dict[str, list[str]]:
+        """`live_answers` of each of these rooms (every room a key), read together."""
         ...
 
     async def subscribe(self, room: str, listener: Listener) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,6 +136,9 @@ class MemoryRoomLog:
     async def live_answers(self, room_name: str) -> list[str]:
         room = await self._room(room_name)
         return list(room.live)
+
+    async def live_answers_in(self, rooms: Sequence[str]) -> dict[str, list[str]]:
+        return {name: await self.live_answers(name) for name in rooms}
 
     async def subscribe(self, room_name: str, listener: Listener) -> int:
         room = await self._room(room_name)

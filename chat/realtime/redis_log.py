@@ -19,6 +19,7 @@ import random
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,7 @@ logger = logging.getLogger(__name__)
 BLOCK_SECONDS = 10.0
 READER_TIMEOUT_MARGIN = 10.0
 READ_COUNT = 1000  # entries per stream per XREAD: bounds one reply's size
+LIVE_BATCH = 500  # rooms per pipeline of the orphan reaper's look: bounds one reply
 RECONNECT_DELAYS = (0.1, 2.0)  # first and largest delay between reconnection attempts
 # Idle rooms' keys expire after this long (or twice the retention, if longer); a room that
 # comes back is seeded from the database again.
@@ -88,6 +90,7 @@ class RedisRoomLog:
         self._snapshot = self._redis.register_script(redis_lua.SNAPSHOT)
         self._read_after = self._redis.register_script(redis_lua.READ_AFTER)
         self._live_answer = self._redis.register_script(redis_lua.LIVE_ANSWER)
+        self._live_answers = self._redis.register_script(redis_lua.LIVE_ANSWERS)
         self._seed_script = self._redis.register_script(redis_lua.SEED)
         self._subs: dict[str, _Subscription] = {}
         self._append_keys: dict[str, list[str]] = {}
@@ -232,6 +235,22 @@ class RedisRoomLog:
             await self._seed(room)
             live = await self._redis.smembers(self._key(room, "live"))
         return sorted(live)
+
+    async def live_answers_in(self, rooms: Sequence[str]) -> dict[str, list[str]]:
+        """`live_answers` of each room, in one round trip per LIVE_BATCH rooms: the orphan
+        reaper looks at every room of the worker twice a second (one trip per room was 2,000
+        a second with 1,000 rooms)."""
+        found: dict[str, list[str]] = {}
+        for first in range(0, len(rooms), LIVE_BATCH):
+            batch = rooms[first : first + LIVE_BATCH]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for room in batch:
+                    await self._live_answers(keys=self._keys(room, "seq", "live"), client=pipe)
+                replies = await pipe.execute()
+            for room, reply in zip(batch, replies, strict=True):
+                # -1: Redis holds nothing of the room; `live_answers` seeds it.
+                found[room] = await self.live_answers(room) if reply == -1 else sorted(reply)
+        return found
 
     async def _call(self, room: str, script: Any, keys: list[str], args: list[Any]) -> Any:
         """Run a script; when Redis holds nothing for the room, seed it and run it again."""

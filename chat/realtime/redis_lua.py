@@ -183,6 +183,13 @@ local parts = redis.call('HMGET', KEYS[3], ARGV[1], ARGV[1] .. ':sources', ARGV[
 return {parts[1], parts[2], parts[3], redis.call('GET', KEYS[4]) or ''}
 """
 
+# KEYS: seq, live. The ids of the room's answers still being written, or -1. One room's keys
+# per call (one slot of a cluster): the orphan reaper pipelines one call per room.
+LIVE_ANSWERS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return redis.call('SMEMBERS', KEYS[2])
+"""
+
 # KEYS: seq, log, order, msgs, live, times, redacted ; ARGV: base seq, ttl seconds, text key
 # prefix,
 # then four per message (oldest first): id, message JSON, "1" if live else "0", its text.

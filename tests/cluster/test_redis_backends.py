@@ -394,6 +394,44 @@ async def test_the_log_is_trimmed_by_count_and_a_resume_past_it_is_refused(
     await log.close()
 
 
+async def test_the_live_answers_of_many_rooms_are_read_together(
+    logs: tuple[MemoryRoomLog, RedisRoomLog],
+) -> None:
+    """The orphan reaper's look at every room of a worker at once: the same answers as one
+    look per room, in the memory log and in Redis, over more rooms than one pipeline holds."""
+    memory, redis = logs
+    for log in logs:
+        for event in conversation(2):  # a1 left streaming
+            await log.append("live-one", event)
+        for event in conversation(1):  # a0 left streaming
+            await log.append("live-two", event)
+        await log.append("live-none", conversation(1)[0])  # a question only
+    rooms = ["live-one", "live-none", "live-two"] + [f"live-new-{n}" for n in range(600)]
+    expected = {room: await memory.live_answers(room) for room in rooms}
+    assert expected["live-one"] == ["a1"] and expected["live-two"] == ["a0"]
+    assert await memory.live_answers_in(rooms) == expected
+    assert await redis.live_answers_in(rooms) == expected
+
+
+async def test_a_look_at_many_rooms_seeds_those_redis_lost(own_redis: RedisServer) -> None:
+    """A room Redis holds nothing of is seeded from the database by the look, and an answer
+    the database saw streaming is live in it (the reaper must see it to end it)."""
+    seeder = Seeder()
+    streaming = {"id": "a7", "role": "assistant", "text": "so far", "status": "streaming"}
+    seeder.rooms["forgotten"] = RoomSeed(last_seq=12, messages=[streaming])
+    log = RedisRoomLog(
+        own_redis.url, seeder=seeder, retention_events=100, retention_seconds=60, view_size=9
+    )
+    try:
+        assert await log.live_answers_in(["forgotten", "empty"]) == {
+            "forgotten": ["a7"],
+            "empty": [],
+        }
+        assert seeder.calls == 2
+    finally:
+        await log.close()
+
+
 async def test_a_room_that_redis_lost_starts_again_above_the_database(
     own_redis: RedisServer,
 ) -> None:
