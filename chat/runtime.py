@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -48,6 +49,9 @@ from chat.retrieval import get_retriever
 logger = logging.getLogger(__name__)
 
 REAP_SECONDS = 0.5
+# The reaper looks twice a second at the rooms with an event (or a first member here) in this
+# long, and at all of them less often (chat.answers.runner.REAP_ALL_SECONDS).
+REAP_LATELY_SECONDS = 30.0
 # After a failed lease refresh (Redis away), try again this soon: an owner re-takes its
 # expired leases within this of Redis coming back, before any reaper confirms them lost.
 REFRESH_RETRY_SECONDS = 0.1
@@ -241,7 +245,9 @@ class Runtime:
         )
 
     async def _reap(self) -> None:
-        await self.runner.reap_orphans(self.hub.rooms())
+        # Lately: long enough for a lease to expire after a room's last event, and more.
+        lately = time.monotonic() - max(REAP_LATELY_SECONDS, 3 * settings.CHAT_LEASE_SECONDS)
+        await self.runner.reap_orphans(self.hub.rooms(), lately=self.hub.rooms_active_since(lately))
 
     async def _forget_idle_rooms(self) -> None:
         """What this worker holds of rooms nobody here has used for a while goes: the log's

@@ -49,6 +49,14 @@ CHECKPOINT_SECONDS = 2.0
 # lease, and every 0.1 s after a failed refresh): a live owner coming back from an outage
 # re-takes its lease in between.
 OWNERLESS_CONFIRM_SECONDS = 0.4
+# Each look (every half second) covers the rooms where something happened lately (the runtime
+# says which: an event, or a first member here; an answer whose worker dies stops in such a
+# room) and those where it saw an answer without an owner; every room this worker serves is
+# looked at once per REAP_ALL_SECONDS (an answer silent for long before its worker died, one
+# seeded live from the database after Redis lost its data). Measured: a look at every room,
+# twice a second, was 40 % of an idle worker's CPU with 1,000 rooms on the Redis log
+# (docs/benchmarks.md, "Fixes", evening).
+REAP_ALL_SECONDS = 5.0
 
 # The most posted questions' seqs one database trip stores (`storage.questions_posted`).
 POSTED_BATCH = 64
@@ -175,8 +183,11 @@ class AnswerRunner:
         # The reaper's view of Redis: whether its last look failed, and when it last came back.
         self._reaper_failing = False
         self._reaper_back_at = float("-inf")
-        # Answers of other workers seen without an owner, and when first (monotonic).
+        # Answers of other workers seen without an owner, and when first (monotonic); the
+        # rooms they are in; when the reaper looks at every room next.
         self._ownerless_since: dict[str, float] = {}
+        self._ownerless_rooms: set[str] = set()
+        self._look_at_all_at = float("-inf")
         # Writes the text so far of every answer running here, every CHECKPOINT_SECONDS,
         # while any runs.
         self._checkpoints: asyncio.Task[None] | None = None
@@ -452,16 +463,21 @@ class AnswerRunner:
         ]
         return conversation(said, max_chars=settings.CHAT_CONTEXT_CHARS)
 
-    async def reap_orphans(self, rooms: list[str]) -> None:
-        """End the answers whose worker died (their lease expired) in these rooms.
+    async def reap_orphans(self, rooms: list[str], *, lately: list[str] | None = None) -> None:
+        """End the answers whose worker died (their lease expired) in these rooms: all of
+        them once per REAP_ALL_SECONDS, in between those of `lately` (None: all) and those
+        where an answer was seen without an owner (see REAP_ALL_SECONDS).
 
         Not for a whole lease after Redis came back (as this reaper saw it: its looks failed,
         then one succeeded): while Redis was away every lease expired, and the owners, alive,
         re-take theirs at their next refresh, a third of a lease after Redis is back. So an
         answer survives an outage, and only the dead lose theirs."""
+        now = time.monotonic()
+        every = lately is None or now >= self._look_at_all_at
+        if lately is not None and not every:
+            rooms = list(dict.fromkeys([*lately, *self._ownerless_rooms]))
         if not rooms:
             return
-        now = time.monotonic()
         local = set(self._running)
         orphans: list[tuple[str, str]] = []
         try:
@@ -479,8 +495,13 @@ class AnswerRunner:
             self._reaper_back_at = now
         # Seen ownerless twice, the looks far enough apart that a live owner, refreshing every
         # third of a lease (every REFRESH_RETRY after a failure), would have refreshed.
+        if every:
+            self._look_at_all_at = now + REAP_ALL_SECONDS
+        # Every look covers the rooms of the answers seen ownerless before: `seen` is all of
+        # them that still are.
         seen = {answer_id: self._ownerless_since.get(answer_id, now) for _, answer_id in orphans}
         self._ownerless_since = seen
+        self._ownerless_rooms = {room for room, _ in orphans}
         if now - self._reaper_back_at < settings.CHAT_LEASE_SECONDS:
             return
         for room, answer_id in orphans:

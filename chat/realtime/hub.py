@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,9 @@ class _RoomState:
     joining: int = 0
     # Messages redacted since this state was made: their events in the ring are scrubbed.
     redacted: set[str] = field(default_factory=set)
+    # When the room last had an event here, or its first member (monotonic): where to look
+    # for answers whose worker died (chat.answers.runner.REAP_ALL_SECONDS).
+    active_at: float = field(default_factory=time.monotonic)
 
 
 class RoomHub:
@@ -187,6 +191,10 @@ class RoomHub:
     def rooms(self) -> list[str]:
         return list(self._rooms)
 
+    def rooms_active_since(self, since: float) -> list[str]:
+        """The rooms with an event here, or made here, at `since` (monotonic) or later."""
+        return [room for room, state in self._rooms.items() if state.active_at >= since]
+
     def connections(self, room: str) -> list[Outbox]:
         state = self._rooms.get(room)
         return list(state.members) if state else []
@@ -226,6 +234,7 @@ class RoomHub:
                     conn.close_soon(CLOSE_RESTART)
                 state.members.clear()
             state.cursor = seq
+            state.active_at = time.monotonic()
             self.events_delivered += 1
             redacted = redaction_of(frame)
             if redacted is not None and redacted not in state.redacted:

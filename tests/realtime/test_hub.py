@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import random
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -264,6 +265,23 @@ async def test_the_hub_counts_the_room_events_it_delivered(
     last = await post(log, 4)
     await member.received_up_to(last)
     assert hub.events_delivered == 4
+
+
+async def test_a_room_is_active_from_its_first_member_and_again_at_each_event(
+    new_member: Callable[..., Member],
+) -> None:
+    """Where the orphan reaper looks twice a second (chat.answers.runner.REAP_ALL_SECONDS)."""
+    log = SteppedLog()
+    hub = RoomHub(log)
+    before = time.monotonic()
+    member = new_member()
+    await join(hub, member)
+    assert hub.rooms_active_since(before) == [ROOM]
+    quiet_from = time.monotonic()
+    assert hub.rooms_active_since(quiet_from) == []
+    last = await post(log, 1)
+    await member.received_up_to(last)
+    assert hub.rooms_active_since(quiet_from) == [ROOM]
 
 
 async def test_events_appended_between_a_joins_snapshot_and_going_live_are_delivered_once(
